@@ -1,0 +1,837 @@
+"""Load and strictly validate relconsole's TOML configuration.
+
+Standard library only: this module is on the headless path (``relconsole --help``,
+CI runs) and must never pull in the TUI.
+
+The file is parsed with :mod:`tomllib`, then every table is checked against a small
+declarative schema (``key -> _Key(kind, default, check)``).  Unknown keys, wrong
+types, bad names and dangerous values are reported as a :class:`ConfigError` whose
+``str()`` is a single line naming the file, the table and the key::
+
+    config.toml: [services.api] key 'hostz': unknown key (did you mean 'hosts'?)
+
+Whatever bytes are given, :func:`parse_config` returns a :class:`Config` or raises
+:class:`ConfigError` -- never another exception.
+"""
+
+from __future__ import annotations
+
+import difflib
+import getpass
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Check",
+    "Config",
+    "ConfigError",
+    "FileUpload",
+    "Host",
+    "Service",
+    "Settings",
+    "UnknownService",
+    "find_config_path",
+    "load_config",
+    "parse_config",
+    "validate_branch",
+    "validate_name",
+    "validate_program",
+]
+
+ENV_VAR = "RELCONSOLE_CONFIG"
+DEFAULT_FILENAME = "config.toml"
+LOCAL = "local"
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    state_dir: Path  # absolute
+    known_hosts: Path  # absolute, ~ expanded
+    poll_interval: float = 2.0
+    connect_timeout: float = 10.0
+    command_timeout: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    name: str
+    address: str
+    port: int = 22
+    user: str = field(default_factory=getpass.getuser)
+    key: Path | None = None
+    supervisorctl: str = "supervisorctl"
+    sudo: bool = False
+    root: Path | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.address == LOCAL
+
+    @property
+    def label(self) -> str:
+        if self.is_local:
+            return f"local:{self.root}"
+        address = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{self.user}@{address}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    run: str
+    timeout: float = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class FileUpload:
+    src: str  # glob relative to the repository root
+    dest: str  # absolute remote directory, normalised (no trailing "/")
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    name: str
+    repo: str
+    hosts: tuple[str, ...]
+    branch: str = "main"
+    path: str = ""  # "" means f"/srv/{name}"
+    programs: tuple[str, ...] = ()
+    keep_releases: int = 5
+    checks: tuple[Check, ...] = ()
+    files: tuple[FileUpload, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            object.__setattr__(self, "path", f"/srv/{self.name}")
+
+
+class UnknownService(ValueError):
+    """Raised by :meth:`Config.service` for a name that is not configured."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path  # the config file, absolute
+    settings: Settings
+    hosts: dict[str, Host]
+    services: dict[str, Service]
+
+    def service(self, name: str) -> Service:
+        try:
+            return self.services[name]
+        except (KeyError, TypeError):
+            known = ", ".join(sorted(self.services)) or "none"
+            raise UnknownService(f"unknown service {_q(str(name))} (known: {known})") from None
+
+    def hosts_of(self, service: Service) -> list[Host]:
+        return [self.hosts[name] for name in service.hosts]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ConfigError(Exception):
+    """A problem with the configuration file; ``str(e)`` is one clear line.
+
+    Attributes: ``file`` (the file as shown to the user), ``table`` (e.g.
+    ``"services.api"``, ``"services.api.checks[1]"``, ``"hosts.web1"``; None for the
+    top level or for file/syntax problems), ``key``, ``line``, ``column`` (both
+    None unless known) and ``message`` (the bare description).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str,
+        table: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        location: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.table = table
+        self.key = key
+        self.line = line
+        self.column = column
+        self.location = location  # the rendered "[table] key 'k'" part, if any
+        super().__init__(self._render())
+
+    def __reduce__(self):  # keyword-only arguments: pickle (multiprocessing) needs help
+        names = ("file", "table", "key", "line", "column", "location")
+        kwargs = {name: getattr(self, name) for name in names}
+        return (_rebuild_config_error, (self.message, kwargs))
+
+    def _render(self) -> str:
+        parts = [self.file]
+        if self.line is not None:
+            parts.append(f"line {self.line}" + (f", column {self.column}" if self.column else ""))
+        if self.location:
+            parts.append(self.location)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+def _rebuild_config_error(message: str, kwargs: dict[str, Any]) -> ConfigError:
+    return ConfigError(message, **kwargs)
+
+
+def _display_name(path: Path) -> str:
+    """The path as given, or relative to the cwd when it lies under it."""
+    try:
+        if path.is_absolute():
+            return str(path.relative_to(Path.cwd()))
+    except (ValueError, OSError):
+        pass
+    return str(path)
+
+
+def _q(text: str, quote: str | None = None, limit: int = 80) -> str:
+    """Quote a user-supplied string for a one-line message (control chars escaped).
+
+    Single quotes by default, double quotes when that avoids escaping (like repr).
+    """
+    if quote is None:
+        quote = '"' if "'" in text and '"' not in text else "'"
+    if len(text) > limit:
+        text = text[:limit] + "\u2026"
+    out = []
+    for ch in text:
+        if ch in (quote, "\\"):
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return quote + "".join(out) + quote
+
+
+def _describe(value: Any) -> str:
+    """'string "22"', 'boolean true', 'array', ... for "expected X, got Y"."""
+    if isinstance(value, bool):
+        return f"boolean {'true' if value else 'false'}"
+    if isinstance(value, str):
+        return f"string {_q(value, quote=chr(34), limit=40)}"
+    if isinstance(value, int):
+        text = str(value) if abs(value) < 10**30 else "(huge)"
+        return f"integer {text}"
+    if isinstance(value, float):
+        return f"float {value!r}"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "table"
+    return f"{type(value).__name__} {value}"  # TOML dates and times
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where in the document a value lives, for error messages."""
+
+    table: tuple[str, ...] = ()  # ("services", "api"); () is the top level
+    array: str | None = None  # "checks" when inside an array-of-tables entry
+    index: int | None = None  # 0-based entry index
+
+    @property
+    def name(self) -> str | None:
+        if not self.table:
+            return None
+        dotted = ".".join(_toml_key(part) for part in self.table)
+        if self.array is not None:
+            dotted += f".{_toml_key(self.array)}[{self.index}]"
+        return dotted
+
+    def render(self, key: str | None) -> str | None:
+        out = []
+        if self.table:
+            out.append("[" + ".".join(_toml_key(part) for part in self.table) + "]")
+        if self.array is not None:
+            out.append(f"key {_q(self.array)} (entry {(self.index or 0) + 1})")
+        if key is not None:
+            out.append(f"key {_q(key)}")
+        if not out:
+            return None
+        if self.array is not None and key is not None:
+            return " ".join(out[:-1]) + ", " + out[-1]
+        return " ".join(out)
+
+    def entry(self, array: str, index: int) -> _Where:
+        return _Where(self.table, array, index)
+
+
+def _toml_key(part: str) -> str:
+    return part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else _q(part, quote='"', limit=40)
+
+
+class _Ctx:
+    """Per-parse state: where the file is, and how to raise errors about it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(os.path.abspath(path))
+        self.dir = self.path.parent
+        self.file = _display_name(path)
+        self.hosts: dict[str, Host] = {}
+
+    def error(
+        self, where: _Where, key: str | None, message: str, *, show_key: bool = True
+    ) -> ConfigError:
+        return ConfigError(
+            message,
+            file=self.file,
+            table=where.name,
+            key=key,
+            location=where.render(key if show_key else None),
+        )
+
+    def local_path(self, text: str) -> Path:
+        """~ expanded, relative to the config file's directory, made absolute."""
+        if not text:
+            raise ValueError("must not be empty")
+        _refuse_control_chars(text)
+        try:
+            expanded = os.path.expanduser(text)
+        except (RuntimeError, KeyError, OSError):  # pragma: no cover - exotic HOME setups
+            expanded = text
+        if expanded.startswith("~"):
+            raise ValueError(f"cannot expand {_q(text)}: unknown user or no home directory")
+        return Path(os.path.normpath(os.path.join(self.dir, expanded)))
+
+
+# --------------------------------------------------------------------------- validators
+# A validator takes the (type-checked) value and returns the value to store, or
+# raises ValueError with a message that completes "[table] key 'k': ...".
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_PROGRAM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(:([A-Za-z0-9][A-Za-z0-9_.-]*|\*))?")
+_BRANCH_CHARS_RE = re.compile(r"[A-Za-z0-9._/+@-]")
+_ADDRESS_RE = re.compile(r"[A-Za-z0-9._:-]+")
+_USER_RE = re.compile(r"[a-z_][a-z0-9_.-]*\$?")
+
+
+def _refuse_control_chars(text: str) -> None:
+    for ch in text:
+        if ord(ch) < 32 or 127 <= ord(ch) < 160 or ch in "\u2028\u2029":
+            raise ValueError(f"must not contain control characters (found {_q(ch)})")
+
+
+def validate_name(name: str, kind: str = "name") -> str:
+    """Check a service or host name; returns it, or raises ValueError."""
+    if not isinstance(name, str):
+        raise ValueError(f"{kind} must be a string")
+    if not _NAME_RE.fullmatch(name):
+        raise ValueError(
+            f"invalid {kind} {_q(name)}: must start with a letter or digit and contain"
+            " only letters, digits, '_', '.' and '-'"
+        )
+    return name
+
+
+def validate_program(name: str) -> str:
+    """Check a supervisor program name ("api", "workers:*", "group:proc")."""
+    if not isinstance(name, str):
+        raise ValueError("program name must be a string")
+    if not _PROGRAM_RE.fullmatch(name):
+        raise ValueError(
+            f"invalid program name {_q(name)}: expected NAME, GROUP:NAME or GROUP:*"
+            " (letters, digits, '_', '.', '-'; starting with a letter or digit)"
+        )
+    return name
+
+
+def validate_branch(name: str) -> str:
+    """Check a git branch name; returns it, or raises ValueError.
+
+    Deliberately stricter than git: only ``[A-Za-z0-9._/+@-]`` are allowed, so shell
+    metacharacters, spaces, quotes and control characters are refused outright.
+    """
+    if not isinstance(name, str):
+        raise ValueError("branch name must be a string")
+    if not name:
+        raise ValueError("branch name must not be empty")
+    for ch in name:
+        if not _BRANCH_CHARS_RE.fullmatch(ch):
+            raise ValueError(
+                f"invalid branch {_q(name)}: character {_q(ch)} is not allowed"
+                " (only letters, digits and . _ / + @ -)"
+            )
+    problems = [
+        (name.startswith("-"), "must not start with '-'"),
+        (name.startswith("/"), "must not start with '/'"),
+        (".." in name, "must not contain '..'"),
+        ("//" in name, "must not contain '//'"),
+        (name.endswith("/"), "must not end with '/'"),
+        (name == "@", "must not be '@'"),
+        (any(part.startswith(".") for part in name.split("/")), "no part may start with '.'"),
+        (any(part.endswith(".lock") for part in name.split("/")), "no part may end with '.lock'"),
+    ]
+    for bad, why in problems:
+        if bad:
+            raise ValueError(f"invalid branch {_q(name)}: {why}")
+    return name
+
+
+def _positive(value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"must be a number > 0, got {value!r}")
+    return value
+
+
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError(f"must be between 1 and 65535, got {value}")
+    return value
+
+
+def _at_least_one(value: int) -> int:
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
+def _address(value: str) -> str:
+    if value == LOCAL:
+        return value
+    if not _ADDRESS_RE.fullmatch(value) or value.startswith("-"):
+        raise ValueError(
+            f"invalid address {_q(value)}: expected a hostname, an IP address or \"local\""
+        )
+    return value
+
+
+def _user(value: str) -> str:
+    if not _USER_RE.fullmatch(value):
+        raise ValueError(
+            f"invalid user {_q(value)}: expected lowercase letters, digits, '_', '.', '-'"
+            " (starting with a letter or '_')"
+        )
+    return value
+
+
+def _single_line(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    _refuse_control_chars(value)
+    return value
+
+
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _remote_dir(value: str) -> str:
+    """An absolute, normalised remote directory; a single trailing '/' is dropped."""
+    _refuse_control_chars(value)
+    if not value.startswith("/"):
+        raise ValueError(f"must be an absolute path, got {_q(value)}")
+    if "//" in value:
+        raise ValueError(f"must be normalised (no '//'), got {_q(value)}")
+    trimmed = value[:-1] if value.endswith("/") else value
+    if not trimmed:
+        raise ValueError("must not be '/' itself")
+    if any(part in (".", "..") for part in trimmed.split("/")[1:]):
+        raise ValueError(f"must be normalised (no '.' or '..' parts), got {_q(value)}")
+    return trimmed
+
+
+def _upload_src(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    _refuse_control_chars(value)
+    if value.startswith("/"):
+        raise ValueError(f"must be relative to the repository root, got {_q(value)}")
+    if ".." in re.split(r"[\\/]", value):
+        raise ValueError(f"must not contain '..' (it would leave the checkout), got {_q(value)}")
+    return value
+
+
+def _is_remote_repo(value: str) -> bool:
+    """git's own rule: a ':' before any '/' means a URL or scp-like host:path."""
+    head, colon, _ = value.partition(":")
+    return bool(colon) and "/" not in head
+
+
+# --------------------------------------------------------------------------- schema
+
+
+class _Kind:
+    """A TOML value type: a name for messages, a predicate and a converter."""
+
+    def __init__(
+        self,
+        name: str,
+        accepts: Callable[[Any], bool],
+        convert: Callable[[Any], Any] = lambda v: v,
+    ) -> None:
+        self.name = name
+        self.accepts = accepts
+        self.convert = convert
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+STRING = _Kind("a string", lambda v: isinstance(v, str))
+INTEGER = _Kind("an integer", _is_int)
+NUMBER = _Kind("a number", lambda v: _is_int(v) or isinstance(v, float), float)
+BOOLEAN = _Kind("a boolean (true or false)", lambda v: isinstance(v, bool))
+# Arrays: TOML gives lists; tuples are the (already final) defaults.  Items are checked
+# in _read_value.
+STRINGS = _Kind("an array of strings", lambda v: isinstance(v, (list, tuple)))
+TABLES = _Kind("an array of tables", lambda v: isinstance(v, (list, tuple)))
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class _Key:
+    kind: _Kind
+    default: Any = _REQUIRED  # _REQUIRED, None (= optional, stays None) or a value
+    check: Callable[..., Any] | None = None  # check(value) or check(value, ctx)
+    needs_ctx: bool = False
+    entries: dict[str, _Key] | None = None  # for TABLES: the schema of each entry ...
+    entry_type: type | None = None  # ... and the dataclass built from it
+
+
+def _path_key(default: str | None) -> _Key:
+    return _Key(STRING, default, lambda v, ctx: ctx.local_path(v), needs_ctx=True)
+
+
+SETTINGS_SCHEMA: dict[str, _Key] = {
+    "state_dir": _path_key(".relconsole"),
+    "known_hosts": _path_key("~/.ssh/known_hosts"),
+    "poll_interval": _Key(NUMBER, 2.0, _positive),
+    "connect_timeout": _Key(NUMBER, 10.0, _positive),
+    "command_timeout": _Key(NUMBER, 300.0, _positive),
+}
+
+HOST_SCHEMA: dict[str, _Key] = {
+    "address": _Key(STRING, _REQUIRED, _address),
+    "port": _Key(INTEGER, 22, _port),
+    "user": _Key(STRING, None, _user),  # None: filled with the local user
+    "key": _path_key(None),
+    "supervisorctl": _Key(STRING, "supervisorctl", _single_line),
+    "sudo": _Key(BOOLEAN, False),
+    "root": _path_key(None),
+}
+
+CHECK_SCHEMA: dict[str, _Key] = {
+    "name": _Key(STRING, _REQUIRED, _single_line),
+    "run": _Key(STRING, _REQUIRED, _non_empty),
+    "timeout": _Key(NUMBER, 900.0, _positive),
+}
+
+FILE_SCHEMA: dict[str, _Key] = {
+    "src": _Key(STRING, _REQUIRED, _upload_src),
+    "dest": _Key(STRING, _REQUIRED, _remote_dir),
+}
+
+
+def _repo(value: str, ctx: _Ctx) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    _refuse_control_chars(value)
+    if value.startswith("-"):
+        raise ValueError(f"must not start with '-', got {_q(value)}")
+    if _is_remote_repo(value):
+        return value
+    return str(ctx.local_path(value))
+
+
+def _service_hosts(value: tuple[str, ...], ctx: _Ctx) -> tuple[str, ...]:
+    if not value:
+        raise ValueError("must list at least one host")
+    seen: set[str] = set()
+    for name in value:
+        if name in seen:
+            raise ValueError(f"host {_q(name)} is listed twice")
+        seen.add(name)
+        if name not in ctx.hosts:
+            defined = ", ".join(ctx.hosts) or "none"
+            raise ValueError(f"host {_q(name)} is not defined in [hosts] (defined: {defined})")
+    return value
+
+
+def _programs(value: tuple[str, ...]) -> tuple[str, ...]:
+    for name in value:
+        validate_program(name)
+    if len(set(value)) != len(value):
+        dup = next(n for n in value if value.count(n) > 1)
+        raise ValueError(f"program {_q(dup)} is listed twice")
+    return value
+
+
+def _checks(value: tuple[Check, ...]) -> tuple[Check, ...]:
+    names = [c.name for c in value]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"check name {_q(name)} is used twice")
+    return value
+
+
+SERVICE_SCHEMA: dict[str, _Key] = {
+    "repo": _Key(STRING, _REQUIRED, _repo, needs_ctx=True),
+    "branch": _Key(STRING, "main", validate_branch),
+    "hosts": _Key(STRINGS, _REQUIRED, _service_hosts, needs_ctx=True),
+    "path": _Key(STRING, None, _remote_dir),  # None: "/srv/<service>"
+    "programs": _Key(STRINGS, (), _programs),
+    "keep_releases": _Key(INTEGER, 5, _at_least_one),
+    "checks": _Key(TABLES, (), _checks, entries=CHECK_SCHEMA, entry_type=Check),
+    "files": _Key(TABLES, (), entries=FILE_SCHEMA, entry_type=FileUpload),
+}
+
+TOP_LEVEL = ("settings", "hosts", "services")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _did_you_mean(key: str, allowed: list[str]) -> list[str]:
+    """The closest allowed key: same letters first (typos like 'prot'), then difflib."""
+    folded = sorted(key.lower())
+    same_letters = [name for name in allowed if sorted(name) == folded]
+    return same_letters[:1] or difflib.get_close_matches(key.lower(), allowed, n=1, cutoff=0.6)
+
+
+def _unknown_key(ctx: _Ctx, where: _Where, key: str, allowed: list[str]) -> ConfigError:
+    close = _did_you_mean(key, allowed)
+    hint = (
+        f" (did you mean {_q(close[0])}?)"
+        if close
+        else f" (allowed: {', '.join(allowed)})"
+    )
+    return ctx.error(where, key, "unknown key" + hint)
+
+
+def _expect_table(ctx: _Ctx, where: _Where, key: str, value: Any, what: str = "a table") -> dict:
+    if not isinstance(value, dict):
+        raise ctx.error(where, key, f"expected {what}, got {_describe(value)}")
+    return value
+
+
+def _read_value(ctx: _Ctx, where: _Where, key: str, spec: _Key, value: Any) -> Any:
+    if not spec.kind.accepts(value):
+        raise ctx.error(where, key, f"expected {spec.kind.name}, got {_describe(value)}")
+    value = spec.kind.convert(value)
+    if spec.kind is STRINGS:
+        for i, item in enumerate(value, 1):
+            if not isinstance(item, str):
+                raise ctx.error(
+                    where, key, f"expected an array of strings, item {i} is {_describe(item)}"
+                )
+        value = tuple(value)
+    elif spec.kind is TABLES:
+        assert spec.entries is not None and spec.entry_type is not None
+        entries = []
+        for i, item in enumerate(value):
+            entry_where = where.entry(key, i)
+            if not isinstance(item, dict):
+                raise ctx.error(entry_where, None, f"expected a table, got {_describe(item)}")
+            entries.append(spec.entry_type(**_read_table(ctx, entry_where, item, spec.entries)))
+        value = tuple(entries)
+    if spec.check is not None:
+        try:
+            value = spec.check(value, ctx) if spec.needs_ctx else spec.check(value)
+        except ValueError as exc:
+            raise ctx.error(where, key, str(exc)) from None
+    return value
+
+
+def _read_table(ctx: _Ctx, where: _Where, raw: dict, schema: dict[str, _Key]) -> dict[str, Any]:
+    """Validate ``raw`` against ``schema``; returns every schema key with its value."""
+    for key in raw:
+        if key not in schema:
+            raise _unknown_key(ctx, where, key, list(schema))
+    out: dict[str, Any] = {}
+    for key, spec in schema.items():
+        if key in raw:
+            out[key] = _read_value(ctx, where, key, spec, raw[key])
+        elif spec.default is _REQUIRED:
+            raise ctx.error(where, key, f"missing required key {_q(key)}", show_key=False)
+        elif spec.default is None:
+            out[key] = None
+        else:  # defaults go through the same checks (e.g. path resolution)
+            out[key] = _read_value(ctx, where, key, spec, spec.default)
+    return out
+
+
+def _local_user(ctx: _Ctx, where: _Where) -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # KeyError/OSError when neither $USER nor passwd entry exists
+        raise ctx.error(
+            where, "user", "not set, and the local user name could not be determined"
+        ) from None
+
+
+def _read_host(ctx: _Ctx, name: str, raw: dict) -> Host:
+    where = _Where(("hosts", name))
+    values = _read_table(ctx, where, raw, HOST_SCHEMA)
+    local = values["address"] == LOCAL
+    if local and values["root"] is None:
+        raise ctx.error(
+            where, "root", "missing required key 'root' (required with address = \"local\")",
+            show_key=False,
+        )
+    if not local and values["root"] is not None:
+        raise ctx.error(where, "root", "only allowed with address = \"local\"")
+    if values["user"] is None:
+        values["user"] = _local_user(ctx, where)
+    return Host(name=name, **values)
+
+
+def _read_service(ctx: _Ctx, name: str, raw: dict) -> Service:
+    where = _Where(("services", name))
+    values = _read_table(ctx, where, raw, SERVICE_SCHEMA)
+    values["path"] = values["path"] or f"/srv/{name}"
+    return Service(name=name, **values)
+
+
+def _read_named_tables(
+    ctx: _Ctx, doc: dict, section: str, kind: str, reader: Callable[[_Ctx, str, dict], Any]
+) -> dict[str, Any]:
+    raw = _expect_table(ctx, _Where(), section, doc.get(section, {}))
+    out = {}
+    for name, body in raw.items():
+        try:
+            validate_name(name, f"{kind} name")
+        except ValueError as exc:
+            raise ctx.error(_Where((section,)), name, str(exc)) from None
+        _expect_table(
+            ctx, _Where((section,)), name, body, f"a table (a [{section}.{name}] section)"
+        )
+        out[name] = reader(ctx, name, body)
+    return out
+
+
+def _parse_document(data: str | bytes, ctx: _Ctx) -> dict:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raw = bytes(data)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise ConfigError(
+                f"not valid UTF-8 (byte 0x{raw[exc.start]:02x})", file=ctx.file, line=line
+            ) from None
+    elif isinstance(data, str):
+        text = data
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            line = text[: exc.start].count("\n") + 1
+            raise ConfigError("not valid Unicode text", file=ctx.file, line=line) from None
+    else:
+        raise ConfigError(
+            f"expected text or bytes, got {type(data).__name__}", file=ctx.file
+        )
+    text = text.removeprefix("\ufeff")  # tolerate a UTF-8 byte order mark
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _syntax_error(exc, text, ctx) from None
+    except RecursionError:
+        raise ConfigError("TOML syntax error: nested too deeply", file=ctx.file) from None
+    except Exception as exc:  # e.g. ValueError for integers with thousands of digits
+        raise ConfigError(f"TOML syntax error: {_one_line(str(exc))}", file=ctx.file) from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]
+
+
+def _syntax_error(exc: tomllib.TOMLDecodeError, text: str, ctx: _Ctx) -> ConfigError:
+    message = str(exc)
+    match = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message, re.DOTALL)
+    if match:
+        return ConfigError(
+            f"TOML syntax error: {_one_line(match[1])}",
+            file=ctx.file,
+            line=int(match[2]),
+            column=int(match[3]),
+        )
+    match = re.fullmatch(r"(.*) \(at end of document\)", message, re.DOTALL)
+    if match:
+        return ConfigError(
+            f"TOML syntax error at end of file: {_one_line(match[1])}",
+            file=ctx.file,
+            line=text.count("\n") + 1,
+        )
+    return ConfigError(f"TOML syntax error: {_one_line(message)}", file=ctx.file)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def parse_config(text: str | bytes, path: Path) -> Config:
+    """Parse and validate a configuration held in memory.
+
+    ``path`` is where the file is (or would be): relative paths inside the config are
+    resolved against its directory, and it names the file in error messages.
+    """
+    ctx = _Ctx(Path(path))
+    doc = _parse_document(text, ctx)
+    for key in doc:
+        if key in SETTINGS_SCHEMA:
+            raise ctx.error(
+                _Where(), key, "unknown key at the top level (it belongs under [settings])"
+            )
+        if key not in TOP_LEVEL:
+            raise _unknown_key(ctx, _Where(), key, list(TOP_LEVEL))
+    settings_raw = _expect_table(ctx, _Where(), "settings", doc.get("settings", {}))
+    settings = Settings(**_read_table(ctx, _Where(("settings",)), settings_raw, SETTINGS_SCHEMA))
+    ctx.hosts = _read_named_tables(ctx, doc, "hosts", "host", _read_host)
+    services = _read_named_tables(ctx, doc, "services", "service", _read_service)
+    return Config(path=ctx.path, settings=settings, hosts=ctx.hosts, services=services)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the configuration file at ``path``."""
+    path = Path(path)
+    shown = _display_name(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no such file (set --config or {ENV_VAR})", file=shown
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a config file", file=shown) from None
+    except PermissionError:
+        raise ConfigError("permission denied", file=shown) from None
+    except (OSError, ValueError) as exc:  # ValueError: e.g. NUL in the path
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"cannot read: {_one_line(reason)}", file=shown) from None
+    return parse_config(data, path)
+
+
+def find_config_path(
+    cli_value: str | None,
+    environ: Mapping[str, str] = os.environ,
+    cwd: Path | None = None,
+) -> Path:
+    """``--config PATH``, else ``$RELCONSOLE_CONFIG``, else ``./config.toml``.
+
+    Empty values count as unset; ``~`` is expanded; the result is absolute
+    (relative values are taken relative to ``cwd``, default the current directory).
+    """
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    value = cli_value or environ.get(ENV_VAR) or DEFAULT_FILENAME
+    try:
+        value = os.path.expanduser(value)
+    except (RuntimeError, KeyError, OSError):  # pragma: no cover
+        pass
+    return Path(os.path.normpath(base / value))
