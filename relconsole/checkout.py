@@ -1,0 +1,124 @@
+"""The checkout stage: one git workspace per service, brought to the branch tip, clean.
+
+GitPython drives git with argument lists (no shell), so a branch name never reaches a
+shell. The worktree is only touched after a fetch succeeded: an unreachable origin
+or a deleted branch leaves the last good workspace as it was.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import git
+
+from .config import FileUpload
+
+
+class CheckoutError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    subject: str
+    author: str
+
+
+def _git_error(exc: git.GitCommandError) -> str:
+    lines = [ln.strip() for ln in str(exc.stderr or "").splitlines() if ln.strip()]
+    # git prefixes its words with "stderr: '" in GitPython's repr; keep only git's own.
+    lines = [ln.removeprefix("stderr: ").strip("'").strip() for ln in lines]
+    return "; ".join(ln for ln in lines if ln) or str(exc)
+
+
+def _open_or_clone(workspace: Path, url: str, log: Callable[[str], None]) -> git.Repo:
+    if (workspace / ".git").is_dir():
+        try:
+            repo = git.Repo(workspace)
+            if repo.remotes and "origin" in repo.remotes:
+                if repo.remotes.origin.url != url:
+                    log(f"origin changed to {url}")
+                    repo.remotes.origin.set_url(url)
+                return repo
+        except (git.InvalidGitRepositoryError, git.GitCommandError, ValueError):
+            pass
+        log(f"workspace {workspace} is not usable; cloning afresh")
+        shutil.rmtree(workspace)
+    log(f"cloning {url}")
+    workspace.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return git.Repo.clone_from(url, workspace, no_checkout=True)
+    except git.GitCommandError as exc:
+        shutil.rmtree(workspace, ignore_errors=True)
+        raise CheckoutError(f"cannot clone {url}: {_git_error(exc)}") from None
+
+
+def checkout(workspace: Path, url: str, branch: str,
+             log: Callable[[str], None]) -> Commit:
+    """Bring ``workspace`` to the tip of ``origin/<branch>``, with no stale files."""
+    repo = _open_or_clone(workspace, url, log)
+    log(f"fetching {branch} from {url}")
+    try:
+        repo.git.fetch("--prune", "--no-tags", "origin",
+                       f"+refs/heads/*:refs/remotes/origin/*")
+    except git.GitCommandError as exc:
+        raise CheckoutError(f"cannot fetch from {url}: {_git_error(exc)}") from None
+    ref = f"origin/{branch}"
+    try:
+        sha = repo.git.rev_parse("--verify", "--quiet", f"refs/remotes/{ref}^{{commit}}")
+    except git.GitCommandError:
+        known = sorted(r.remote_head for r in repo.remotes.origin.refs if r.remote_head != "HEAD")
+        raise CheckoutError(f"branch '{branch}' not found in {url} "
+                            f"(branches: {', '.join(known) or 'none'})") from None
+    try:
+        repo.git.checkout("--force", "--detach", sha)
+        repo.git.reset("--hard", sha)
+        repo.git.clean("-ffdx")  # untracked and ignored files from an earlier build
+    except git.GitCommandError as exc:
+        raise CheckoutError(f"cannot check out {sha[:12]}: {_git_error(exc)}") from None
+    commit = repo.commit(sha)
+    subject = commit.message.splitlines()[0] if commit.message else ""
+    log(f"at {sha[:12]} {subject} ({commit.author.name})")
+    return Commit(sha=sha, subject=subject, author=f"{commit.author.name} <{commit.author.email}>")
+
+
+def write_release_tar(workspace: Path, sha: str, files: tuple[FileUpload, ...],
+                      out: BinaryIO) -> list[tuple[int, str]]:
+    """Write the tree of ``sha`` as one tar, plus REVISION and the configured ``files``.
+
+    ``files`` go under ``.relconsole/files/<n>/`` inside the release and are only
+    copied to their ``dest`` at the switch: until every host holds the release,
+    nothing outside the release directory changes. Returns (n, name) pairs staged.
+    """
+    repo = git.Repo(workspace)
+    repo.archive(out, sha, format="tar")
+    out.flush()
+    out.seek(0)
+    staged = []
+    with tarfile.open(fileobj=out, mode="a") as tar:
+        _add_bytes(tar, "REVISION", (sha + "\n").encode())
+        for index, upload in enumerate(files):
+            matches = sorted(p for p in workspace.glob(upload.src) if p.is_file() or p.is_symlink())
+            if not matches:
+                raise CheckoutError(f"files: '{upload.src}' matches no file in the checkout")
+            for match in matches:
+                if match.is_symlink():  # could point at anything on this machine
+                    raise CheckoutError(f"files: '{match.relative_to(workspace)}' is a symlink; "
+                                        "refusing to upload what it points to")
+                tar.add(str(match), arcname=f".relconsole/files/{index}/{match.name}")
+                staged.append((index, match.name))
+    out.seek(0)
+    return staged
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))

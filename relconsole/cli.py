@@ -1,0 +1,174 @@
+"""``relconsole`` command line: the TUI by default, headless with --build / --status.
+
+Imports are deferred to the branch that needs them: ``--help`` must answer at
+once, and the headless paths must never import Textual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import signal
+import sys
+import threading
+from typing import Optional, Sequence
+
+
+class Exit(enum.IntEnum):
+    """Exit codes are API: scripts and CI branch on them."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    INTERRUPTED = 130  # SIGINT
+    TERMINATED = 143  # SIGTERM
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="relconsole",
+        description="Release console: checkout → check → upload → supervisor. "
+                    "Without --build or --status it opens the console (TUI).",
+        epilog="exit codes: 0 ok, 1 build failed or host unreachable, 2 usage or config "
+               "error, 130 interrupted (143 on SIGTERM)")
+    p.add_argument("--config", metavar="PATH",
+                   help="config file (default: $RELCONSOLE_CONFIG, else ./config.toml)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--build", metavar="SVC", help="build and deploy SVC headless")
+    mode.add_argument("--status", metavar="SVC", nargs="?", const="",
+                      help="one `supervisorctl status` of SVC's hosts (all hosts if no SVC)")
+    p.add_argument("--branch", metavar="B", help="with --build: build branch B instead")
+    p.add_argument("--hosts", metavar="H1,H2", help="with --build: only these of SVC's hosts")
+    p.add_argument("--json", action="store_true", help="machine-readable output (JSON lines / array)")
+    p.add_argument("--version", action="version", version=_version())
+    return p
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"relconsole {__version__}"
+
+
+def _fail(message: str, code: Exit = Exit.USAGE) -> int:
+    print(f"relconsole: {message}", file=sys.stderr)
+    return int(code)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .config import ConfigError, find_config_path, load_config
+
+    if (args.branch or args.hosts) and not args.build:
+        return _fail("--branch and --hosts go with --build")
+    try:
+        config = load_config(find_config_path(args.config))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if args.build is not None:
+        return build_command(config, args)
+    if args.status is not None:
+        return status_command(config, args)
+    from .app import run_app  # the only path that imports Textual
+
+    return run_app(config)
+
+
+def _service_or_fail(config, name: str):
+    if name not in config.services:
+        known = ", ".join(config.services) or "none"
+        raise SystemExit(_fail(f"unknown service '{name}' in {config.path} (services: {known})"))
+    return config.services[name]
+
+
+def build_command(config, args) -> int:
+    from .config import validate_branch
+    from .headless import JsonRenderer, TextRenderer
+    from .pipeline import run_build
+
+    service = _service_or_fail(config, args.build)
+    branch = None
+    if args.branch:
+        try:
+            branch = validate_branch(args.branch)
+        except ValueError as exc:
+            return _fail(f"--branch: {exc}")
+    only_hosts = None
+    if args.hosts:
+        only_hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
+        unknown = [h for h in only_hosts if h not in service.hosts]
+        if unknown or not only_hosts:
+            return _fail(f"--hosts: {', '.join(unknown) or 'empty'} not among {service.name}'s "
+                         f"hosts ({', '.join(service.hosts)})")
+    sink = JsonRenderer() if args.json else TextRenderer()
+    cancel = threading.Event()
+    got: list[int] = []
+
+    def on_signal(signum, _frame):
+        if not got:
+            print(f"\nrelconsole: {signal.Signals(signum).name}: cancelling safely "
+                  "(no host is left half-switched)…", file=sys.stderr, flush=True)
+        got.append(signum)
+        cancel.set()
+
+    outcome: list = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(run_build(config, service.name, sink, cancel,
+                                                branch=branch, only_hosts=only_hosts)),
+        name="build")
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        worker.start()
+        while worker.is_alive():  # join with a timeout so signals reach the handler
+            worker.join(0.2)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if not outcome:
+        return _fail("the build stopped unexpectedly", Exit.FAILED)
+    finished = outcome[0]
+    if finished.cancelled or got:
+        return int(Exit.TERMINATED if got and got[0] == signal.SIGTERM else Exit.INTERRUPTED)
+    return int(Exit.OK if finished.ok else Exit.FAILED)
+
+
+def status_command(config, args) -> int:
+    import json
+
+    from .headless import printable
+    from .status import StatusPoller
+    from .supervisor import format_uptime
+
+    if args.status:
+        hosts = config.hosts_of(_service_or_fail(config, args.status))
+    else:
+        hosts = list(config.hosts.values())
+    poller = StatusPoller(hosts, config.settings)
+    try:
+        statuses = poller.poll()
+    finally:
+        poller.close()
+    rows = []
+    for st in statuses:
+        if st.error is not None:
+            rows.append({"host": st.host, "program": None, "state": "UNREACHABLE", "pid": None,
+                         "uptime": None, "description": st.error})
+        for r in st.rows:
+            rows.append({"host": st.host, "program": r.name, "state": r.state.value, "pid": r.pid,
+                         "uptime": r.uptime, "description": r.description})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        table = [["HOST", "PROGRAM", "STATE", "PID", "UPTIME", "DESCRIPTION"]]
+        for row in rows:
+            table.append([row["host"], row["program"] or "-", row["state"],
+                          "" if row["pid"] is None else str(row["pid"]),
+                          format_uptime(row["uptime"]), printable(row["description"])])
+        widths = [max(len(r[i]) for r in table) for i in range(5)]
+        for r in table:
+            print("  ".join([c.ljust(w) for c, w in zip(r, widths)] + [r[5]]).rstrip())
+    return int(Exit.FAILED if any(not st.reachable for st in statuses) else Exit.OK)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Local hosts: ``address = "local"`` with a ``root`` folder standing in for ``/``.
+
+A local host runs its commands on this machine through Invoke's local runner (the
+same runner Fabric's remote one derives from), with every remote path prefixed by
+the host's root. It is what the demo sandbox uses, and it works outside it for
+deploying to the machine relconsole runs on.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import subprocess
+from typing import BinaryIO, Optional
+
+import invoke
+
+from .config import Host, Settings
+from .transport import CommandTimedOut, LineCallback, LineSplitter, Result, as_root
+
+
+def connect_local(host: Host, settings: Settings) -> "LocalTransport":
+    return LocalTransport(host)
+
+
+class LocalTransport:
+    def __init__(self, host: Host):
+        self.host = host
+        self.name = host.name
+        self._root = str(host.root)
+        self._ctx = invoke.Context()
+
+    def path(self, remote_path: str) -> str:
+        return posixpath.join(self._root, remote_path.lstrip("/"))
+
+    def run(self, command: str, *, timeout: float, on_line: Optional[LineCallback] = None,
+            sudo: bool = False) -> Result:
+        out = LineSplitter(lambda line: on_line(line, "out")) if on_line else None
+        err = LineSplitter(lambda line: on_line(line, "err")) if on_line else None
+        command = as_root(command, sudo and self.host.sudo)
+        try:
+            res = self._ctx.run(command, warn=True, pty=False, in_stream=False, timeout=timeout,
+                                hide=on_line is None, out_stream=out, err_stream=err)
+        except invoke.CommandTimedOut:
+            raise CommandTimedOut(self.name, f"timed out after {timeout:g}s: {command}") from None
+        finally:
+            for splitter in (out, err):
+                if splitter:
+                    splitter.flush_partial()
+        return Result(command, res.exited, res.stdout, res.stderr)
+
+    def run_with_input(self, command: str, data: BinaryIO, *, timeout: float,
+                       sudo: bool = False) -> Result:
+        # Invoke decodes stdin to text, which would corrupt a binary tar: plain subprocess.
+        command = as_root(command, sudo and self.host.sudo)
+        try:
+            proc = subprocess.run(command, shell=True, stdin=data, capture_output=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise CommandTimedOut(self.name, f"timed out after {timeout:g}s: {command}") from None
+        return Result(command, proc.returncode, proc.stdout.decode("utf-8", "replace"),
+                      proc.stderr.decode("utf-8", "replace"))
+
+    def close(self) -> None:
+        """Nothing to close: there is no connection."""

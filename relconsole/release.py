@@ -1,0 +1,114 @@
+"""The release layout on a host, as shell commands: Capistrano's, in short.
+
+    <path>/releases/<release-id>/     one directory per release, REVISION inside
+    <path>/current -> releases/<id>   switched atomically (new link renamed over the old)
+
+Every path and argument is quoted with :func:`shlex.quote`; these builders are pure
+so they can be read and tested on their own.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from datetime import datetime, timezone
+from typing import Iterable, Optional
+
+from .config import FileUpload
+
+RELEASE_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{7,40}$")
+STAGED_FILES = ".relconsole/files"
+
+
+def new_release_id(sha: str, now: Optional[datetime] = None) -> str:
+    """Sortable by time, readable, and naming the commit: ``20261126-070707-1a2b3c4``."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{sha[:7]}"
+
+
+def release_dir(base: str, release: str) -> str:
+    return posixpath.join(base, "releases", release)
+
+
+def q(value: str) -> str:
+    return shlex.quote(value)
+
+
+def extract_command(base: str, release: str) -> str:
+    """Unpack the tar on stdin into a new release directory (which must not exist yet)."""
+    target = release_dir(base, release)
+    return (f"mkdir -p {q(posixpath.join(base, 'releases'))} && mkdir {q(target)} && "
+            f"tar -x -f - -C {q(target)}")
+
+
+def remove_release_command(base: str, release: str) -> str:
+    return f"rm -rf {q(release_dir(base, release))}"
+
+
+def switch_command(base: str, release: str, files: Iterable[FileUpload]) -> str:
+    """Install the release's staged files, then point ``current`` at it atomically.
+
+    Prints ``previous=<old target>`` first so a failed fleet switch can be undone.
+    The new link is made under a temporary name and renamed over ``current``
+    (``mv -T`` is one rename(2)): readers see the old release or the new, never none.
+    """
+    target = release_dir(base, release)
+    current = posixpath.join(base, "current")
+    tmp = posixpath.join(base, f".current-{release}")
+    lines = ["set -e", f"printf 'previous=%s\\n' \"$(readlink {q(current)} || true)\""]
+    for index, upload in enumerate(files):
+        # Guarded: an older release (switched back to) may not have staged this entry.
+        staged = posixpath.join(target, STAGED_FILES, str(index))
+        lines.append(f"if [ -d {q(staged)} ]; then mkdir -p {q(upload.dest)}; "
+                     f"cp -R {q(staged + '/.')} {q(upload.dest)}; fi")
+    lines.append(f"ln -sfn {q(target)} {q(tmp)}")
+    lines.append(f"mv -T {q(tmp)} {q(current)}")
+    return "\n".join(lines)
+
+
+def unlink_current_command(base: str) -> str:
+    """Undo a first deploy's switch: there was no ``current`` before it."""
+    return f"rm -f {q(posixpath.join(base, 'current'))}"
+
+
+def parse_previous(output: str) -> Optional[str]:
+    """The release id ``current`` pointed to before a switch, from its ``previous=`` line."""
+    for line in output.splitlines():
+        if line.startswith("previous="):
+            name = posixpath.basename(line.removeprefix("previous=").rstrip("/"))
+            return name if RELEASE_ID.match(name) else None
+    return None
+
+
+def list_releases_command(base: str) -> str:
+    releases = posixpath.join(base, "releases")
+    current = posixpath.join(base, "current")
+    return (f"printf 'current=%s\\n' \"$(readlink {q(current)} || true)\"; "
+            f"ls -1 {q(releases)} 2>/dev/null || true")
+
+
+def parse_releases(output: str) -> tuple[Optional[str], list[str]]:
+    """(current release id or None, every release id oldest first) from the listing."""
+    current = None
+    releases = []
+    for line in output.splitlines():
+        if line.startswith("current="):
+            name = posixpath.basename(line.removeprefix("current=").rstrip("/"))
+            current = name if RELEASE_ID.match(name) else None
+        elif RELEASE_ID.match(line.strip()):
+            releases.append(line.strip())
+    return current, sorted(releases)
+
+
+def releases_to_prune(releases: list[str], keep: int, current: Optional[str],
+                      previous: Optional[str]) -> list[str]:
+    """The oldest releases beyond ``keep``; never the current or the previous one."""
+    newest = set(sorted(releases)[-keep:]) if keep > 0 else set()
+    protected = newest | {current, previous}
+    return [r for r in sorted(releases) if r not in protected]
+
+
+def prune_command(base: str, releases: Iterable[str]) -> Optional[str]:
+    paths = [q(release_dir(base, r)) for r in releases if RELEASE_ID.match(r)]
+    return f"rm -rf {' '.join(paths)}" if paths else None

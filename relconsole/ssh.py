@@ -1,0 +1,173 @@
+"""SSH transport: one Fabric connection per host, host keys checked strictly.
+
+Fabric's default policy silently accepts unknown host keys and loads no known_hosts;
+here the configured known_hosts file is loaded and anything not in it is refused
+with a message that says how to trust the host.
+"""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import time
+from pathlib import Path
+from typing import BinaryIO, Optional
+
+import fabric
+import invoke
+import paramiko
+
+from .config import Host, Settings
+from .transport import (CommandTimedOut, HostKeyRefused, HostUnreachable, LineCallback,
+                        LineSplitter, Result, as_root)
+
+_UPLOAD_CHUNK = 256 * 1024
+
+
+def known_hosts_name(host: Host) -> str:
+    """The name OpenSSH files a host under: ``addr`` on port 22, else ``[addr]:port``."""
+    return host.address if host.port == 22 else f"[{host.address}]:{host.port}"
+
+
+class _UnknownHostKey(paramiko.SSHException):
+    def __init__(self, key: paramiko.PKey):
+        super().__init__("unknown host key")
+        self.key = key
+
+
+class _RejectUnknown(paramiko.MissingHostKeyPolicy):
+    """Like paramiko's RejectPolicy, but keeps the offered key for the message."""
+
+    def missing_host_key(self, client, hostname, key):
+        raise _UnknownHostKey(key)
+
+
+def _trust_hint(host: Host, known_hosts: Path) -> str:
+    port = f"-p {host.port} " if host.port != 22 else ""
+    return (f"check the fingerprint with the host's owner, then add it: "
+            f"ssh-keyscan {port}{shlex.quote(host.address)} >> {shlex.quote(str(known_hosts))}")
+
+
+def connect(host: Host, settings: Settings) -> "SshTransport":
+    """Open the one connection a build uses for ``host``. Raises :class:`HostUnreachable`."""
+    kwargs = {
+        "banner_timeout": settings.connect_timeout,
+        "auth_timeout": settings.connect_timeout,
+        "channel_timeout": settings.connect_timeout,
+    }
+    if host.key is not None:
+        kwargs["key_filename"] = str(host.key)
+    conn = fabric.Connection(
+        host.address, user=host.user, port=host.port,
+        connect_timeout=settings.connect_timeout, connect_kwargs=kwargs,
+        # ~/.ssh/config could silently redirect a host; the relconsole config is the truth.
+        config=fabric.Config(overrides={"load_ssh_configs": False}),
+    )
+    client = conn.client
+    client.set_missing_host_key_policy(_RejectUnknown())
+    if settings.known_hosts.is_file():
+        client.load_host_keys(str(settings.known_hosts))
+    try:
+        conn.open()
+    except _UnknownHostKey as exc:
+        conn.close()
+        raise HostKeyRefused(
+            host.name,
+            f"host key {exc.key.get_name()} {exc.key.fingerprint} of {known_hosts_name(host)} "
+            f"is not in {settings.known_hosts}; refusing to connect. To trust it, "
+            + _trust_hint(host, settings.known_hosts)) from None
+    except paramiko.BadHostKeyException as exc:
+        conn.close()
+        raise HostKeyRefused(
+            host.name,
+            f"HOST KEY CHANGED for {known_hosts_name(host)}: {settings.known_hosts} has "
+            f"{exc.expected_key.get_name()} {exc.expected_key.fingerprint}, the host offered "
+            f"{exc.key.get_name()} {exc.key.fingerprint}. This can mean an attack, or a rebuilt "
+            f"host. If you know the host was rebuilt, remove the old entry with "
+            f"ssh-keygen -R {shlex.quote(known_hosts_name(host))} -f "
+            f"{shlex.quote(str(settings.known_hosts))} and trust the new one") from None
+    except paramiko.AuthenticationException as exc:
+        conn.close()
+        raise HostUnreachable(host.name, f"authentication failed as {host.user} on "
+                                         f"{host.address}:{host.port}: {exc}") from None
+    except (socket.timeout, TimeoutError):
+        conn.close()
+        raise HostUnreachable(host.name, f"timed out after {settings.connect_timeout:g}s "
+                                         f"connecting to {host.address}:{host.port}") from None
+    except (OSError, paramiko.SSHException, EOFError) as exc:
+        conn.close()
+        raise HostUnreachable(host.name, f"cannot connect to {host.address}:{host.port}: "
+                                         f"{exc or type(exc).__name__}") from None
+    # Notice a dead peer during long idle stretches (the process view polls for hours).
+    conn.transport.set_keepalive(15)
+    return SshTransport(host, conn)
+
+
+class SshTransport:
+    """A host reached over SSH. Not thread-safe: one thread uses it at a time."""
+
+    def __init__(self, host: Host, conn: fabric.Connection):
+        self.host = host
+        self.name = host.name
+        self._conn = conn
+
+    def path(self, remote_path: str) -> str:
+        return remote_path
+
+    def run(self, command: str, *, timeout: float, on_line: Optional[LineCallback] = None,
+            sudo: bool = False) -> Result:
+        out = LineSplitter(lambda line: on_line(line, "out")) if on_line else None
+        err = LineSplitter(lambda line: on_line(line, "err")) if on_line else None
+        command = as_root(command, sudo and self.host.sudo)
+        try:
+            res = self._conn.run(
+                command, warn=True, pty=False, in_stream=False, timeout=timeout,
+                # hide only when nobody listens: Invoke writes to sys.stdout otherwise.
+                hide=on_line is None, out_stream=out, err_stream=err,
+            )
+        except invoke.CommandTimedOut:
+            raise CommandTimedOut(self.name, f"timed out after {timeout:g}s: {command}") from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise HostUnreachable(self.name, f"connection lost: {exc or type(exc).__name__}") from None
+        finally:
+            for splitter in (out, err):
+                if splitter:
+                    splitter.flush_partial()
+        return Result(command, res.exited, res.stdout, res.stderr)
+
+    def run_with_input(self, command: str, data: BinaryIO, *, timeout: float,
+                       sudo: bool = False) -> Result:
+        """Stream ``data`` into one exec channel: a whole release in one tar, no SFTP."""
+        command = as_root(command, sudo and self.host.sudo)
+        deadline = time.monotonic() + timeout
+        try:
+            chan = self._conn.client.get_transport().open_session(timeout=timeout)
+            try:
+                chan.settimeout(timeout)
+                # One stream for both: reading stdout to its end while stderr fills the
+                # channel window would deadlock.
+                chan.set_combine_stderr(True)
+                chan.exec_command(command)
+                while chunk := data.read(_UPLOAD_CHUNK):
+                    if time.monotonic() > deadline:
+                        raise socket.timeout()
+                    try:
+                        chan.sendall(chunk)
+                    except OSError:
+                        if chan.exit_status_ready() or chan.closed:
+                            break  # the remote side gave up (disk full, say): read why
+                        raise
+                if not chan.closed:
+                    chan.shutdown_write()
+                output = chan.makefile("rb").read().decode("utf-8", "replace")
+                code = chan.recv_exit_status()
+            finally:
+                chan.close()
+        except socket.timeout:
+            raise CommandTimedOut(self.name, f"timed out after {timeout:g}s: {command}") from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise HostUnreachable(self.name, f"connection lost: {exc or type(exc).__name__}") from None
+        return Result(command, code, output, "")
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,104 @@
+"""The supervisor stage on one host: update, restart, and verify by parsed state.
+
+``supervisorctl`` exits 0 while a program is BACKOFF or STARTING, so success is
+judged from ``supervisorctl status`` rows: every process of every program must be
+RUNNING with a new pid, and still so at least ``settle`` seconds after the restart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Sequence
+
+from . import supervisor as sv
+from .config import Host
+from .errors import Cancelled, StageFailed
+from .transport import CommandFailed, Result, Transport
+
+# A program's log lines shown when it failed to start.
+_TAIL_LINES = 15
+
+
+class VerifyFailed(StageFailed):
+    pass
+
+
+def _pids(rows: Sequence[sv.ProcessStatus]) -> dict[str, int | None]:
+    return {row.name: row.pid for row in rows}
+
+
+def status_rows(t: Transport, host: Host, timeout: float) -> list[sv.ProcessStatus]:
+    res = t.run(sv.status_command(host.supervisorctl), timeout=timeout, sudo=True)
+    rows, errors = sv.parse_status(res.stdout)
+    if not rows and errors:
+        # supervisord down, wrong socket...: supervisorctl's own words say why.
+        raise CommandFailed(t.name, "supervisorctl status", res)
+    return rows
+
+
+def _checked(t: Transport, command: str, step: str, timeout: float, log) -> Result:
+    res = t.run(command, timeout=timeout, on_line=lambda line, _s: log(line), sudo=True)
+    if not res.ok:
+        raise CommandFailed(t.name, step, res)
+    return res
+
+
+def _tail(t: Transport, host: Host, name: str, timeout: float) -> list[str]:
+    lines: list[str] = []
+    for stream in ("stdout", "stderr"):
+        res = t.run(sv.tail_command(host.supervisorctl, name, stream), timeout=timeout, sudo=True)
+        lines += [f"  {stream}| {ln}" for ln in res.stdout.splitlines()[-_TAIL_LINES:] if ln.strip()]
+    return lines
+
+
+def restart_and_verify(t: Transport, host: Host, programs: Sequence[str], *,
+                       timeout: float, log: Callable[[str], None], cancel: threading.Event,
+                       settle: float = 1.0, verify_timeout: float = 60.0) -> None:
+    """Bring ``programs`` up on the new release and prove they stay up."""
+    before = _pids(status_rows(t, host, timeout)) if programs else {}
+    _checked(t, sv.update_command(host.supervisorctl), "supervisorctl update", timeout, log)
+    if not programs:
+        log("no programs configured: nothing to restart")
+        return
+    if cancel.is_set():
+        raise Cancelled()
+    # restart's exit code is not the verdict: a spawn error, an unknown program or a
+    # supervisord that went away all show in the verify below, with better words.
+    t.run(sv.restart_command(host.supervisorctl, programs), timeout=timeout,
+          on_line=lambda line, _s: log(line), sudo=True)
+    restarted = time.monotonic()
+    _verify(t, host, programs, before, restarted, timeout=timeout, log=log,
+            settle=settle, verify_timeout=verify_timeout, cancel=cancel)
+
+
+def _verify(t: Transport, host: Host, programs: Sequence[str], before: dict[str, int | None],
+            restarted: float, *, timeout: float, log, settle: float, verify_timeout: float,
+            cancel: threading.Event) -> None:
+    while True:
+        rows = status_rows(t, host, timeout)
+        waiting = []
+        for program in programs:
+            procs = [r for r in rows if r.belongs_to(program)]
+            if not procs:
+                raise VerifyFailed(f"program '{program}' is not known to supervisor on {t.name}")
+            for proc in procs:
+                if proc.state in sv.FAILED_STATES or proc.state == sv.State.STOPPED:
+                    lines = [f"{proc.name} is {proc.state.value}: {proc.description}"]
+                    lines += _tail(t, host, proc.name, timeout)
+                    for line in lines:
+                        log(line)
+                    raise VerifyFailed(f"{proc.name} is {proc.state.value} ({proc.description})")
+                if proc.state != sv.State.RUNNING or proc.pid == before.get(proc.name):
+                    waiting.append(f"{proc.name} {proc.state.value}")
+        elapsed = time.monotonic() - restarted
+        if not waiting and elapsed >= settle:
+            for program in programs:
+                for proc in (r for r in rows if r.belongs_to(program)):
+                    log(f"{proc.name} RUNNING pid {proc.pid}")
+            return
+        if elapsed > verify_timeout:
+            raise VerifyFailed(f"not running after {verify_timeout:g}s: {', '.join(waiting)}")
+        if cancel.is_set():
+            raise Cancelled()
+        time.sleep(min(0.25, max(0.05, settle - elapsed)))

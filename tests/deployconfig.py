@@ -1,0 +1,50 @@
+"""Write relconsole config files that point at the test bed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import tomli_w
+
+from testbed import SUPERVISORCTL, TestBed
+
+
+def write_config(tmp_path: Path, bed: TestBed, origin_url: str, *, service: str = "svc",
+                 hosts: Sequence[str] | None = None, user: str = "root", sudo: bool = False,
+                 checks: Sequence[dict] | None = None, programs: Sequence[str] | None = None,
+                 path: str | None = None, known_hosts: Path | None = None, keep_releases: int = 3,
+                 settings: dict | None = None, extra_hosts: dict | None = None) -> Path:
+    """A config with every bed host as [hosts.hN] and one service deploying to ``hosts``."""
+    host_names = list(hosts or [h.name for h in bed.hosts])
+    doc = {
+        "settings": {
+            "state_dir": str(tmp_path / "state"),
+            "known_hosts": str(known_hosts or bed.known_hosts),
+            "connect_timeout": 5,
+            "command_timeout": 60,
+            **(settings or {}),
+        },
+        "hosts": {
+            h.name: {"address": h.address, "port": h.port, "user": user,
+                     "key": str(bed.client_key), "supervisorctl": SUPERVISORCTL, "sudo": sudo}
+            for h in bed.hosts
+        },
+        "services": {
+            service: {
+                "repo": origin_url,
+                "branch": "main",
+                "hosts": host_names,
+                "path": path or f"/srv/{service}",
+                "programs": list(programs if programs is not None else [service]),
+                "keep_releases": keep_releases,
+                "checks": list(checks if checks is not None else
+                               [{"name": "tests", "run": "sh tests/test_ok.sh"}]),
+                "files": [{"src": "deploy/supervisor/*.conf", "dest": "/etc/supervisor/conf.d"}],
+            }
+        },
+    }
+    doc["hosts"].update(extra_hosts or {})
+    config = tmp_path / "config.toml"
+    config.write_bytes(tomli_w.dumps(doc).encode())
+    return config
