@@ -66,7 +66,7 @@ def checkout(workspace: Path, url: str, branch: str,
     log(f"fetching {branch} from {url}")
     try:
         repo.git.fetch("--prune", "--no-tags", "origin",
-                       f"+refs/heads/*:refs/remotes/origin/*")
+                       "+refs/heads/*:refs/remotes/origin/*")
     except git.GitCommandError as exc:
         raise CheckoutError(f"cannot fetch from {url}: {_git_error(exc)}") from None
     ref = f"origin/{branch}"

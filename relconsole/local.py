@@ -15,7 +15,7 @@ from typing import BinaryIO, Optional
 import invoke
 
 from .config import Host, Settings
-from .transport import CommandTimedOut, LineCallback, LineSplitter, Result, as_root
+from .transport import CommandTimedOut, LineCallback, Result, as_root, invoke_run
 
 
 def connect_local(host: Host, settings: Settings) -> "LocalTransport":
@@ -34,19 +34,8 @@ class LocalTransport:
 
     def run(self, command: str, *, timeout: float, on_line: Optional[LineCallback] = None,
             sudo: bool = False) -> Result:
-        out = LineSplitter(lambda line: on_line(line, "out")) if on_line else None
-        err = LineSplitter(lambda line: on_line(line, "err")) if on_line else None
-        command = as_root(command, sudo and self.host.sudo)
-        try:
-            res = self._ctx.run(command, warn=True, pty=False, in_stream=False, timeout=timeout,
-                                hide=on_line is None, out_stream=out, err_stream=err)
-        except invoke.CommandTimedOut:
-            raise CommandTimedOut(self.name, f"timed out after {timeout:g}s: {command}") from None
-        finally:
-            for splitter in (out, err):
-                if splitter:
-                    splitter.flush_partial()
-        return Result(command, res.exited, res.stdout, res.stderr)
+        return invoke_run(self._ctx.run, self.name, as_root(command, sudo and self.host.sudo),
+                          timeout, on_line)
 
     def run_with_input(self, command: str, data: BinaryIO, *, timeout: float,
                        sudo: bool = False) -> Result:

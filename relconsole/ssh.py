@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import BinaryIO, Optional
 
 import fabric
-import invoke
 import paramiko
 
 from .config import Host, Settings
-from .transport import (CommandTimedOut, HostKeyRefused, HostUnreachable, LineCallback,
-                        LineSplitter, Result, as_root)
+from .transport import (CommandTimedOut, HostKeyRefused, HostUnreachable, LineCallback, Result,
+                        as_root, invoke_run)
 
 _UPLOAD_CHUNK = 256 * 1024
 
@@ -116,24 +115,11 @@ class SshTransport:
 
     def run(self, command: str, *, timeout: float, on_line: Optional[LineCallback] = None,
             sudo: bool = False) -> Result:
-        out = LineSplitter(lambda line: on_line(line, "out")) if on_line else None
-        err = LineSplitter(lambda line: on_line(line, "err")) if on_line else None
         command = as_root(command, sudo and self.host.sudo)
         try:
-            res = self._conn.run(
-                command, warn=True, pty=False, in_stream=False, timeout=timeout,
-                # hide only when nobody listens: Invoke writes to sys.stdout otherwise.
-                hide=on_line is None, out_stream=out, err_stream=err,
-            )
-        except invoke.CommandTimedOut:
-            raise CommandTimedOut(self.name, f"timed out after {timeout:g}s: {command}") from None
+            return invoke_run(self._conn.run, self.name, command, timeout, on_line)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise HostUnreachable(self.name, f"connection lost: {exc or type(exc).__name__}") from None
-        finally:
-            for splitter in (out, err):
-                if splitter:
-                    splitter.flush_partial()
-        return Result(command, res.exited, res.stdout, res.stderr)
 
     def run_with_input(self, command: str, data: BinaryIO, *, timeout: float,
                        sudo: bool = False) -> Result:

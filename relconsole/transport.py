@@ -104,6 +104,30 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+def invoke_run(run: Callable, host: str, command: str, timeout: float,
+               on_line: Optional[LineCallback]) -> Result:
+    """Run ``command`` with an Invoke-style ``run`` (Fabric's or Invoke's local one).
+
+    Output goes to ``on_line`` as whole lines, never to ``sys.stdout`` (which Textual
+    owns while the app runs); stdin is closed; a non-zero exit is a result, not an error.
+    """
+    import invoke
+
+    out = LineSplitter(lambda line: on_line(line, "out")) if on_line else None
+    err = LineSplitter(lambda line: on_line(line, "err")) if on_line else None
+    try:
+        # hide only when nobody listens: Invoke would write to sys.stdout otherwise.
+        res = run(command, warn=True, pty=False, in_stream=False, timeout=timeout,
+                  hide=on_line is None, out_stream=out, err_stream=err)
+    except invoke.CommandTimedOut:
+        raise CommandTimedOut(host, f"timed out after {timeout:g}s: {command}") from None
+    finally:
+        for splitter in (out, err):
+            if splitter:
+                splitter.flush_partial()
+    return Result(command, res.exited, res.stdout, res.stderr)
+
+
 def open_transport(host, settings) -> Transport:
     """Connect to ``host`` the way its config says: SSH, or a local root folder.
 

@@ -11,12 +11,11 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from deployconfig import write_config
 from gitorigin import sample_service_files
 from relconsole.config import load_config
-from relconsole.events import BuildFinished, HostFinished, Output, StageFinished
+from relconsole.events import HostFinished, Output, StageFinished
 from relconsole.pipeline import run_build
 
 

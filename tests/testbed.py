@@ -63,7 +63,7 @@ SUDOERS = (
     "nopw ALL=(ALL:ALL) ALL\n"
 )
 
-SUPERVISORD_CONF_TEXT = f"""\
+SUPERVISORD_CONF_TEXT = """\
 [unix_http_server]
 file=/etc/supervisor/run/supervisor.sock
 chmod=0700
