@@ -92,7 +92,11 @@ def _verify(t: Transport, host: Host, programs: Sequence[str], before: dict[str,
                 if proc.state != sv.State.RUNNING or proc.pid == before.get(proc.name):
                     waiting.append(f"{proc.name} {proc.state.value}")
         elapsed = time.monotonic() - restarted
-        if not waiting and elapsed >= settle:
+        # Up for `settle` seconds by supervisor's own clock (restart already waited
+        # startsecs), or by ours: either way it survived its start.
+        settled = elapsed >= settle or all(
+            (r.uptime or 0) >= settle for p in programs for r in rows if r.belongs_to(p))
+        if not waiting and settled:
             for program in programs:
                 for proc in (r for r in rows if r.belongs_to(program)):
                     log(f"{proc.name} RUNNING pid {proc.pid}")

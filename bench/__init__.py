@@ -1,0 +1,1 @@
+"""Benchmarks: scripts, not timed tests. Run from the repo root: python -m bench.<name>."""
