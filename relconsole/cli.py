@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import enum
 import signal
+import subprocess
 import sys
 import threading
 from typing import Optional, Sequence
@@ -37,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--build", metavar="SVC", help="build and deploy SVC headless")
     mode.add_argument("--status", metavar="SVC", nargs="?", const="",
                       help="one `supervisorctl status` of SVC's hosts (all hosts if no SVC)")
+    p.add_argument("--demo", action="store_true",
+                   help="use the demo sandbox (two local hosts, a sample service 'web'); "
+                        "made on first use under the user's data directory")
+    p.add_argument("--stop-demo", action="store_true",
+                   help="stop the demo sandbox's supervisord processes and exit")
     p.add_argument("--branch", metavar="B", help="with --build: build branch B instead")
     p.add_argument("--hosts", metavar="H1,H2", help="with --build: only these of SVC's hosts")
     p.add_argument("--json", action="store_true", help="machine-readable output (JSON lines / array)")
@@ -61,10 +67,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if (args.branch or args.hosts) and not args.build:
         return _fail("--branch and --hosts go with --build")
+    if args.demo and args.config:
+        return _fail("--demo brings its own config; drop --config")
+    if args.stop_demo:
+        from .demo import stop_demo
+
+        stopped = stop_demo()
+        print(f"demo hosts stopped: {', '.join(stopped) or 'none were running'}")
+        return int(Exit.OK)
     try:
-        config = load_config(find_config_path(args.config))
+        config_path = _demo_config() if args.demo else find_config_path(args.config)
+        config = load_config(config_path)
     except ConfigError as exc:
         return _fail(str(exc))
+    except DemoError as exc:
+        return _fail(f"cannot set up the demo sandbox: {exc}", Exit.FAILED)
     if args.build is not None:
         return build_command(config, args)
     if args.status is not None:
@@ -72,6 +89,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .app import run_app  # the only path that imports Textual
 
     return run_app(config)
+
+
+class DemoError(Exception):
+    pass
+
+
+def _demo_config():
+    from .demo import ensure_demo
+
+    try:
+        return ensure_demo()
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+        raise DemoError(str(exc)) from None
 
 
 def _service_or_fail(config, name: str):

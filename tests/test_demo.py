@@ -1,0 +1,61 @@
+"""The demo sandbox, headless, as a new user would run it: no sshd, no ssh in PATH."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def no_ssh_env(tmp_path):
+    """A PATH with every tool of /usr/bin and /bin except ssh and its kin."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for folder in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for tool in Path(folder).iterdir():
+            if tool.name.startswith(("ssh", "scp", "sftp")) or (bin_dir / tool.name).exists():
+                continue
+            (bin_dir / tool.name).symlink_to(tool)
+    env = dict(os.environ, PATH=str(bin_dir), HOME=str(tmp_path / "home"),
+               XDG_DATA_HOME=str(tmp_path / "data"))
+    assert subprocess.run(["sh", "-c", "command -v ssh"], env=env).returncode != 0
+    yield env
+    subprocess.run([sys.executable, "-m", "relconsole", "--stop-demo"], env=env, timeout=60)
+
+
+def relconsole(env, *args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "relconsole", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_demo_builds_and_runs_web_on_two_local_hosts(no_ssh_env, tmp_path):
+    build = relconsole(no_ssh_env, "--demo", "--build", "web")
+    assert build.returncode == 0, build.stdout + build.stderr
+    assert "BUILD OK: web" in build.stdout
+    assert "[check] OK" in build.stdout  # the sample's unit tests ran
+
+    status = relconsole(no_ssh_env, "--demo", "--status", "--json")
+    assert status.returncode == 0, status.stderr
+    rows = json.loads(status.stdout)
+    assert {(r["host"], r["program"], r["state"]) for r in rows} == {
+        ("web1", "web", "RUNNING"), ("web2", "web", "RUNNING")}
+    pids = {r["host"]: r["pid"] for r in rows}
+    assert len(set(pids.values())) == 2
+
+    demo = tmp_path / "data" / "relconsole" / "demo"
+    for host in ("web1", "web2"):
+        current = demo / "hosts" / host / "srv" / "web" / "current"
+        assert current.is_symlink()
+        log = demo / "hosts" / host / "etc" / "supervisor" / "log" / "web.out.log"
+        assert "hello from web" in log.read_text()
+
+    # A second build reuses the sandbox and restarts the program with the new release.
+    again = relconsole(no_ssh_env, "--demo", "--build", "web")
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = json.loads(relconsole(no_ssh_env, "--demo", "--status", "--json").stdout)
+    assert all(r["pid"] != pids[r["host"]] for r in rows)
