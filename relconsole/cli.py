@@ -38,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--build", metavar="SVC", help="build and deploy SVC headless")
     mode.add_argument("--status", metavar="SVC", nargs="?", const="",
                       help="one `supervisorctl status` of SVC's hosts (all hosts if no SVC)")
+    mode.add_argument("--rollback", metavar="SVC",
+                      help="switch SVC's hosts back to the previous release (or --to), "
+                           "restart and verify")
+    mode.add_argument("--history", metavar="SVC", nargs="?", const="",
+                      help="builds and rollbacks, newest first (all services if no SVC)")
+    mode.add_argument("--unlock", metavar="SVC",
+                      help="remove SVC's deploy lock left by a build that is gone")
     p.add_argument("--demo", action="store_true",
                    help="use the demo sandbox (two local hosts, a sample service 'web'); "
                         "made on first use under the user's data directory")
@@ -45,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop the demo sandbox's supervisord processes and exit")
     p.add_argument("--branch", metavar="B", help="with --build: build branch B instead")
     p.add_argument("--hosts", metavar="H1,H2", help="with --build: only these of SVC's hosts")
+    p.add_argument("--to", metavar="RELEASE", help="with --rollback: the release to go back to")
     p.add_argument("--json", action="store_true", help="machine-readable output (JSON lines / array)")
     p.add_argument("--version", action="version", version=_version())
     return p
@@ -67,6 +75,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if (args.branch or args.hosts) and not args.build:
         return _fail("--branch and --hosts go with --build")
+    if args.to and not args.rollback:
+        return _fail("--to goes with --rollback")
     if args.demo and args.config:
         return _fail("--demo brings its own config; drop --config")
     if args.stop_demo:
@@ -86,6 +96,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return build_command(config, args)
     if args.status is not None:
         return status_command(config, args)
+    if args.rollback is not None:
+        return rollback_command(config, args)
+    if args.history is not None:
+        return history_command(config, args)
+    if args.unlock is not None:
+        return unlock_command(config, args)
     from .app import run_app  # the only path that imports Textual
 
     return run_app(config)
@@ -113,7 +129,6 @@ def _service_or_fail(config, name: str):
 
 def build_command(config, args) -> int:
     from .config import validate_branch
-    from .headless import JsonRenderer, TextRenderer
     from .pipeline import run_build
 
     service = _service_or_fail(config, args.build)
@@ -130,6 +145,25 @@ def build_command(config, args) -> int:
         if unknown or not only_hosts:
             return _fail(f"--hosts: {', '.join(unknown) or 'empty'} not among {service.name}'s "
                          f"hosts ({', '.join(service.hosts)})")
+    return _run_headless(args, lambda sink, cancel: run_build(
+        config, service.name, sink, cancel, branch=branch, only_hosts=only_hosts))
+
+
+def rollback_command(config, args) -> int:
+    from .pipeline import run_rollback
+    from .release import RELEASE_ID
+
+    service = _service_or_fail(config, args.rollback)
+    if args.to and not RELEASE_ID.match(args.to):
+        return _fail(f"--to: '{args.to}' is not a release id (like 20261126-070707-1a2b3c4)")
+    return _run_headless(args, lambda sink, cancel: run_rollback(
+        config, service.name, sink, cancel, to=args.to))
+
+
+def _run_headless(args, run) -> int:
+    """Run a build or rollback in a thread, rendering its events; signals cancel it."""
+    from .headless import JsonRenderer, TextRenderer
+
     sink = JsonRenderer() if args.json else TextRenderer()
     cancel = threading.Event()
     got: list[int] = []
@@ -142,10 +176,7 @@ def build_command(config, args) -> int:
         cancel.set()
 
     outcome: list = []
-    worker = threading.Thread(
-        target=lambda: outcome.append(run_build(config, service.name, sink, cancel,
-                                                branch=branch, only_hosts=only_hosts)),
-        name="build")
+    worker = threading.Thread(target=lambda: outcome.append(run(sink, cancel)), name="build")
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         worker.start()
@@ -155,11 +186,38 @@ def build_command(config, args) -> int:
         for s, handler in old.items():
             signal.signal(s, handler)
     if not outcome:
-        return _fail("the build stopped unexpectedly", Exit.FAILED)
+        return _fail("the run stopped unexpectedly", Exit.FAILED)
     finished = outcome[0]
     if finished.cancelled or got:
         return int(Exit.TERMINATED if got and got[0] == signal.SIGTERM else Exit.INTERRUPTED)
     return int(Exit.OK if finished.ok else Exit.FAILED)
+
+
+def history_command(config, args) -> int:
+    import json
+
+    from .history import History
+
+    if args.history:
+        _service_or_fail(config, args.history)
+    rows = History(config.settings.state_dir).list(args.history or None)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return int(Exit.OK)
+    from .history import format_table
+
+    print(format_table(rows))
+    return int(Exit.OK)
+
+
+def unlock_command(config, args) -> int:
+    from .pipeline import force_unlock
+
+    service = _service_or_fail(config, args.unlock)
+    ok, lines = force_unlock(config, service.name)
+    for line in lines:
+        print(line)
+    return int(Exit.OK if ok else Exit.FAILED)
 
 
 def status_command(config, args) -> int:

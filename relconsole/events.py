@@ -103,6 +103,8 @@ class BuildFinished(Event):
     release: Optional[str] = None
     error: Optional[str] = None
     cancelled: bool = False
+    #: The release an automatic rollback returned the fleet to, when there was one.
+    rolled_back: Optional[str] = None
     kind = "finished"
 
 

@@ -59,7 +59,9 @@ class TextRenderer:
     def __init__(self, out: TextIO = sys.stdout):
         self._w = _Writer(out)
         self.hosts: tuple[str, ...] = ()
+        self.action = "build"
         self.stages: dict[str, StageFinished] = {}
+        self.seen: list[str] = []
         self.host_results: dict[tuple[str, str], HostFinished] = {}
         self.commit: Optional[CommitResolved] = None
 
@@ -70,10 +72,12 @@ class TextRenderer:
 
     def on_started(self, e: BuildStarted) -> None:
         self.hosts = e.hosts
+        self.action = e.action
         self._w.write(f"==> {e.action} {e.service} (branch {e.branch}) on "
                       f"{', '.join(e.hosts)}\n", flush=True)
 
     def on_stage_started(self, e: StageStarted) -> None:
+        self.seen.append(e.stage)
         self._w.write(f"--> {e.stage}\n", flush=True)
 
     def on_output(self, e: Output) -> None:
@@ -99,7 +103,10 @@ class TextRenderer:
     def summary(self) -> str:
         header = ["stage", "result", "seconds", *self.hosts]
         rows = [header]
-        for stage in STAGES:
+        # A build lists all four stages (those it never reached as "-"); a rollback
+        # and an automatic rollback list what ran.
+        planned = list(STAGES) if self.action == "build" else []
+        for stage in dict.fromkeys(planned + self.seen):
             done = self.stages.get(stage)
             result = "-" if done is None else ("ok" if done.ok else "failed")
             seconds = "" if done is None else f"{done.seconds:.2f}"
@@ -114,6 +121,11 @@ class TextRenderer:
 
     def verdict(self, e: BuildFinished) -> str:
         sha = f" {e.sha[:12]}" if e.sha else ""
+        if self.action == "rollback":
+            if e.ok:
+                return f"ROLLBACK OK: {e.service} runs release {e.release}{sha} ({e.seconds:.1f}s)"
+            word = "CANCELLED" if e.cancelled else "FAILED"
+            return f"ROLLBACK {word}: {e.service}: {printable(e.error or '')}"
         if e.ok:
             subject = f" \"{printable(self.commit.subject)}\"" if self.commit else ""
             return (f"BUILD OK: {e.service}{sha}{subject} deployed as release {e.release} "

@@ -1,50 +1,49 @@
 """The release engine: checkout → check → upload → supervisor, reported as events.
 
-:func:`run_build` is the one entry point both front ends use. It never prints and
-never imports a UI; everything it does reaches the caller through ``sink(event)``,
-which may be called from several threads at once (one per host) and must be cheap.
+:func:`run_build` and :func:`run_rollback` are the entry points both front ends use.
+They never print and never import a UI; everything reaches the caller through
+``sink(event)``, which may be called from several threads at once (one per host)
+and must be cheap. Every run is also recorded in the history (``history.py``).
 
-The promise that shapes the upload stage: no host's ``current`` changes until every
-host holds the new release. Extraction happens in parallel into a fresh release
-directory; only when all hosts succeeded does the switch run, and a host whose
-switch fails makes the others switch back.
+The promises that shape it:
+- one build or rollback per service at a time: the deploy lock (``lock.py``) is
+  taken before anything else and released however the run ends;
+- no host's ``current`` changes until every host holds the new release, and a
+  host whose switch fails makes the others switch back (``remote.Fleet``);
+- a release whose programs do not stay up is rolled back automatically.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from . import lock as lk
 from . import release as rel
 from .checkout import CheckoutError, Commit, checkout, write_release_tar
 from .checks import run_check
-from .config import Config, FileUpload, Host, Service, Settings
+from .config import Config, Host, Service, Settings
 from .errors import Cancelled, StageFailed
-from .events import (BuildFinished, BuildStarted, CommitResolved, HostFinished, Output, Sink,
+from .events import (BuildFinished, BuildStarted, CommitResolved, Event, Output, Sink,
                      StageFinished, StageStarted)
-from .supervise import restart_and_verify
-from .transport import CommandFailed, Transport, TransportError, open_transport
+from .history import History, HistoryRecorder
+from .remote import Connector, Fleet, describe, failures
+from .transport import CommandFailed, Transport, open_transport
 
-Connector = Callable[[Host, Settings], Transport]
+__all__ = ["Build", "Rollback", "Connector", "run_build", "run_rollback", "force_unlock",
+           "ensure_private_dir"]
 
 
 def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` readable by the user only: it holds workspaces and logs."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
-
-
-@dataclass
-class _HostOutcome:
-    ok: bool
-    error: Optional[str] = None
-    value: object = None
 
 
 @dataclass
@@ -58,11 +57,16 @@ class Build:
     sink: Sink
     cancel: threading.Event
     connector: Connector = open_transport
-    transports: dict[str, Transport] = field(default_factory=dict)
+    action = "build"
     commit: Optional[Commit] = None
     release: Optional[str] = None
-    #: Per host, the release ``current`` pointed to before this build switched it.
+    #: Per host, the release ``current`` pointed to before this run switched it.
     previous: dict[str, Optional[str]] = field(default_factory=dict)
+    rolled_back: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        self.fleet = Fleet(self.service, self.hosts, self.settings, self.sink, self.connector)
+        self.local_lock = lk.LocalLock(self.settings.state_dir, self.service.name)
 
     # -- plumbing ---------------------------------------------------------------
     @property
@@ -82,43 +86,27 @@ class Build:
         started = time.monotonic()
         try:
             work()
-        except Cancelled:
+        except (Cancelled, StageFailed) as exc:
+            error = "cancelled" if isinstance(exc, Cancelled) else str(exc)
             self.sink(StageFinished(stage=name, ok=False, seconds=time.monotonic() - started,
-                                    error="cancelled"))
-            raise
-        except StageFailed as exc:
-            self.sink(StageFinished(stage=name, ok=False, seconds=time.monotonic() - started,
-                                    error=str(exc)))
+                                    error=error))
             raise
         self.sink(StageFinished(stage=name, ok=True, seconds=time.monotonic() - started))
 
-    def each_host(self, stage: str, work: Callable[[Host, Transport], object],
-                  hosts: Optional[Sequence[Host]] = None, report: bool = True) -> dict[str, _HostOutcome]:
-        """Run ``work`` on every host in parallel; one thread per host and connection."""
-        hosts = list(self.hosts if hosts is None else hosts)
+    def begin(self, stage: str) -> None:
+        """Lock this machine, connect to every host, lock every host: in that order, so a
+        second build on this machine is refused at once, before any connection."""
+        ensure_private_dir(self.settings.state_dir)
+        info = lk.LockInfo.mine(self.branch, self.action)
+        self.local_lock.acquire(info)
+        self.fleet.connect(stage)
+        self.check_cancel()
+        self.fleet.lock(stage, info)
 
-        def one(host: Host) -> _HostOutcome:
-            started = time.monotonic()
-            try:
-                outcome = _HostOutcome(True, value=work(host, self.transports.get(host.name)))
-            except Cancelled:
-                outcome = _HostOutcome(False, "cancelled")
-            except (TransportError, StageFailed, CheckoutError) as exc:
-                outcome = _HostOutcome(False, getattr(exc, "message", None) or str(exc))
-            except Exception as exc:  # a bug must not leave a fleet half-done: report it
-                outcome = _HostOutcome(False, f"internal error: {type(exc).__name__}: {exc}")
-            if report:
-                self.sink(HostFinished(stage=stage, host=host.name, ok=outcome.ok,
-                                       seconds=time.monotonic() - started, error=outcome.error))
-            return outcome
-
-        if not hosts:
-            return {}
-        with ThreadPoolExecutor(max_workers=len(hosts), thread_name_prefix=stage) as pool:
-            return dict(zip((h.name for h in hosts), pool.map(one, hosts)))
-
-    def host_logger(self, stage: str, host: str) -> Callable[[str], None]:
-        return lambda line: self.say(stage, line, host=host, stream="out")
+    def end(self) -> None:
+        self.fleet.unlock()
+        self.fleet.close()
+        self.local_lock.release()
 
     # -- stages -----------------------------------------------------------------
     @property
@@ -126,7 +114,8 @@ class Build:
         return self.settings.state_dir / "workspaces" / self.service.name
 
     def do_checkout(self) -> None:
-        ensure_private_dir(self.settings.state_dir)
+        self.begin("checkout")
+        self.check_cancel()
         try:
             self.commit = checkout(self.workspace, self.service.repo, self.branch,
                                    log=lambda line: self.say("checkout", line))
@@ -154,7 +143,6 @@ class Build:
             self.say("check", f"{check.name} passed in {result.seconds:.1f}s")
 
     def do_upload(self) -> None:
-        self.connect_all()
         self.release = rel.new_release_id(self.commit.sha)
         self.say("upload", f"release {self.release}")
         tmp_dir = ensure_private_dir(self.settings.state_dir / "tmp")
@@ -165,163 +153,221 @@ class Build:
                 raise StageFailed(str(exc)) from None
             size = tar.seek(0, os.SEEK_END)
             self.say("upload", f"release tar {size / 1e6:.1f} MB to {len(self.hosts)} host(s)")
-            outcomes = self.each_host("upload", lambda h, t: self.extract(t, Path(tar.name), size))
-        failed = {name: o.error for name, o in outcomes.items() if not o.ok}
+            outcomes = self.fleet.each("upload", lambda h, t: self.extract(t, Path(tar.name), size))
+        failed = failures(outcomes)
         if failed or self.cancel.is_set():
-            self.remove_release([h for h in self.hosts if outcomes[h.name].ok])
+            self.fleet.remove_release("upload", self.release,
+                                      [h for h in self.hosts if outcomes[h.name].ok])
             self.check_cancel()
-            raise StageFailed("upload failed on " + "; ".join(f"{n}: {e}" for n, e in failed.items())
-                              + " — no host was switched")
-        self.switch_all()
-        self.each_host("upload", self.prune, report=False)
-
-    def connect_all(self) -> None:
-        """One connection per host, opened up front and reused by every later step."""
-
-        def open_one(host: Host, _unused) -> None:
-            started = time.monotonic()
-            self.transports[host.name] = self.connector(host, self.settings)
-            self.say("upload", f"connected to {host.label} in {time.monotonic() - started:.2f}s",
-                     host=host.name)
-
-        outcomes = self.each_host("upload", open_one, report=False)
-        failed = {name: o for name, o in outcomes.items() if not o.ok}
-        for name, outcome in failed.items():
-            self.sink(HostFinished(stage="upload", host=name, ok=False, seconds=0.0,
-                                   error=outcome.error))
-        if failed:
-            raise StageFailed("cannot reach " + "; ".join(
-                f"{name}: {o.error}" for name, o in failed.items()) + " — nothing was uploaded")
+            raise StageFailed(f"upload failed on {describe(failed)} — no host was switched")
+        self.previous = self.fleet.switch("upload", {h.name: self.release for h in self.hosts})
+        self.fleet.prune("upload", self.service.keep_releases, self.previous)
 
     def extract(self, t: Transport, tar_path: Path, size: int) -> None:
         self.check_cancel()
         started = time.monotonic()
         with open(tar_path, "rb") as data:
-            res = t.run_with_input(rel.extract_command(t.path(self.service.path), self.release),
+            res = t.run_with_input(rel.extract_command(self.fleet.base(t), self.release),
                                    data, timeout=self.settings.command_timeout, sudo=True)
         if not res.ok:
             raise CommandFailed(t.name, "unpacking the release", res)
-        seconds = time.monotonic() - started
         self.say("upload", f"unpacked {size / 1e6:.1f} MB into releases/{self.release} "
-                           f"in {seconds:.2f}s", host=t.name)
-
-    def remove_release(self, hosts: Sequence[Host]) -> None:
-        """Best effort: take a release that will never be switched to off ``hosts``."""
-
-        def remove(host: Host, t: Transport) -> None:
-            res = t.run(rel.remove_release_command(t.path(self.service.path), self.release),
-                        timeout=self.settings.command_timeout, sudo=True)
-            note = "removed the partial release" if res.ok else f"could not remove it: {res.tail(2)}"
-            self.say("upload", note, host=host.name)
-
-        self.each_host("upload", remove, hosts=hosts, report=False)
-
-    def switch_all(self) -> None:
-        """Point every host's ``current`` at the new release, or none of them.
-
-        Not interruptible: a cancel arriving now is honoured after the switch, so
-        the fleet is never left half-switched.
-        """
-        previous = self.previous
-
-        def switch(host: Host, t: Transport) -> None:
-            base = t.path(self.service.path)
-            res = t.run(rel.switch_command(base, self.release, self.staged_files(t)),
-                        timeout=self.settings.command_timeout, sudo=True)
-            if not res.ok:
-                raise CommandFailed(t.name, "switching current", res)
-            previous[host.name] = rel.parse_previous(res.stdout)
-            self.say("upload", f"current -> releases/{self.release} "
-                               f"(was {previous[host.name] or 'none'})", host=host.name)
-
-        outcomes = self.each_host("upload", switch)
-        failed = {name: o.error for name, o in outcomes.items() if not o.ok}
-        if not failed:
-            return
-        switched = [h for h in self.hosts if h.name in previous]
-        self.each_host("upload", lambda h, t: self.switch_back(h, t, previous[h.name]),
-                       hosts=switched, report=False)
-        raise StageFailed("switch failed on " + "; ".join(f"{n}: {e}" for n, e in failed.items())
-                          + f" — switched {len(switched)} host(s) back")
-
-    def switch_back(self, host: Host, t: Transport, release: Optional[str]) -> None:
-        base = t.path(self.service.path)
-        command = (rel.switch_command(base, release, self.staged_files(t)) if release
-                   else rel.unlink_current_command(base))
-        res = t.run(command, timeout=self.settings.command_timeout, sudo=True)
-        if not res.ok:
-            raise CommandFailed(t.name, "switching back", res)
-        self.say("upload", f"switched back to {release or 'no release'}", host=host.name)
-
-    def staged_files(self, t: Transport) -> list[FileUpload]:
-        return [FileUpload(u.src, t.path(u.dest)) for u in self.service.files]
-
-    def prune(self, host: Host, t: Transport) -> None:
-        base = t.path(self.service.path)
-        listing = t.run(rel.list_releases_command(base), timeout=self.settings.command_timeout,
-                        sudo=True)
-        current, releases = rel.parse_releases(listing.stdout)
-        doomed = rel.releases_to_prune(releases, self.service.keep_releases, current,
-                                       self.previous.get(host.name))
-        command = rel.prune_command(base, doomed)
-        if command is None:
-            return
-        res = t.run(command, timeout=self.settings.command_timeout, sudo=True)
-        if res.ok:
-            self.say("upload", f"pruned {len(doomed)} old release(s)", host=host.name)
-        else:  # a warning: the release is live, only housekeeping failed
-            self.say("upload", f"could not prune old releases: {res.tail(2)}", host=host.name,
-                     stream="err")
+                           f"in {time.monotonic() - started:.2f}s", host=t.name)
 
     def do_supervisor(self) -> None:
-        def restart(host: Host, t: Transport) -> None:
-            restart_and_verify(t, host, self.service.programs,
-                               timeout=self.settings.command_timeout,
-                               log=self.host_logger("supervisor", host.name), cancel=self.cancel)
-
-        outcomes = self.each_host("supervisor", restart)
-        if any(o.error == "cancelled" for o in outcomes.values()):
-            raise Cancelled()
-        failed = {name: o.error for name, o in outcomes.items() if not o.ok}
+        failed = self.fleet.restart("supervisor", self.cancel)
         if failed:
-            raise StageFailed("; ".join(f"{n}: {e}" for n, e in failed.items()))
+            raise StageFailed(describe(failed))
 
-    # -- the whole build --------------------------------------------------------
+    def roll_back_automatically(self) -> None:
+        """After a failed verify: every host back to what ran before, restarted, verified."""
+        missing = [name for name, release in self.previous.items() if not release]
+        if missing or not self.previous:
+            self.say("supervisor", f"no previous release on {', '.join(missing) or 'any host'}: "
+                                   "cannot roll back automatically", stream="err")
+            return
+
+        def work() -> None:
+            failed = self.fleet.switch_back("rollback", self.previous)
+            if failed:
+                raise StageFailed(f"could not switch back: {describe(failed)}")
+            failed = self.fleet.restart("rollback", threading.Event())
+            if failed:
+                raise StageFailed(f"the previous release does not run either: {describe(failed)}")
+            self.rolled_back = rolled_back_to(self.previous)
+            sha = self.fleet.revision(self.fleet.transports[self.hosts[0].name],
+                                      self.previous[self.hosts[0].name])
+            self.say("rollback", f"rolled back to release {self.rolled_back} "
+                                 f"(sha {(sha or 'unknown')[:12]})")
+
+        try:
+            self.stage("rollback", work)
+        except StageFailed:
+            pass  # reported by the stage; the build has failed either way
+
+    def steps(self) -> list[tuple[str, Callable[[], None]]]:
+        return [("checkout", self.do_checkout), ("check", self.do_checks),
+                ("upload", self.do_upload), ("supervisor", self.do_supervisor)]
+
+    # -- the whole run ----------------------------------------------------------
     def run(self) -> BuildFinished:
         started = time.monotonic()
         self.sink(BuildStarted(service=self.service.name, branch=self.branch,
-                               hosts=tuple(h.name for h in self.hosts)))
+                               hosts=tuple(h.name for h in self.hosts), action=self.action))
         error, cancelled = None, False
         try:
-            self.stage("checkout", self.do_checkout)
-            self.stage("check", self.do_checks)
-            self.stage("upload", self.do_upload)
-            self.stage("supervisor", self.do_supervisor)
+            for name, work in self.steps():
+                try:
+                    self.stage(name, work)
+                except StageFailed:
+                    if name == "supervisor" and self.previous:
+                        self.roll_back_automatically()
+                    raise
         except Cancelled:
             error, cancelled = "cancelled", True
         except StageFailed as exc:
             error = str(exc)
         finally:
-            self.close()
+            self.end()
+        if self.rolled_back:
+            error = f"{error} — rolled back to release {self.rolled_back}"
         finished = BuildFinished(ok=error is None, seconds=time.monotonic() - started,
                                  service=self.service.name,
                                  sha=self.commit.sha if self.commit else None,
-                                 release=self.release, error=error, cancelled=cancelled)
+                                 release=self.release, error=error, cancelled=cancelled,
+                                 rolled_back=self.rolled_back)
         self.sink(finished)
         return finished
 
-    def close(self) -> None:
-        for t in self.transports.values():
-            try:
-                t.close()
-            except Exception:  # closing a dead connection must not hide the real outcome
-                pass
-        self.transports.clear()
+
+def rolled_back_to(previous: dict[str, Optional[str]]) -> str:
+    releases = sorted({r for r in previous.values() if r})
+    return releases[0] if len(releases) == 1 else ", ".join(releases)
+
+
+@dataclass
+class Rollback(Build):
+    """Switch every host back to an earlier release (the previous one, or ``to``)."""
+
+    to: Optional[str] = None
+    action = "rollback"
+
+    def do_switch(self) -> None:
+        self.begin("switch")
+        targets: dict[str, str] = {}
+
+        def find(host: Host, t: Transport) -> None:
+            current, releases = self.fleet.list_releases(t)
+            if self.to:
+                if self.to not in releases:
+                    raise StageFailed(f"release {self.to} is not on this host "
+                                      f"(it has: {', '.join(releases) or 'none'})")
+                targets[host.name] = self.to
+                return
+            older = [r for r in releases if current and r < current]
+            if not older:
+                raise StageFailed(f"no release before {current or 'the current one'} to go back to")
+            targets[host.name] = older[-1]
+
+        failed = failures(self.fleet.each("switch", find, report=False))
+        if failed:
+            raise StageFailed(f"cannot roll back: {describe(failed)} — nothing was switched")
+        if len(set(targets.values())) > 1:
+            listed = ", ".join(f"{h}: {r}" for h, r in targets.items())
+            raise StageFailed(f"hosts run different releases, so 'previous' differs ({listed}); "
+                              "choose one with --to RELEASE — nothing was switched")
+        self.release = next(iter(targets.values()))
+        sha = self.fleet.revision(self.fleet.transports[self.hosts[0].name], self.release)
+        if sha:
+            self.commit = Commit(sha=sha, subject="", author="")
+        self.say("switch", f"rolling back to release {self.release} (sha {(sha or 'unknown')[:12]})")
+        self.previous = self.fleet.switch("switch", targets)
+
+    def steps(self) -> list[tuple[str, Callable[[], None]]]:
+        return [("switch", self.do_switch), ("supervisor", self.do_supervisor)]
+
+    def roll_back_automatically(self) -> None:
+        """A rollback whose programs fail is reported, not rolled back again."""
+
+
+def _recording(config: Config, sink: Sink, trigger: str) -> Sink:
+    """The front end's sink plus the history recorder; history trouble never stops a deploy."""
+    try:
+        recorder = HistoryRecorder(History(config.settings.state_dir), trigger, lk.who())
+    except (sqlite3.Error, OSError) as exc:
+        sink(Output(stage="checkout", line=f"history not recorded: {exc}", stream="err"))
+        return sink
+    warned = []
+
+    def both(event: Event) -> None:
+        sink(event)
+        try:
+            recorder(event)
+        except sqlite3.Error as exc:
+            if not warned:
+                warned.append(exc)
+                sink(Output(stage=getattr(event, "stage", "checkout"),
+                            line=f"history not recorded: {exc}", stream="err"))
+
+    return both
+
+
+def force_unlock(config: Config, service_name: str,
+                 connector: Connector = open_transport) -> tuple[bool, list[str]]:
+    """``--unlock``: remove the service's lock on every host, if no live build holds it.
+
+    Returns (ok, lines to show). Recorded in the history.
+    """
+    service = config.services[service_name]
+    holder = lk.LocalLock(config.settings.state_dir, service.name).holder()
+    if holder is not None:
+        return False, [f"{service.name} is being deployed from this machine right now by "
+                       f"{holder.describe()}; cancel that build instead of unlocking"]
+    lines: list[str] = []
+    fleet = Fleet(service, config.hosts_of(service), config.settings,
+                  lambda e: lines.append(f"{e.host}: {e.line}") if isinstance(e, Output) else None,
+                  connector)
+
+    def remove(host: Host, t: Transport) -> None:
+        found = lk.parse_holder(t.run(lk.read_command(fleet.base(t)),
+                                      timeout=config.settings.command_timeout, sudo=True).stdout)
+        if found is None:
+            lines.append(f"{host.name}: not locked")
+            return
+        fleet.run(t, lk.force_release_command(fleet.base(t)), "removing the lock")
+        lines.append(f"{host.name}: removed the lock held by {found.describe()}")
+
+    ok = True
+    try:
+        fleet.connect("unlock")
+        failed = failures(fleet.each("unlock", remove, report=False))
+    except StageFailed as exc:
+        failed, ok = {}, False
+        lines.append(str(exc))
+    finally:
+        fleet.close()
+    lines += [f"{name}: {error}" for name, error in failed.items()]
+    ok = ok and not failed
+    try:
+        history = History(config.settings.state_dir)
+        row, _ = history.start(service=service.name, action="unlock", who=lk.who(),
+                               trigger="headless", branch=None, hosts=list(service.hosts))
+        history.update(row, result="success" if ok else "failed", duration=0.0,
+                       log="\n".join(lines))
+        history.close()
+    except (sqlite3.Error, OSError) as exc:
+        lines.append(f"history not recorded: {exc}")
+    return ok, lines
+
+
+def _hosts(config: Config, service: Service, only_hosts: Optional[Sequence[str]]) -> list[Host]:
+    hosts = config.hosts_of(service)
+    return [h for h in hosts if h.name in set(only_hosts)] if only_hosts else hosts
 
 
 def run_build(config: Config, service_name: str, sink: Sink,
               cancel: Optional[threading.Event] = None, *, branch: Optional[str] = None,
-              only_hosts: Optional[Sequence[str]] = None,
+              only_hosts: Optional[Sequence[str]] = None, trigger: str = "headless",
               connector: Connector = open_transport) -> BuildFinished:
     """Build and deploy ``service_name``; every step is reported through ``sink``.
 
@@ -332,15 +378,24 @@ def run_build(config: Config, service_name: str, sink: Sink,
         cancel: set it to stop the build between steps (a running check is killed).
         branch: overrides the service's branch (already validated).
         only_hosts: deploy to these of the service's hosts only.
+        trigger: who asked, for the history ("tui" or "headless").
         connector: opens a transport to a host (tests and sandboxes swap it).
 
     Returns:
         The final event, also sent to ``sink``.
     """
     service = config.services[service_name]
-    hosts = config.hosts_of(service)
-    if only_hosts:
-        hosts = [h for h in hosts if h.name in set(only_hosts)]
-    build = Build(config=config, service=service, hosts=hosts, branch=branch or service.branch,
-                  sink=sink, cancel=cancel or threading.Event(), connector=connector)
-    return build.run()
+    return Build(config=config, service=service, hosts=_hosts(config, service, only_hosts),
+                 branch=branch or service.branch, sink=_recording(config, sink, trigger),
+                 cancel=cancel or threading.Event(), connector=connector).run()
+
+
+def run_rollback(config: Config, service_name: str, sink: Sink,
+                 cancel: Optional[threading.Event] = None, *, to: Optional[str] = None,
+                 trigger: str = "headless", connector: Connector = open_transport) -> BuildFinished:
+    """Switch every host of ``service_name`` back to the previous release (or ``to``),
+    all or none, then restart and verify its programs as a build does."""
+    service = config.services[service_name]
+    return Rollback(config=config, service=service, hosts=config.hosts_of(service),
+                    branch=service.branch, sink=_recording(config, sink, trigger),
+                    cancel=cancel or threading.Event(), connector=connector, to=to).run()

@@ -67,6 +67,10 @@ def switch_command(base: str, release: str, files: Iterable[FileUpload]) -> str:
     return "\n".join(lines)
 
 
+def revision_command(base: str, release: str) -> str:
+    return f"cat {q(posixpath.join(release_dir(base, release), 'REVISION'))}"
+
+
 def unlink_current_command(base: str) -> str:
     """Undo a first deploy's switch: there was no ``current`` before it."""
     return f"rm -f {q(posixpath.join(base, 'current'))}"

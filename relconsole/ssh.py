@@ -89,6 +89,11 @@ def connect(host: Host, settings: Settings) -> "SshTransport":
         conn.close()
         raise HostUnreachable(host.name, f"authentication failed as {host.user} on "
                                          f"{host.address}:{host.port}: {exc}") from None
+    except paramiko.ssh_exception.NoValidConnectionsError as exc:
+        conn.close()
+        reasons = sorted({e.strerror or str(e) for e in exc.errors.values()})
+        raise HostUnreachable(host.name, f"cannot connect to {host.address}:{host.port}: "
+                                         f"{', '.join(reasons)}") from None
     except (socket.timeout, TimeoutError):
         conn.close()
         raise HostUnreachable(host.name, f"timed out after {settings.connect_timeout:g}s "

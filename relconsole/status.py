@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence, TypeVar
 
 from . import supervisor as sv
 from .config import Host, Settings
-from .pipeline import Connector
+from .remote import Connector
 from .supervise import status_rows
 from .transport import (CommandTimedOut, HostUnreachable, Transport, TransportError,
                         open_transport)

@@ -1,0 +1,198 @@
+"""Build history in SQLite under state_dir: what went where, when, by whom, and its log.
+
+Every build, rollback and unlock is a row, numbered per service (1, 2, 3 … like
+Jenkins). The engine records it through :class:`HistoryRecorder`, a sink that sits
+beside the front end's sink, so TUI and headless builds are recorded alike.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from .events import (BuildFinished, BuildStarted, CommitResolved, Event, HostFinished, Output,
+                     StageFinished)
+
+#: The console output kept per build: the most recent bytes win.
+LOG_CAP_BYTES = 4 * 1024 * 1024
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS builds (
+    id INTEGER PRIMARY KEY,
+    service TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    action TEXT NOT NULL,           -- build, rollback, unlock
+    who TEXT NOT NULL,              -- user@machine
+    trigger TEXT NOT NULL,          -- tui, headless
+    branch TEXT,
+    sha TEXT,
+    subject TEXT,
+    release TEXT,
+    hosts TEXT NOT NULL DEFAULT '[]',
+    started REAL NOT NULL,
+    duration REAL,
+    result TEXT NOT NULL,           -- running, success, failed, cancelled, rolled back
+    error TEXT,
+    stages TEXT NOT NULL DEFAULT '{}',
+    host_results TEXT NOT NULL DEFAULT '{}',
+    log TEXT NOT NULL DEFAULT '',
+    UNIQUE (service, number)
+);
+"""
+
+_SUMMARY = ("number, service, action, who, trigger, branch, sha, subject, release, hosts, "
+            "started, duration, result, error")
+
+
+class History:
+    def __init__(self, state_dir: Path):
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = state_dir / "history.sqlite3"
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False,
+                                   isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def start(self, *, service: str, action: str, who: str, trigger: str,
+              branch: Optional[str], hosts: list[str]) -> tuple[int, int]:
+        """A new row, numbered next for ``service`` (safe across processes)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                number = self._db.execute(
+                    "SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE service = ?",
+                    (service,)).fetchone()[0]
+                cur = self._db.execute(
+                    "INSERT INTO builds (service, number, action, who, trigger, branch, hosts, "
+                    "started, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+                    (service, number, action, who, trigger, branch, json.dumps(hosts), time.time()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return cur.lastrowid, number
+
+    def update(self, row_id: int, **fields) -> None:
+        for key in ("stages", "host_results", "hosts"):
+            if key in fields and not isinstance(fields[key], str):
+                fields[key] = json.dumps(fields[key])
+        names = ", ".join(f"{k} = ?" for k in fields)
+        with self._lock:
+            self._db.execute(f"UPDATE builds SET {names} WHERE id = ?", (*fields.values(), row_id))
+
+    def list(self, service: Optional[str] = None, limit: int = 100) -> list[dict]:
+        """Newest first."""
+        query = f"SELECT {_SUMMARY} FROM builds"
+        args: tuple = ()
+        if service:
+            query += " WHERE service = ?"
+            args = (service,)
+        query += " ORDER BY started DESC, id DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(query, (*args, limit)).fetchall()
+        return [_row(r) for r in rows]
+
+    def get(self, service: str, number: int) -> Optional[dict]:
+        with self._lock:
+            r = self._db.execute("SELECT * FROM builds WHERE service = ? AND number = ?",
+                                 (service, number)).fetchone()
+        return _row(r) if r else None
+
+
+def _row(r: sqlite3.Row) -> dict:
+    data = dict(r)
+    for key in ("hosts", "stages", "host_results"):
+        if key in data and isinstance(data[key], str):
+            data[key] = json.loads(data[key])
+    return data
+
+
+class HistoryRecorder:
+    """A sink that records one build or rollback as it happens."""
+
+    def __init__(self, history: History, trigger: str, who: str):
+        self.history = history
+        self.trigger = trigger
+        self.who = who
+        self.row_id: Optional[int] = None
+        self.number: Optional[int] = None
+        self._lines: collections.deque[str] = collections.deque()
+        self._bytes = 0
+        self._dropped = 0
+        self._stages: dict[str, dict] = {}
+        self._hosts: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Output):
+            where = f"{event.stage} {event.host}" if event.host else event.stage
+            self._append(f"[{where}] {event.line}")
+        elif isinstance(event, BuildStarted):
+            self.row_id, self.number = self.history.start(
+                service=event.service, action=event.action, who=self.who, trigger=self.trigger,
+                branch=event.branch, hosts=list(event.hosts))
+            self._append(f"{event.action} #{self.number} of {event.service} ({event.branch}) "
+                         f"by {self.who} on {', '.join(event.hosts)}")
+        elif isinstance(event, CommitResolved) and self.row_id:
+            self.history.update(self.row_id, sha=event.sha, subject=event.subject)
+        elif isinstance(event, StageFinished):
+            self._stages[event.stage] = {"ok": event.ok, "seconds": round(event.seconds, 3),
+                                         "error": event.error}
+            self._append(f"<-- {event.stage} {'ok' if event.ok else 'FAILED: ' + str(event.error)}"
+                         f" ({event.seconds:.1f}s)")
+        elif isinstance(event, HostFinished):
+            self._hosts.setdefault(event.host, {})[event.stage] = {
+                "ok": event.ok, "seconds": round(event.seconds, 3), "error": event.error}
+        elif isinstance(event, BuildFinished) and self.row_id:
+            self.history.update(self.row_id, result=result_of(event), duration=event.seconds,
+                                error=event.error, release=event.release, sha=event.sha,
+                                stages=self._stages, host_results=self._hosts, log=self.log())
+
+    def _append(self, line: str) -> None:
+        with self._lock:
+            self._lines.append(line)
+            self._bytes += len(line) + 1
+            while self._bytes > LOG_CAP_BYTES and len(self._lines) > 1:
+                self._bytes -= len(self._lines.popleft()) + 1
+                self._dropped += 1
+
+    def log(self) -> str:
+        with self._lock:
+            head = [f"[... {self._dropped} earlier lines dropped ...]"] if self._dropped else []
+            return "\n".join(head + list(self._lines))
+
+
+def result_of(event: BuildFinished) -> str:
+    if event.ok:
+        return "success"
+    if event.cancelled:
+        return "cancelled"
+    if event.rolled_back:
+        return "rolled back"
+    return "failed"
+
+
+def format_table(rows: list[dict]) -> str:
+    """``--history`` as a table, newest first."""
+    table = [["SERVICE", "#", "ACTION", "RESULT", "BRANCH", "SHA", "RELEASE", "STARTED",
+              "SECONDS", "WHO", "TRIGGER"]]
+    for r in rows:
+        table.append([r["service"], str(r["number"]), r["action"], r["result"], r["branch"] or "",
+                      (r["sha"] or "")[:12], r["release"] or "",
+                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])),
+                      "" if r["duration"] is None else f"{r['duration']:.1f}", r["who"],
+                      r["trigger"]])
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)

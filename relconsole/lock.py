@@ -1,0 +1,170 @@
+"""The deploy lock: one build or rollback per service at a time, across processes and
+machines.
+
+Two parts, taken before checkout and released when the build ends, however it ends:
+
+- a local lock: ``flock`` on ``<state_dir>/locks/<service>.lock``. The kernel drops it
+  when the holder dies, so a crashed relconsole never leaves it behind.
+- a lock on each target host: an atomic ``mkdir <path>/.relconsole-lock`` holding an
+  ``info`` file (who, machine, pid, start time, branch). Other machines see it.
+
+A remote lock whose holder was on this machine and whose process is gone is stale;
+``relconsole --unlock SVC`` removes it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+import posixpath
+import socket
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .errors import StageFailed
+from .release import q
+
+LOCK_DIR = ".relconsole-lock"
+
+
+def who() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    user: str
+    machine: str
+    pid: int
+    started: float
+    branch: str
+    action: str = "build"
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @classmethod
+    def mine(cls, branch: str, action: str = "build") -> "LockInfo":
+        return cls(user=getpass.getuser(), machine=socket.gethostname(), pid=os.getpid(),
+                   started=time.time(), branch=branch, action=action)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Optional["LockInfo"]:
+        try:
+            data = json.loads(text)
+            return cls(user=str(data["user"]), machine=str(data["machine"]), pid=int(data["pid"]),
+                       started=float(data["started"]), branch=str(data["branch"]),
+                       action=str(data.get("action", "build")), token=str(data.get("token", "")))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    @property
+    def stale(self) -> bool:
+        """Held by a process of this machine that no longer exists."""
+        if self.machine != socket.gethostname():
+            return False  # cannot tell from here
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def describe(self, now: Optional[float] = None) -> str:
+        held = max(0, int((now or time.time()) - self.started))
+        text = (f"{self.user}@{self.machine} (pid {self.pid}, {self.action} of {self.branch}) "
+                f"for {held // 60}m{held % 60:02d}s")
+        return text + (" — STALE: that process is gone" if self.stale else "")
+
+
+class LockHeld(StageFailed):
+    def __init__(self, service: str, where: str, holder: Optional[LockInfo]):
+        desc = holder.describe() if holder else "an unknown holder (unreadable lock)"
+        hint = f"; if it is stale, remove it with: relconsole --unlock {service}"
+        super().__init__(f"{service} is locked on {where} by {desc}{hint}")
+        self.holder = holder
+
+
+class LocalLock:
+    """``flock`` on a file in state_dir, with the holder's info written inside."""
+
+    def __init__(self, state_dir: Path, service: str):
+        self.path = state_dir / "locks" / f"{service}.lock"
+        self.service = service
+        self._fd: Optional[int] = None
+
+    def acquire(self, info: LockInfo) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = LockInfo.from_json(os.pread(fd, 65536, 0).decode("utf-8", "replace"))
+            os.close(fd)
+            raise LockHeld(self.service, "this machine", holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.to_json().encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def holder(self) -> Optional[LockInfo]:
+        """Who holds it now, or None when it is free."""
+        if not self.path.exists():
+            return None
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return LockInfo.from_json(os.pread(fd, 65536, 0).decode("utf-8", "replace"))
+        finally:
+            os.close(fd)  # releases our probe lock if we got it
+        return None
+
+
+def remote_lock_dir(base: str) -> str:
+    return posixpath.join(base, LOCK_DIR)
+
+
+def acquire_command(base: str, info: LockInfo) -> str:
+    """``mkdir`` is atomic: exactly one of two racing builds creates the folder.
+
+    On refusal it prints the holder's info, marked, for the message.
+    """
+    lock = remote_lock_dir(base)
+    return (f"mkdir -p {q(base)} && if mkdir {q(lock)} 2>/dev/null; then "
+            f"printf '%s\\n' {q(info.to_json())} > {q(lock + '/info')}; else "
+            f"echo HELD; cat {q(lock + '/info')} 2>/dev/null; exit 3; fi")
+
+
+def release_command(base: str, token: str) -> str:
+    """Remove the lock only if it is still ours (an --unlock may have replaced it)."""
+    lock = remote_lock_dir(base)
+    return (f"if grep -qF {q(token)} {q(lock + '/info')} 2>/dev/null; then "
+            f"rm -rf {q(lock)}; fi")
+
+
+def read_command(base: str) -> str:
+    return f"cat {q(remote_lock_dir(base) + '/info')} 2>/dev/null || true"
+
+
+def force_release_command(base: str) -> str:
+    return f"rm -rf {q(remote_lock_dir(base))}"
+
+
+def parse_holder(output: str) -> Optional[LockInfo]:
+    for line in output.splitlines():
+        if line.startswith("{"):
+            return LockInfo.from_json(line)
+    return None

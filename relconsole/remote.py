@@ -1,0 +1,244 @@
+"""The target hosts of one build: one open connection each, and what is done on all.
+
+:class:`Fleet` runs a step on every host in parallel (one thread per host, so one
+thread per connection), reports each host's outcome as a :class:`HostFinished`
+event, and keeps the fleet-wide promises: lock all hosts or none, switch all hosts
+or none.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+from . import lock as lk
+from . import release as rel
+from .config import FileUpload, Host, Service, Settings
+from .errors import Cancelled, StageFailed
+from .events import HostFinished, Output, Sink
+from .supervise import restart_and_verify
+from .transport import CommandFailed, Transport, TransportError
+
+Connector = Callable[[Host, Settings], Transport]
+
+
+@dataclass
+class HostOutcome:
+    ok: bool
+    error: Optional[str] = None
+    value: object = None
+
+
+def failures(outcomes: dict[str, HostOutcome]) -> dict[str, str]:
+    return {name: o.error or "failed" for name, o in outcomes.items() if not o.ok}
+
+
+def describe(failed: dict[str, str]) -> str:
+    return "; ".join(f"{name}: {error}" for name, error in failed.items())
+
+
+@dataclass
+class Fleet:
+    service: Service
+    hosts: list[Host]
+    settings: Settings
+    sink: Sink
+    connector: Connector
+    transports: dict[str, Transport] = field(default_factory=dict)
+    #: The lock this build holds on each host (host name → token).
+    locked: dict[str, str] = field(default_factory=dict)
+
+    # -- plumbing ---------------------------------------------------------------
+    def say(self, stage: str, line: str, host: Optional[str] = None, stream: str = "info") -> None:
+        self.sink(Output(stage=stage, line=line, host=host, stream=stream))
+
+    def base(self, t: Transport) -> str:
+        return t.path(self.service.path)
+
+    def run(self, t: Transport, command: str, step: str, log: Optional[Callable] = None):
+        """Run a privileged command (through sudo where configured); fail on non-zero."""
+        on_line = (lambda line, _stream: log(line)) if log else None
+        res = t.run(command, timeout=self.settings.command_timeout, on_line=on_line, sudo=True)
+        if not res.ok:
+            raise CommandFailed(t.name, step, res)
+        return res
+
+    def each(self, stage: str, work: Callable[[Host, Transport], object],
+             hosts: Optional[Sequence[Host]] = None, report: bool = True) -> dict[str, HostOutcome]:
+        """Run ``work`` on every host in parallel and collect outcomes, never raising."""
+        hosts = list(self.hosts if hosts is None else hosts)
+
+        def one(host: Host) -> HostOutcome:
+            started = time.monotonic()
+            try:
+                outcome = HostOutcome(True, value=work(host, self.transports.get(host.name)))
+            except Cancelled:
+                outcome = HostOutcome(False, "cancelled")
+            except (TransportError, StageFailed) as exc:
+                outcome = HostOutcome(False, getattr(exc, "message", None) or str(exc))
+            except Exception as exc:  # a bug must not leave a fleet half-done: report it
+                outcome = HostOutcome(False, f"internal error: {type(exc).__name__}: {exc}")
+            if report:
+                self.sink(HostFinished(stage=stage, host=host.name, ok=outcome.ok,
+                                       seconds=time.monotonic() - started, error=outcome.error))
+            return outcome
+
+        if not hosts:
+            return {}
+        with ThreadPoolExecutor(max_workers=len(hosts), thread_name_prefix=stage) as pool:
+            return dict(zip((h.name for h in hosts), pool.map(one, hosts)))
+
+    # -- connections and the lock -------------------------------------------------
+    def connect(self, stage: str) -> None:
+        """One connection per host, opened once and reused by every later step."""
+
+        def open_one(host: Host, _none) -> None:
+            started = time.monotonic()
+            self.transports[host.name] = self.connector(host, self.settings)
+            self.say(stage, f"connected to {host.label} in {time.monotonic() - started:.2f}s",
+                     host=host.name)
+
+        failed = failures(self.each(stage, open_one, report=False))
+        for name, error in failed.items():
+            self.sink(HostFinished(stage=stage, host=name, ok=False, seconds=0.0, error=error))
+        if failed:
+            raise StageFailed(f"cannot reach {describe(failed)} — nothing was changed")
+
+    def lock(self, stage: str, info: lk.LockInfo) -> None:
+        """Take the lock on every host, or on none: a refusal releases what was taken."""
+        holders: dict[str, Optional[lk.LockInfo]] = {}
+
+        def take(host: Host, t: Transport) -> None:
+            res = t.run(lk.acquire_command(self.base(t), info),
+                        timeout=self.settings.command_timeout, sudo=True)
+            if res.ok:
+                self.locked[host.name] = info.token
+            elif "HELD" in res.stdout:
+                holders[host.name] = lk.parse_holder(res.stdout)
+            else:
+                raise CommandFailed(t.name, "taking the deploy lock", res)
+
+        failed = failures(self.each(stage, take, report=False))
+        if holders or failed:
+            self.unlock()
+            if holders:
+                name, holder = next(iter(holders.items()))
+                raise lk.LockHeld(self.service.name, name, holder)
+            raise StageFailed(f"cannot take the deploy lock: {describe(failed)}")
+        self.say(stage, f"locked {self.service.name} on {', '.join(self.locked)}")
+
+    def unlock(self) -> None:
+        """Release the locks this build holds; best effort, never raises."""
+        locked = [h for h in self.hosts if h.name in self.locked and h.name in self.transports]
+
+        def release(host: Host, t: Transport) -> None:
+            t.run(lk.release_command(self.base(t), self.locked[host.name]),
+                  timeout=self.settings.command_timeout, sudo=True)
+
+        self.each("unlock", release, hosts=locked, report=False)
+        self.locked.clear()
+
+    def close(self) -> None:
+        for t in self.transports.values():
+            try:
+                t.close()
+            except Exception:  # closing a dead connection must not hide the real outcome
+                pass
+        self.transports.clear()
+
+    # -- releases ---------------------------------------------------------------
+    def staged_files(self, t: Transport) -> list[FileUpload]:
+        return [FileUpload(u.src, t.path(u.dest)) for u in self.service.files]
+
+    def list_releases(self, t: Transport) -> tuple[Optional[str], list[str]]:
+        res = self.run(t, rel.list_releases_command(self.base(t)), "listing releases")
+        return rel.parse_releases(res.stdout)
+
+    def revision(self, t: Transport, release: str) -> Optional[str]:
+        res = t.run(rel.revision_command(self.base(t), release),
+                    timeout=self.settings.command_timeout, sudo=True)
+        sha = res.stdout.strip()
+        return sha if res.ok and sha else None
+
+    def remove_release(self, stage: str, release: str, hosts: Sequence[Host]) -> None:
+        """Best effort: take a release that will never be switched to off ``hosts``."""
+
+        def remove(host: Host, t: Transport) -> None:
+            res = t.run(rel.remove_release_command(self.base(t), release),
+                        timeout=self.settings.command_timeout, sudo=True)
+            note = "removed the partial release" if res.ok else f"could not remove it: {res.tail(2)}"
+            self.say(stage, note, host=host.name)
+
+        self.each(stage, remove, hosts=hosts, report=False)
+
+    def switch(self, stage: str, target: dict[str, str]) -> dict[str, Optional[str]]:
+        """Point every host's ``current`` at ``target[host]``, or none of them.
+
+        Returns each host's previous release. Not interruptible: a cancel is honoured
+        after it, so the fleet is never left half-switched.
+        """
+        previous: dict[str, Optional[str]] = {}
+
+        def switch_one(host: Host, t: Transport) -> None:
+            release = target[host.name]
+            res = self.run(t, rel.switch_command(self.base(t), release, self.staged_files(t)),
+                           "switching current")
+            previous[host.name] = rel.parse_previous(res.stdout)
+            self.say(stage, f"current -> releases/{release} (was {previous[host.name] or 'none'})",
+                     host=host.name)
+
+        failed = failures(self.each(stage, switch_one))
+        if failed:
+            switched = [h for h in self.hosts if h.name in previous]
+            self.switch_back(stage, {h.name: previous[h.name] for h in switched})
+            raise StageFailed(f"switch failed on {describe(failed)} — "
+                              f"switched {len(switched)} host(s) back")
+        return previous
+
+    def switch_back(self, stage: str, previous: dict[str, Optional[str]]) -> dict[str, str]:
+        """Return hosts to the release they ran before (none: unlink ``current``)."""
+
+        def back(host: Host, t: Transport) -> None:
+            release = previous[host.name]
+            command = (rel.switch_command(self.base(t), release, self.staged_files(t)) if release
+                       else rel.unlink_current_command(self.base(t)))
+            self.run(t, command, "switching back")
+            self.say(stage, f"current -> {'releases/' + release if release else 'none'} "
+                            f"(switched back)", host=host.name)
+
+        hosts = [h for h in self.hosts if h.name in previous]
+        return failures(self.each(stage, back, hosts=hosts))
+
+    def prune(self, stage: str, keep: int, previous: dict[str, Optional[str]]) -> None:
+        """Housekeeping after a switch: a failure is a warning, the release is live."""
+
+        def prune_one(host: Host, t: Transport) -> None:
+            current, releases = self.list_releases(t)
+            doomed = rel.releases_to_prune(releases, keep, current, previous.get(host.name))
+            command = rel.prune_command(self.base(t), doomed)
+            if command is None:
+                return
+            res = t.run(command, timeout=self.settings.command_timeout, sudo=True)
+            if res.ok:
+                self.say(stage, f"pruned {len(doomed)} old release(s)", host=host.name)
+            else:
+                self.say(stage, f"could not prune old releases: {res.tail(2)}", host=host.name,
+                         stream="err")
+
+        self.each(stage, prune_one, report=False)
+
+    def restart(self, stage: str, cancel) -> dict[str, str]:
+        """update, restart and verify the service's programs on every host."""
+
+        def restart_one(host: Host, t: Transport) -> None:
+            restart_and_verify(t, host, self.service.programs,
+                               timeout=self.settings.command_timeout,
+                               log=lambda line: self.say(stage, line, host=host.name, stream="out"),
+                               cancel=cancel)
+
+        outcomes = self.each(stage, restart_one)
+        if any(o.error == "cancelled" for o in outcomes.values()):
+            raise Cancelled()
+        return failures(outcomes)
