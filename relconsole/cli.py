@@ -188,7 +188,7 @@ def _run_headless(args, run) -> int:
     if not outcome:
         return _fail("the run stopped unexpectedly", Exit.FAILED)
     finished = outcome[0]
-    if finished.cancelled or got:
+    if finished.cancelled:  # a signal that came too late to stop anything changes nothing
         return int(Exit.TERMINATED if got and got[0] == signal.SIGTERM else Exit.INTERRUPTED)
     return int(Exit.OK if finished.ok else Exit.FAILED)
 
