@@ -193,7 +193,7 @@ class ProcessScreen(Screen[None]):
         self._polled_at: Optional[float] = None  # wall clock of the latest answer
         self._polling: set[str] = set()
         self._poll_again: set[str] = set()
-        self._timers: dict[str, Timer] = {}
+        self._poll_timers: dict[str, Timer] = {}
         self._rows: list[FleetRow] = []
         self._shown_keys: list[str] = []
         self._cells: dict[str, tuple[Text, ...]] = {}
@@ -209,11 +209,11 @@ class ProcessScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Input(id="filter", placeholder="filter by host, program or state; enter keeps it, esc clears")
         yield DataTable(id="processes", cursor_type="row", zebra_stripes=True)
         yield Static(id="detail")
         with Vertical(id="tail"):
             yield Log(id="tail-log", max_lines=5000)
-        yield Input(id="filter", placeholder="filter by host, program or state; enter keeps it, esc clears")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -227,7 +227,7 @@ class ProcessScreen(Screen[None]):
         self.set_interval(1.0, self._show)  # ages and restart highlights move on
 
     def on_unmount(self) -> None:
-        for timer in self._timers.values():
+        for timer in self._poll_timers.values():
             timer.stop()
         # Threads blocked in ssh finish on their own timeouts; nobody waits for them.
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -238,7 +238,7 @@ class ProcessScreen(Screen[None]):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def _poll(self, host: Host) -> None:
-        timer = self._timers.pop(host.name, None)
+        timer = self._poll_timers.pop(host.name, None)
         if timer is not None:
             timer.stop()
         self._polling.add(host.name)
@@ -265,7 +265,7 @@ class ProcessScreen(Screen[None]):
             delay = POLL_SOON
         else:
             delay = self.config.settings.poll_interval
-        self._timers[host.name] = self.set_timer(delay, partial(self._poll, host))
+        self._poll_timers[host.name] = self.set_timer(delay, partial(self._poll, host))
 
     def _current_rows(self) -> list[FleetRow]:
         known = [self._statuses[h.name] for h in self._hosts if h.name in self._statuses]
