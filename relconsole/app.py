@@ -1,0 +1,80 @@
+"""The Textual front end: ``relconsole`` without --build or --status.
+
+The app owns what outlives a screen: the config, the one :class:`StatusPoller`
+shared by the main screen and the process view, and quitting (which asks first
+while a build runs). The main screen is in :mod:`relconsole.ui_main`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from textual.app import App
+from textual.binding import Binding
+
+from .config import Config
+from .pipeline import Connector
+from .status import StatusPoller
+from .ui_commands import RelconsoleCommands
+from .ui_dialogs import QuitWhileBuilding
+from .ui_main import MainScreen
+
+
+class RelconsoleApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "relconsole"
+    COMMANDS = App.COMMANDS | {RelconsoleCommands}
+    BINDINGS = [
+        Binding("p", "processes", "Processes"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, config: Config, connector: Optional[Connector] = None) -> None:
+        super().__init__()
+        self.config = config
+        self.connector = connector  # None: the engine's own (SSH or local)
+        kwargs = {"connector": connector} if connector else {}
+        self.poller = StatusPoller(list(config.hosts.values()), config.settings, **kwargs)
+        self.main_screen = MainScreen()
+        self.sub_title = str(config.path)
+
+    def get_default_screen(self) -> MainScreen:
+        return self.main_screen
+
+    def action_processes(self) -> None:
+        from .process_view import ProcessScreen
+
+        if not isinstance(self.screen, ProcessScreen):
+            self.push_screen(ProcessScreen(self.config, self.poller))
+
+    async def action_quit(self) -> None:
+        main = self.main_screen
+        if not main.build_running:
+            self.exit(0)
+            return
+        if main.quit_when_finished:
+            self.notify("Still cancelling the build; quitting when it stops…", severity="warning")
+            return
+        if isinstance(self.screen, QuitWhileBuilding):
+            return
+
+        def answered(cancel_and_quit: Optional[bool]) -> None:
+            if cancel_and_quit and main.build_running:
+                main.quit_when_finished = True
+                main.cancel_build()
+                self.notify("Quitting when the build has stopped…", severity="warning")
+            elif cancel_and_quit:
+                self.exit(0)
+
+        self.push_screen(QuitWhileBuilding(main.building or "a service"), answered)
+
+    def on_unmount(self) -> None:
+        # Waits for a poll in flight (bounded by connect_timeout), then closes connections.
+        self.poller.close()
+
+
+def run_app(config: Config) -> int:
+    """Run the console until the operator quits; returns the process exit code."""
+    app = RelconsoleApp(config)
+    code = app.run()
+    return app.return_code or (code or 0)

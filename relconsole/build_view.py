@@ -1,0 +1,530 @@
+"""Widgets that show one build live: the banner, the stage strip and the output panes.
+
+They only translate engine events (:mod:`relconsole.events`) into widgets. The
+screen that owns the build collects events from the engine's threads and hands
+them to :meth:`BuildView.apply` in batches, so every pane gets at most one
+``write_lines`` call per batch however fast a program prints.
+
+Program and remote output only ever reaches ``Log`` widgets (plain text) or
+``Content`` built from plain strings: a stray ``[`` prints as ``[``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable, Optional, Sequence
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import ContentSwitcher, Log, Static, Tab, Tabs
+
+from .events import (STAGES, BuildFinished, BuildStarted, CommitResolved, Event, HostFinished,
+                     Output, StageFinished, StageStarted)
+from .headless import printable
+
+#: Lines kept per pane; older lines scroll away.
+MAX_LINES = 10_000
+
+PER_HOST_STAGES = ("upload", "supervisor")
+#: Stages shown only once they start (the automatic rollback after a failed verify).
+EXTRA_STAGES = ("rollback",)
+ALL_STAGES = STAGES + EXTRA_STAGES
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+ICONS = {"pending": "·", "ok": "✔", "failed": "✘", "cancelled": "■", "skipped": "–"}
+
+
+def short_sha(sha: Optional[str]) -> str:
+    return sha[:7] if sha else ""
+
+
+def spinner() -> str:
+    return SPINNER[int(time.monotonic() * 8) % len(SPINNER)]
+
+
+def seconds_text(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def make_log(id: Optional[str] = None) -> Log:
+    return Log(max_lines=MAX_LINES, id=id)
+
+
+# --------------------------------------------------------------------------- stage strip
+
+
+class StageCell(Static):
+    """One stage: its name and its state (pending, running with a clock, ok, failed...)."""
+
+    DEFAULT_CSS = """
+    StageCell {
+        width: 1fr;
+        height: 2;
+        padding: 0 1;
+        border-left: blank;
+        background: $panel;
+        color: $text-muted;
+        &.-running { background: $warning 25%; color: $text; }
+        &.-ok { background: $success 25%; color: $text; }
+        &.-failed { background: $error 45%; color: $text; }
+        &.-cancelled { background: $warning 15%; color: $text; }
+        &.-selected { border-left: outer $accent; }
+        &.-unused { display: none; }
+    }
+    StageStrip:focus-within StageCell.-selected { border-left: outer $accent; background-tint: $foreground 8%; }
+    """
+
+    state: reactive[str] = reactive("pending")
+
+    def __init__(self, stage: str, number: int, *, unused: bool = False) -> None:
+        super().__init__(id=f"stage-{stage}", classes="-unused" if unused else None)
+        self.stage = stage
+        self.number = number
+        self.started: Optional[float] = None  # event timestamp (time.time())
+        self.seconds: Optional[float] = None
+        self.error: Optional[str] = None
+
+    def reset(self) -> None:
+        self.started = self.seconds = self.error = None
+        self.state = "pending"
+        self.refresh()
+
+    def watch_state(self, old: str, new: str) -> None:
+        self.remove_class(f"-{old}")
+        self.add_class(f"-{new}")
+
+    def render(self) -> Content:
+        if self.state == "running":
+            elapsed = time.time() - (self.started or time.time())
+            status = f"{spinner()} running {seconds_text(max(0.0, elapsed))}"
+        elif self.state == "pending":
+            status = "· pending"
+        else:
+            took = f" {seconds_text(self.seconds)}" if self.seconds is not None else ""
+            word = {"ok": "ok", "failed": "failed", "cancelled": "cancelled",
+                    "skipped": "skipped"}[self.state]
+            status = f"{ICONS[self.state]} {word}{took}"
+        return Content.assemble((f"{self.number} {self.stage}", "bold"), "\n", status)
+
+    def on_click(self) -> None:
+        self.post_message(StageStrip.StageSelected(self.stage, by_user=True))
+
+
+class StageStrip(Horizontal, can_focus=True):
+    """checkout → check → upload → supervisor; also the tab bar of the output panes."""
+
+    DEFAULT_CSS = """
+    StageStrip { height: 2; }
+    """
+    BINDINGS = [
+        Binding("left,h", "move(-1)", "Previous stage", show=False),
+        Binding("right,l", "move(1)", "Next stage", show=False),
+    ]
+
+    class StageSelected(Message):
+        """A stage's pane was chosen (by the operator, or by following the build)."""
+
+        def __init__(self, stage: str, by_user: bool) -> None:
+            super().__init__()
+            self.stage = stage
+            self.by_user = by_user
+
+    selected: reactive[str] = reactive(STAGES[0])
+
+    def compose(self) -> ComposeResult:
+        for number, stage in enumerate(ALL_STAGES, 1):
+            yield StageCell(stage, number, unused=stage in EXTRA_STAGES)
+
+    def cell(self, stage: str) -> StageCell:
+        return self.query_one(f"#stage-{stage}", StageCell)
+
+    def watch_selected(self, stage: str) -> None:
+        for cell in self.query(StageCell):
+            cell.set_class(cell.stage == stage, "-selected")
+
+    def action_move(self, step: int) -> None:
+        shown = [c.stage for c in self.query(StageCell) if not c.has_class("-unused")]
+        index = (shown.index(self.selected) + step) % len(shown) if self.selected in shown else 0
+        self.post_message(self.StageSelected(shown[index], by_user=True))
+
+    def reset(self) -> None:
+        for cell in self.query(StageCell):
+            cell.reset()
+            cell.set_class(cell.stage in EXTRA_STAGES, "-unused")
+
+    def tick(self) -> None:
+        for cell in self.query(StageCell):
+            if cell.state == "running":
+                cell.refresh()
+
+    def last_reached(self) -> Optional[str]:
+        """The last stage that started, if any."""
+        reached = [c.stage for c in self.query(StageCell) if c.state != "pending"]
+        return reached[-1] if reached else None
+
+
+# --------------------------------------------------------------------------- banner
+
+
+class BuildBanner(Static):
+    """What is being built, and at the end an unmistakable verdict."""
+
+    DEFAULT_CSS = """
+    BuildBanner {
+        height: auto;
+        padding: 0 1;
+        background: $panel;
+        color: $text-muted;
+        &.-running { background: $warning 20%; color: $text; }
+        &.-ok { background: $success; color: $text; text-style: bold; }
+        &.-failed { background: $error; color: $text; text-style: bold; }
+        &.-cancelled { background: $warning; color: $text; text-style: bold; }
+    }
+    """
+
+    def show(self, kind: str, content: Content) -> None:
+        for name in ("idle", "running", "ok", "failed", "cancelled"):
+            self.set_class(name == kind, f"-{name}")
+        self.update(content)
+
+
+# --------------------------------------------------------------------------- per-host logs
+
+
+class HostLogs(Vertical):
+    """One ``Log`` per host: side by side when each gets enough width, else tabbed."""
+
+    DEFAULT_CSS = """
+    HostLogs {
+        height: 1fr;
+        & > Tabs { height: 2; }
+        & > #host-logs { height: 1fr; }
+        & Log { width: 1fr; height: 1fr; display: none; }
+        & Log.-shown { display: block; }
+        &.-side-by-side {
+            & > Tabs { display: none; }
+            & Log {
+                display: block;
+                border: round $panel-lighten-2;
+                border-title-align: left;
+                border-title-color: $text;
+                &:focus { border: round $accent; }
+            }
+        }
+    }
+    """
+    #: Columns a host's pane needs before panes go side by side.
+    MIN_COLUMN = 56
+
+    def __init__(self, stage: str, *, id: Optional[str] = None) -> None:
+        super().__init__(id=id)
+        self.stage = stage
+        self.hosts: list[str] = []
+        self.logs: dict[str, Log] = {}
+        self.states: dict[str, str] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Tabs()
+        yield Horizontal(id="host-logs")
+
+    async def set_hosts(self, hosts: Sequence[str]) -> None:
+        """Show ``hosts`` (all pending), with empty logs."""
+        self.states = {h: "pending" for h in hosts}
+        if list(hosts) == self.hosts:
+            for log in self.logs.values():
+                log.clear()
+        else:
+            self.hosts = list(hosts)
+            self.logs = {h: make_log() for h in hosts}
+            tabs = self.query_one(Tabs)
+            await tabs.clear()
+            for index, host in enumerate(hosts):
+                await tabs.add_tab(Tab(host, id=f"host-{index}"))
+            box = self.query_one("#host-logs")
+            await box.remove_children()
+            await box.mount_all(self.logs.values())
+            if hosts:
+                self.show_host(hosts[0])
+            self.arrange_panes()
+        for host in hosts:
+            self.label(host)
+
+    def show_host(self, host: str) -> None:
+        for name, log in self.logs.items():
+            log.set_class(name == host, "-shown")
+        tab_id = f"host-{self.hosts.index(host)}"
+        tabs = self.query_one(Tabs)
+        if tabs.active != tab_id:
+            tabs.active = tab_id
+
+    @on(Tabs.TabActivated)
+    def show_chosen_host(self, event: Tabs.TabActivated) -> None:
+        event.stop()
+        if event.tab is not None and event.tab.id:
+            index = int(event.tab.id.removeprefix("host-"))
+            if index < len(self.hosts):
+                self.show_host(self.hosts[index])
+
+    def on_resize(self) -> None:
+        self.arrange_panes()
+
+    def arrange_panes(self) -> None:
+        wide = bool(self.hosts) and self.size.width >= self.MIN_COLUMN * len(self.hosts)
+        self.set_class(wide, "-side-by-side")
+
+    def mark(self, host: str, state: str) -> None:
+        if host in self.states:
+            self.states[host] = state
+            self.label(host)
+
+    def mark_all(self, state: str) -> None:
+        for host in self.hosts:
+            self.mark(host, state)
+
+    def label(self, host: str) -> None:
+        state = self.states.get(host, "pending")
+        icon = "●" if state == "running" else ICONS[state]
+        style = {"ok": "$success", "failed": "$error", "running": "$warning"}.get(state, "")
+        text = Content.assemble(host, " ", (icon, style))
+        tab = self.query_one(Tabs).query(Tab).filter(f"#host-{self.hosts.index(host)}").first()
+        tab.label = text
+        self.logs[host].border_title = text
+
+    def log_for(self, host: Optional[str]) -> Optional[Log]:
+        return self.logs.get(host) if host is not None else None
+
+
+# --------------------------------------------------------------------------- the whole view
+
+
+class BuildView(Vertical):
+    """Banner, stage strip and one output pane per stage, fed with engine events."""
+
+    DEFAULT_CSS = """
+    BuildView {
+        height: 1fr;
+        & > ContentSwitcher { height: 1fr; }
+        & > ContentSwitcher > Log { height: 1fr; }
+    }
+    """
+
+    def __init__(self, *, id: Optional[str] = None) -> None:
+        super().__init__(id=id)
+        self.following = True  # show the running stage until the operator picks one
+        self.service: Optional[str] = None
+        self.branch: Optional[str] = None
+        self.hosts: tuple[str, ...] = ()
+        self.commit: Optional[CommitResolved] = None
+        self.finished: Optional[BuildFinished] = None
+
+    def compose(self) -> ComposeResult:
+        yield BuildBanner(id="banner")
+        yield StageStrip(id="stages")
+        with ContentSwitcher(initial="pane-checkout", id="panes"):
+            for stage in ALL_STAGES:
+                if stage in PER_HOST_STAGES:
+                    yield HostLogs(stage, id=f"pane-{stage}")
+                else:
+                    yield make_log(id=f"pane-{stage}")
+
+    # -- parts ------------------------------------------------------------------
+    @property
+    def banner(self) -> BuildBanner:
+        return self.query_one(BuildBanner)
+
+    @property
+    def strip(self) -> StageStrip:
+        return self.query_one(StageStrip)
+
+    def stage_log(self, stage: str) -> Log:
+        return self.query_one(f"#pane-{stage}", Log)
+
+    def host_logs(self, stage: str) -> HostLogs:
+        return self.query_one(f"#pane-{stage}", HostLogs)
+
+    def route(self, event: Output) -> list[tuple[Log, str]]:
+        """The pane(s) a line of output goes to, and the line as shown there."""
+        stage, host, line = event.stage, event.host, event.line
+        if stage in PER_HOST_STAGES:
+            logs = self.host_logs(stage).logs
+            if host in logs:
+                return [(logs[host], line)]
+            if host is None:  # fleet-wide news ("release …"): every host's pane shows it
+                return [(log, line) for log in logs.values()]
+        if stage not in ALL_STAGES:  # a stage this view does not know: keep it, labelled
+            line = f"[{stage}] {line}"
+            stage = self.strip.last_reached() or STAGES[0]
+            if stage in PER_HOST_STAGES:
+                return [(log, line) for log in self.host_logs(stage).logs.values()]
+        return [(self.stage_log(stage), f"{host}: {line}" if host else line)]
+
+    # -- selection --------------------------------------------------------------
+    @on(StageStrip.StageSelected)
+    def show_stage_pane(self, event: StageStrip.StageSelected) -> None:
+        event.stop()
+        self.select_stage(event.stage, by_user=event.by_user)
+
+    def select_stage(self, stage: str, by_user: bool = True) -> None:
+        if by_user:
+            self.following = False
+        self.strip.selected = stage
+        self.query_one(ContentSwitcher).current = f"pane-{stage}"
+
+    # -- lifecycle --------------------------------------------------------------
+    def show_idle(self, service: str, branch: str, hosts: Sequence[str]) -> None:
+        if self.finished is None and self.service is None:
+            self.banner.show("idle", Content.assemble(
+                "Ready. ", ("b", "bold"), " builds ", (service, "bold"), f" ({branch}) on ",
+                ", ".join(hosts) or "no hosts", "."))
+
+    async def begin(self, service: str, branch: str, hosts: Sequence[str]) -> None:
+        """Clear everything for a new build of ``service`` on ``hosts``."""
+        self.service, self.branch, self.hosts = service, branch, tuple(hosts)
+        self.commit = self.finished = None
+        self.following = True
+        self.strip.reset()
+        for stage in ALL_STAGES:
+            if stage not in PER_HOST_STAGES:
+                self.stage_log(stage).clear()
+        for stage in PER_HOST_STAGES:
+            await self.host_logs(stage).set_hosts(hosts)
+        self.select_stage("checkout", by_user=False)
+        self.show_running()
+
+    def show_running(self) -> None:
+        commit = self.commit
+        parts: list = [(f"{spinner()} Building ", ""), (self.service or "", "bold")]
+        if commit:
+            parts += [" ", (short_sha(commit.sha), "bold"), " ", printable(commit.subject)]
+        parts += [f" ({self.branch}) → {', '.join(self.hosts)}"]
+        self.banner.show("running", Content.assemble(*parts))
+
+    def tick(self) -> None:
+        """Advance the clocks of running stages (~4×/s)."""
+        self.strip.tick()
+        if self.finished is None and self.service is not None:
+            self.show_running()
+
+    def apply(self, events: Iterable[Event]) -> Optional[BuildFinished]:
+        """Show a batch of engine events; returns the build's end if it is in the batch."""
+        lines: dict[Log, list[str]] = {}
+        finished = None
+
+        def add(log: Optional[Log], line: str) -> None:
+            if log is not None:
+                lines.setdefault(log, []).append(line)
+
+        for event in events:
+            if isinstance(event, Output):
+                for log, line in self.route(event):
+                    add(log, line)
+            elif isinstance(event, StageStarted):
+                self.start_stage(event)
+            elif isinstance(event, StageFinished):
+                self.finish_stage(event, add)
+            elif isinstance(event, HostFinished):
+                self.finish_host(event, add)
+            elif isinstance(event, CommitResolved):
+                self.commit = event
+                self.show_running()
+            elif isinstance(event, BuildStarted):
+                self.hosts = event.hosts
+                self.show_running()
+            elif isinstance(event, BuildFinished):
+                finished = event
+                self.finish_build(event)
+        for log, batch in lines.items():
+            log.write_lines([printable(line) or " " for line in batch[-MAX_LINES:]])
+        return finished
+
+    def logs_of(self, stage: str) -> list[Log]:
+        if stage in PER_HOST_STAGES:
+            return list(self.host_logs(stage).logs.values())
+        return [self.stage_log(stage if stage in ALL_STAGES else STAGES[0])]
+
+    def start_stage(self, event: StageStarted) -> None:
+        if event.stage not in ALL_STAGES:
+            return
+        cell = self.strip.cell(event.stage)
+        cell.started, cell.state = event.ts, "running"
+        cell.remove_class("-unused")
+        if event.stage in PER_HOST_STAGES:
+            self.host_logs(event.stage).mark_all("running")
+        if self.following:
+            self.select_stage(event.stage, by_user=False)
+
+    def finish_stage(self, event: StageFinished, add) -> None:
+        if event.skipped:
+            state = "skipped"
+        elif event.ok:
+            state = "ok"
+        else:
+            state = "cancelled" if event.error == "cancelled" else "failed"
+        if event.stage in ALL_STAGES:
+            cell = self.strip.cell(event.stage)
+            cell.seconds, cell.error, cell.state = event.seconds, event.error, state
+            cell.refresh()
+        if event.stage in PER_HOST_STAGES:
+            hosts = self.host_logs(event.stage)
+            leftover = {"ok": "ok", "cancelled": "cancelled"}.get(state, "skipped")
+            for host, host_state in hosts.states.items():
+                if host_state == "running":  # never got a verdict of its own
+                    hosts.mark(host, leftover)
+        if state in ("failed", "cancelled"):
+            line = f"✘ {event.stage} failed: {event.error}" if state == "failed" else "■ cancelled"
+            for log in self.logs_of(event.stage):
+                add(log, line)
+
+    def finish_host(self, event: HostFinished, add) -> None:
+        state = "ok" if event.ok else "cancelled" if event.error == "cancelled" else "failed"
+        if event.stage in PER_HOST_STAGES:
+            hosts = self.host_logs(event.stage)
+            hosts.mark(event.host, state)
+            if state != "ok":
+                add(hosts.log_for(event.host), f"✘ {event.error}")
+            if state == "failed" and self.following:
+                self.select_stage(event.stage, by_user=False)
+                hosts.show_host(event.host)
+        elif state != "ok":  # e.g. a host that could not be reached while connecting
+            for log in self.logs_of(event.stage):
+                add(log, f"✘ {event.host}: {event.error}")
+
+    def finish_build(self, event: BuildFinished) -> None:
+        self.finished = event
+        for cell in self.strip.query(StageCell):
+            if cell.state == "running":  # the engine always closes stages; be safe anyway
+                cell.state = "cancelled" if event.cancelled else "failed"
+        self.banner.show(*verdict(event, self.commit, self.strip.last_reached()))
+        if self.following and not event.ok:
+            failed = next((c.stage for c in self.strip.query(StageCell)
+                           if c.state in ("failed", "cancelled")), None)
+            if failed:
+                self.select_stage(failed, by_user=False)
+
+
+def verdict(event: BuildFinished, commit: Optional[CommitResolved],
+            stage: Optional[str]) -> tuple[str, Content]:
+    """The banner's class and text for a finished build."""
+    took = seconds_text(event.seconds)
+    sha = event.sha[:12] if event.sha else ""
+    if event.ok:
+        subject = f" “{printable(commit.subject)}”" if commit else ""
+        return "ok", Content.assemble(
+            ("✔ DEPLOYED ", "bold"), (event.service, "bold"), " ", (sha, "bold"), subject,
+            f"\nrelease {event.release} in {took}")
+    if event.cancelled:
+        where = f" during {stage}" if stage else ""
+        return "cancelled", Content.assemble(
+            ("■ BUILD CANCELLED ", "bold"), (event.service, "bold"), f" {sha}".rstrip(),
+            f"{where} after {took}")
+    return "failed", Content.assemble(
+        ("✘ BUILD FAILED ", "bold"), (event.service, "bold"), f" {sha}".rstrip(),
+        f" after {took}\n", printable(event.error or "unknown error"))

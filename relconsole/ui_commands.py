@@ -1,0 +1,45 @@
+"""The command palette's relconsole commands (ctrl+p)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from .events import STAGES
+
+if TYPE_CHECKING:
+    from .app import RelconsoleApp
+
+
+class RelconsoleCommands(Provider):
+    """Build <service>, Cancel build, Status, and the main screen's other actions."""
+
+    def commands(self) -> Iterator[tuple[str, Callable, str]]:
+        app: RelconsoleApp = self.app  # type: ignore[assignment]
+        main = app.main_screen
+        if main.build_running:
+            yield ("Cancel build", main.cancel_build,
+                   f"Stop the build of {main.building} between steps")
+        else:
+            for name, service in app.config.services.items():
+                yield (f"Build {name}", partial(main.start_build, name),
+                       f"Build {service.branch} and deploy to {', '.join(service.hosts)}")
+        yield "Status", app.action_processes, "Process view: supervisor status of every host"
+        yield "Edit branch", main.query_one("#branch").focus, "Build another branch of the service"
+        yield "Services", main.query_one("#services").focus, "Move to the services list"
+        for number, stage in enumerate(STAGES, 1):
+            yield (f"Show {stage} output", partial(main.build_view.select_stage, stage),
+                   f"The {stage} pane (key {number})")
+
+    async def discover(self) -> Hits:
+        for name, command, help_text in self.commands():
+            yield DiscoveryHit(name, command, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, command, help_text in self.commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), command, help=help_text)
