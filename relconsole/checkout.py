@@ -30,7 +30,7 @@ class Commit:
     author: str
 
 
-def _git_error(exc: git.GitCommandError) -> str:
+def git_error(exc: git.GitCommandError) -> str:
     lines = [ln.strip() for ln in str(exc.stderr or "").splitlines() if ln.strip()]
     # git prefixes its words with "stderr: '" in GitPython's repr; keep only git's own.
     lines = [ln.removeprefix("stderr: ").strip("'").strip() for ln in lines]
@@ -56,7 +56,7 @@ def _open_or_clone(workspace: Path, url: str, log: Callable[[str], None]) -> git
         return git.Repo.clone_from(url, workspace, no_checkout=True)
     except git.GitCommandError as exc:
         shutil.rmtree(workspace, ignore_errors=True)
-        raise CheckoutError(f"cannot clone {url}: {_git_error(exc)}") from None
+        raise CheckoutError(f"cannot clone {url}: {git_error(exc)}") from None
 
 
 def checkout(workspace: Path, url: str, branch: str,
@@ -68,7 +68,7 @@ def checkout(workspace: Path, url: str, branch: str,
         repo.git.fetch("--prune", "--no-tags", "origin",
                        "+refs/heads/*:refs/remotes/origin/*")
     except git.GitCommandError as exc:
-        raise CheckoutError(f"cannot fetch from {url}: {_git_error(exc)}") from None
+        raise CheckoutError(f"cannot fetch from {url}: {git_error(exc)}") from None
     ref = f"origin/{branch}"
     try:
         sha = repo.git.rev_parse("--verify", "--quiet", f"refs/remotes/{ref}^{{commit}}")
@@ -81,7 +81,7 @@ def checkout(workspace: Path, url: str, branch: str,
         repo.git.reset("--hard", sha)
         repo.git.clean("-ffdx")  # untracked and ignored files from an earlier build
     except git.GitCommandError as exc:
-        raise CheckoutError(f"cannot check out {sha[:12]}: {_git_error(exc)}") from None
+        raise CheckoutError(f"cannot check out {sha[:12]}: {git_error(exc)}") from None
     commit = repo.commit(sha)
     subject = commit.message.splitlines()[0] if commit.message else ""
     log(f"at {sha[:12]} {subject} ({commit.author.name})")

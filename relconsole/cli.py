@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "restart and verify")
     mode.add_argument("--history", metavar="SVC", nargs="?", const="",
                       help="builds and rollbacks, newest first (all services if no SVC)")
+    mode.add_argument("--pending", metavar="SVC",
+                      help="what each host of SVC runs, and the commits not deployed yet")
     mode.add_argument("--unlock", metavar="SVC",
                       help="remove SVC's deploy lock left by a build that is gone")
     p.add_argument("--demo", action="store_true",
@@ -102,6 +104,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return history_command(config, args)
     if args.unlock is not None:
         return unlock_command(config, args)
+    if args.pending is not None:
+        return pending_command(config, args)
     from .app import run_app  # the only path that imports Textual
 
     return run_app(config)
@@ -204,9 +208,10 @@ def history_command(config, args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return int(Exit.OK)
-    from .history import format_table
+    from .headless import format_table
+    from .history import history_table
 
-    print(format_table(rows))
+    print(format_table(history_table(rows)))
     return int(Exit.OK)
 
 
@@ -223,39 +228,60 @@ def unlock_command(config, args) -> int:
 def status_command(config, args) -> int:
     import json
 
-    from .headless import printable
-    from .status import StatusPoller
+    from .headless import format_table, printable
+    from .status import StatusPoller, fleet_rows
     from .supervisor import format_uptime
 
-    if args.status:
-        hosts = config.hosts_of(_service_or_fail(config, args.status))
-    else:
-        hosts = list(config.hosts.values())
+    services = ([_service_or_fail(config, args.status)] if args.status
+                else list(config.services.values()))
+    hosts = (config.hosts_of(services[0]) if args.status else list(config.hosts.values()))
     poller = StatusPoller(hosts, config.settings)
     try:
-        statuses = poller.poll()
+        rows = fleet_rows(poller, services)
     finally:
         poller.close()
-    rows = []
-    for st in statuses:
-        if st.error is not None:
-            rows.append({"host": st.host, "program": None, "state": "UNREACHABLE", "pid": None,
-                         "uptime": None, "description": st.error})
-        for r in st.rows:
-            rows.append({"host": st.host, "program": r.name, "state": r.state.value, "pid": r.pid,
-                         "uptime": r.uptime, "description": r.description})
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        table = [["HOST", "PROGRAM", "STATE", "PID", "UPTIME", "DESCRIPTION"]]
+        table = [["HOST", "PROGRAM", "STATE", "PID", "UPTIME", "RELEASE", "SHA", "DESCRIPTION"]]
         for row in rows:
+            release = (row.get("release") or "") + (" DRIFT" if row.get("drift") else "")
             table.append([row["host"], row["program"] or "-", row["state"],
                           "" if row["pid"] is None else str(row["pid"]),
-                          format_uptime(row["uptime"]), printable(row["description"])])
-        widths = [max(len(r[i]) for r in table) for i in range(5)]
-        for r in table:
-            print("  ".join([c.ljust(w) for c, w in zip(r, widths)] + [r[5]]).rstrip())
-    return int(Exit.FAILED if any(not st.reachable for st in statuses) else Exit.OK)
+                          format_uptime(row["uptime"]), release, (row.get("sha") or "")[:12],
+                          printable(row["description"])])
+        print(format_table(table))
+    return int(Exit.FAILED if any(r["state"] == "UNREACHABLE" for r in rows) else Exit.OK)
+
+
+def pending_command(config, args) -> int:
+    from .deployed import pending_commits, read_deployed
+    from .status import StatusPoller
+
+    service = _service_or_fail(config, args.pending)
+    hosts = config.hosts_of(service)
+    poller = StatusPoller(hosts, config.settings)
+    try:
+        deployed = read_deployed(service, hosts, poller.on_host, config.settings.connect_timeout)
+    finally:
+        poller.close()
+    for d in deployed:
+        state = d.error or f"{d.release or 'nothing deployed'} {(d.sha or '')[:12]}"
+        print(f"{d.host}: {state}{'  DRIFT' if d.drift else ''}")
+    shas = {d.sha for d in deployed if d.error is None}
+    base = next(iter(shas)) if len(shas) == 1 else None
+    if len(shas) > 1:
+        print("hosts run different commits (drift): showing the branch's latest commits")
+    workspace = config.settings.state_dir / "workspaces" / service.name
+    try:
+        commits = pending_commits(workspace, service.branch, base)
+    except ValueError as exc:
+        return _fail(f"pending commits of {service.name}: {exc}", Exit.FAILED)
+    print(f"{len(commits)} commit(s) on {service.branch} not deployed:" if base else
+          f"latest commits on {service.branch}:")
+    for c in commits:
+        print(f"  {c.sha[:12]}  {c.subject}  ({c.author})")
+    return int(Exit.OK)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,13 @@ def printable(text: str) -> str:
     return _CONTROL.sub("", text)
 
 
+def format_table(rows: list[list[str]]) -> str:
+    """Left-aligned columns two spaces apart; the first row is the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+                     for row in rows)
+
+
 class _Writer:
     """Thread-safe writes; flushes at most every 0.1 s while output streams in."""
 
@@ -115,9 +122,7 @@ class TextRenderer:
                 hr = self.host_results.get((stage, host))
                 cells.append("" if hr is None else f"{'ok' if hr.ok else 'failed'} {hr.seconds:.2f}s")
             rows.append([stage, result, seconds, *cells])
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-                         for row in rows)
+        return format_table(rows)
 
     def verdict(self, e: BuildFinished) -> str:
         sha = f" {e.sha[:12]}" if e.sha else ""

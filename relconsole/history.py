@@ -184,8 +184,8 @@ def result_of(event: BuildFinished) -> str:
     return "failed"
 
 
-def format_table(rows: list[dict]) -> str:
-    """``--history`` as a table, newest first."""
+def history_table(rows: list[dict]) -> list[list[str]]:
+    """``--history`` rows as table cells, newest first."""
     table = [["SERVICE", "#", "ACTION", "RESULT", "BRANCH", "SHA", "RELEASE", "STARTED",
               "SECONDS", "WHO", "TRIGGER"]]
     for r in rows:
@@ -194,5 +194,4 @@ def format_table(rows: list[dict]) -> str:
                       time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])),
                       "" if r["duration"] is None else f"{r['duration']:.1f}", r["who"],
                       r["trigger"]])
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)
+    return table

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, TypeVar
 
 from . import supervisor as sv
-from .config import Host, Settings
+from .config import Host, Service, Settings
+from .deployed import Deployed, read_deployed
 from .remote import Connector
 from .supervise import status_rows
 from .transport import (CommandTimedOut, HostUnreachable, Transport, TransportError,
@@ -88,3 +89,30 @@ class StatusPoller:
         self._pool.shutdown(wait=True)
         for name in list(self._transports):
             self._drop(name)
+
+
+def fleet_rows(poller: StatusPoller, services: Sequence[Service]) -> list[dict]:
+    """One poll as rows (``--status``): a row per host × process, with the release and
+    sha of the service the program belongs to and whether that host drifted; an
+    unreachable host gets one row with state UNREACHABLE."""
+    statuses = poller.poll()
+    releases: dict[tuple[str, str], Deployed] = {}  # (host, program) -> deployed
+    for service in services:
+        hosts = [h for h in poller.hosts if h.name in service.hosts]
+        for d in read_deployed(service, hosts, poller.on_host, poller.settings.connect_timeout):
+            for program in service.programs:
+                releases[(d.host, program)] = d
+    rows = []
+    for st in statuses:
+        if st.error is not None:
+            rows.append({"host": st.host, "program": None, "state": "UNREACHABLE", "pid": None,
+                         "uptime": None, "description": st.error})
+        for r in st.rows:
+            row = {"host": st.host, "program": r.name, "state": r.state.value, "pid": r.pid,
+                   "uptime": r.uptime, "description": r.description}
+            deployed = next((d for (host, program), d in releases.items()
+                             if host == st.host and r.belongs_to(program)), None)
+            if deployed is not None:
+                row.update(release=deployed.release, sha=deployed.sha, drift=deployed.drift)
+            rows.append(row)
+    return rows

@@ -201,3 +201,37 @@ def test_killed_build_leaves_no_lock_and_no_half_switched_fleet(bed, origin, tmp
         p.read_text() == "" for p in (tmp_path / "state" / "locks").glob("*.lock"))
     rows = History(tmp_path / "state").list("svc")
     assert rows[0]["result"] == "cancelled"
+
+
+def test_status_shows_release_and_sha_per_host_and_flags_drift(bed, origin, tmp_path):
+    config, first, second = deploy_two_versions(bed, origin, tmp_path)
+    time.sleep(1.01)
+    origin.commit({"VERSION": "v3\n"}, "v3 on one host only")
+    third = cli("--config", str(config), "--build", "svc", "--hosts", "h1")
+    assert third.returncode == 0, third.stdout
+
+    proc = cli("--config", str(config), "--status", "svc", "--json")
+
+    rows = {r["host"]: r for r in json.loads(proc.stdout) if r["program"] == "svc"}
+    assert rows["h1"]["drift"] is True and rows["h2"]["drift"] is False
+    assert rows["h2"]["release"] == second.release and rows["h2"]["sha"] == second.sha
+    assert rows["h1"]["release"] != second.release
+    table = cli("--config", str(config), "--status", "svc").stdout
+    assert [ln for ln in table.splitlines() if ln.startswith("h1")][0].count("DRIFT") == 1
+    assert "DRIFT" not in [ln for ln in table.splitlines() if ln.startswith("h2")][0]
+
+
+def test_pending_lists_commits_not_deployed(bed, origin, tmp_path):
+    origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
+    config = write_config(tmp_path, bed, origin.url, hosts=["h1", "h2"])
+    assert cli("--config", str(config), "--build", "svc").returncode == 0
+    origin.commit({"VERSION": "v2\n"}, "second change")
+    origin.commit({"VERSION": "v3\n"}, "third change")
+
+    proc = cli("--config", str(config), "--pending", "svc")
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 commit(s) on main not deployed:" in proc.stdout
+    lines = proc.stdout.splitlines()
+    assert lines.index(next(ln for ln in lines if "third change" in ln)) < \
+        lines.index(next(ln for ln in lines if "second change" in ln))
