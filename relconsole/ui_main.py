@@ -284,7 +284,7 @@ class MainScreen(Screen):
                         title=f"Build of {event.service} failed", severity="error",
                         markup=False)
         if self.quit_when_finished:
-            self.app.exit()
+            self.app.exit(0)
 
     def update_build_button(self) -> None:
         button = self.query_one("#build", Button)
