@@ -53,7 +53,9 @@ def _open_or_clone(workspace: Path, url: str, log: Callable[[str], None]) -> git
     log(f"cloning {url}")
     workspace.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return git.Repo.clone_from(url, workspace, no_checkout=True)
+        # --no-hardlinks: a local origin's object files would otherwise be shared, with
+        # the origin's permissions; the workspace must be this user's alone.
+        return git.Repo.clone_from(url, workspace, no_checkout=True, no_hardlinks=True)
     except git.GitCommandError as exc:
         shutil.rmtree(workspace, ignore_errors=True)
         raise CheckoutError(f"cannot clone {url}: {git_error(exc)}") from None

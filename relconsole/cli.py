@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import os
 import signal
 import subprocess
 import sys
@@ -73,6 +74,9 @@ def _fail(message: str, code: Exit = Exit.USAGE) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    # Workspaces, history and logs may hold secrets: whatever relconsole creates is
+    # readable by this user only (0700 folders, 0600 files).
+    os.umask(0o077)
     from .config import ConfigError, find_config_path, load_config
 
     if (args.branch or args.hosts) and not args.build:

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .secrets import ENV_NAME, check_reference
+
 __all__ = [
     "Check",
     "Config",
@@ -71,6 +73,7 @@ class Host:
     supervisorctl: str = "supervisorctl"
     sudo: bool = False
     root: Path | None = None
+    key_passphrase: str | None = None  # a secret reference: env:NAME or file:PATH
 
     @property
     def is_local(self) -> bool:
@@ -108,6 +111,8 @@ class Service:
     keep_releases: int = 5
     checks: tuple[Check, ...] = ()
     files: tuple[FileUpload, ...] = ()
+    #: (environment variable for the checks, secret reference) pairs
+    secrets: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -492,6 +497,9 @@ BOOLEAN = _Kind("a boolean (true or false)", lambda v: isinstance(v, bool))
 # in _read_value.
 STRINGS = _Kind("an array of strings", lambda v: isinstance(v, (list, tuple)))
 TABLES = _Kind("an array of tables", lambda v: isinstance(v, (list, tuple)))
+SECRET_TABLE = _Kind("a table of NAME = \"env:VAR\" or \"file:PATH\"",
+                     lambda v: isinstance(v, (dict, tuple)),
+                     lambda v: tuple(v.items()) if isinstance(v, dict) else v)
 
 _REQUIRED = object()
 
@@ -526,6 +534,8 @@ HOST_SCHEMA: dict[str, _Key] = {
     "supervisorctl": _Key(STRING, "supervisorctl", _single_line),
     "sudo": _Key(BOOLEAN, False),
     "root": _path_key(None),
+    "key_passphrase": _Key(STRING, None, lambda v, ctx: check_reference(v, ctx.dir),
+                           needs_ctx=True),
 }
 
 CHECK_SCHEMA: dict[str, _Key] = {
@@ -574,6 +584,20 @@ def _programs(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
+def _secrets(value: tuple, ctx: _Ctx) -> tuple[tuple[str, str], ...]:
+    out = []
+    for name, ref in value:
+        if not ENV_NAME.match(name):
+            raise ValueError(f"{_q(name)} is not an environment variable name")
+        if not isinstance(ref, str):
+            raise ValueError(f"{name}: expected a string reference, got {_describe(ref)}")
+        try:
+            out.append((name, check_reference(ref, ctx.dir)))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    return tuple(out)
+
+
 def _checks(value: tuple[Check, ...]) -> tuple[Check, ...]:
     names = [c.name for c in value]
     for name in names:
@@ -591,6 +615,7 @@ SERVICE_SCHEMA: dict[str, _Key] = {
     "keep_releases": _Key(INTEGER, 5, _at_least_one),
     "checks": _Key(TABLES, (), _checks, entries=CHECK_SCHEMA, entry_type=Check),
     "files": _Key(TABLES, (), entries=FILE_SCHEMA, entry_type=FileUpload),
+    "secrets": _Key(SECRET_TABLE, (), lambda v, ctx: _secrets(v, ctx), needs_ctx=True),
 }
 
 TOP_LEVEL = ("settings", "hosts", "services")

@@ -34,6 +34,8 @@ from .events import (BuildFinished, BuildStarted, CommitResolved, Event, Output,
                      StageFinished, StageStarted)
 from .history import History, HistoryRecorder
 from .remote import Connector, Fleet, describe, failures
+from .secrets import Masker, SecretError
+from .secrets import resolve as resolve_secret
 from .transport import CommandFailed, Transport, open_transport
 
 __all__ = ["Build", "Rollback", "Connector", "run_build", "run_rollback", "force_unlock",
@@ -63,6 +65,9 @@ class Build:
     #: Per host, the release ``current`` pointed to before this run switched it.
     previous: dict[str, Optional[str]] = field(default_factory=dict)
     rolled_back: Optional[str] = None
+    masker: Masker = field(default_factory=Masker)
+    #: Secret values for the checks' environment, read when the build starts.
+    secret_env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.fleet = Fleet(self.service, self.hosts, self.settings, self.sink, self.connector)
@@ -97,11 +102,26 @@ class Build:
         """Lock this machine, connect to every host, lock every host: in that order, so a
         second build on this machine is refused at once, before any connection."""
         ensure_private_dir(self.settings.state_dir)
+        self.read_secrets()
         info = lk.LockInfo.mine(self.branch, self.action)
         self.local_lock.acquire(info)
         self.fleet.connect(stage)
         self.check_cancel()
         self.fleet.lock(stage, info)
+
+    def read_secrets(self) -> None:
+        """Read the secrets this run needs and mask their values from now on."""
+        refs = [(f"secret {name}", name, ref) for name, ref in self.service.secrets]
+        refs += [(f"host {h.name} key_passphrase", None, h.key_passphrase)
+                 for h in self.hosts if h.key_passphrase]
+        for label, env_name, ref in refs:
+            try:
+                value = resolve_secret(ref)
+            except SecretError as exc:
+                raise StageFailed(f"{label}: {exc}") from None
+            self.masker.add([value])
+            if env_name:
+                self.secret_env[env_name] = value
 
     def end(self) -> None:
         self.fleet.unlock()
@@ -128,7 +148,7 @@ class Build:
         if not self.service.checks:
             self.say("check", "no checks configured")
             return
-        env = dict(os.environ, RELCONSOLE_SERVICE=self.service.name,
+        env = dict(os.environ, **self.secret_env, RELCONSOLE_SERVICE=self.service.name,
                    RELCONSOLE_BRANCH=self.branch, RELCONSOLE_SHA=self.commit.sha)
         for check in self.service.checks:
             self.check_cancel()
@@ -385,8 +405,10 @@ def run_build(config: Config, service_name: str, sink: Sink,
         The final event, also sent to ``sink``.
     """
     service = config.services[service_name]
+    masker = Masker()
     return Build(config=config, service=service, hosts=_hosts(config, service, only_hosts),
-                 branch=branch or service.branch, sink=_recording(config, sink, trigger),
+                 branch=branch or service.branch,
+                 sink=masker.wrap(_recording(config, sink, trigger)), masker=masker,
                  cancel=cancel or threading.Event(), connector=connector).run()
 
 
@@ -396,6 +418,8 @@ def run_rollback(config: Config, service_name: str, sink: Sink,
     """Switch every host of ``service_name`` back to the previous release (or ``to``),
     all or none, then restart and verify its programs as a build does."""
     service = config.services[service_name]
+    masker = Masker()
     return Rollback(config=config, service=service, hosts=config.hosts_of(service),
-                    branch=service.branch, sink=_recording(config, sink, trigger),
-                    cancel=cancel or threading.Event(), connector=connector, to=to).run()
+                    branch=service.branch, sink=masker.wrap(_recording(config, sink, trigger)),
+                    masker=masker, cancel=cancel or threading.Event(), connector=connector,
+                    to=to).run()

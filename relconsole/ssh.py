@@ -17,6 +17,7 @@ import fabric
 import paramiko
 
 from .config import Host, Settings
+from .secrets import SecretError, resolve
 from .transport import (CommandTimedOut, HostKeyRefused, HostUnreachable, LineCallback, Result,
                         as_root, invoke_run)
 
@@ -56,6 +57,11 @@ def connect(host: Host, settings: Settings) -> "SshTransport":
     }
     if host.key is not None:
         kwargs["key_filename"] = str(host.key)
+    if host.key_passphrase:
+        try:
+            kwargs["passphrase"] = resolve(host.key_passphrase)
+        except SecretError as exc:
+            raise HostUnreachable(host.name, f"key passphrase: {exc}") from None
     conn = fabric.Connection(
         host.address, user=host.user, port=host.port,
         connect_timeout=settings.connect_timeout, connect_kwargs=kwargs,
