@@ -290,7 +290,7 @@ def test_sample_config_documents_every_key():
         "state_dir", "known_hosts", "poll_interval", "connect_timeout", "command_timeout",
         "address", "port", "user", "key", "supervisorctl", "sudo", "root",
         "repo", "branch", "hosts", "path", "programs", "keep_releases", "checks",
-        "name", "run", "timeout", "src", "dest",
+        "name", "run", "timeout", "src", "dest", "secrets", "key_passphrase",
     ):
         assert re.search(rf"(^|[\s{{,#]){key} =", text, re.MULTILINE), f"{key} is not in the sample"
     for line in text.splitlines():
