@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="builds and rollbacks, newest first (all services if no SVC)")
     mode.add_argument("--pending", metavar="SVC",
                       help="what each host of SVC runs, and the commits not deployed yet")
+    mode.add_argument("--trust", metavar="HOST",
+                      help="show HOST's ssh key fingerprint and add it to known_hosts once "
+                           "you confirm")
     mode.add_argument("--unlock", metavar="SVC",
                       help="remove SVC's deploy lock left by a build that is gone")
     p.add_argument("--demo", action="store_true",
@@ -56,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--branch", metavar="B", help="with --build: build branch B instead")
     p.add_argument("--hosts", metavar="H1,H2", help="with --build: only these of SVC's hosts")
     p.add_argument("--to", metavar="RELEASE", help="with --rollback: the release to go back to")
+    p.add_argument("--yes", action="store_true", help="with --trust: do not ask")
     p.add_argument("--json", action="store_true", help="machine-readable output (JSON lines / array)")
     p.add_argument("--version", action="version", version=_version())
     return p
@@ -110,6 +114,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return unlock_command(config, args)
     if args.pending is not None:
         return pending_command(config, args)
+    if args.trust is not None:
+        return trust_command(config, args)
     from .app import run_app  # the only path that imports Textual
 
     return run_app(config)
@@ -256,6 +262,23 @@ def status_command(config, args) -> int:
                           printable(row["description"])])
         print(format_table(table))
     return int(Exit.FAILED if any(r["state"] == "UNREACHABLE" for r in rows) else Exit.OK)
+
+
+def trust_command(config, args) -> int:
+    from .trust import trust
+
+    host = config.hosts.get(args.trust)
+    if host is None:
+        return _fail(f"unknown host '{args.trust}' (hosts: {', '.join(config.hosts) or 'none'})")
+    if host.is_local:
+        return _fail(f"{host.name} is a local host: it has no host key")
+
+    def answer(prompt: str) -> str:
+        print(prompt, end="", file=sys.stderr, flush=True)
+        return sys.stdin.readline()  # "" at EOF: not trusted
+
+    ok = trust(host, config.settings, yes=args.yes, answer=answer, out=sys.stdout)
+    return int(Exit.OK if ok else Exit.FAILED)
 
 
 def pending_command(config, args) -> int:

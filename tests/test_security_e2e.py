@@ -78,3 +78,50 @@ def test_state_dir_is_private_to_the_user(bed, origin, tmp_path):
         if path.is_symlink():
             continue
         assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+
+
+def _keygen_fingerprint(host) -> str:
+    import subprocess
+
+    out = subprocess.run(["ssh-keygen", "-lf", str(host.root / "ssh_host_ed25519_key.pub")],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()[1]  # SHA256:...
+
+
+def test_trust_shows_the_fingerprint_and_adds_the_key_only_after_yes(bed, origin, tmp_path):
+    origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
+    known = tmp_path / "kh" / "known_hosts"
+    config = write_config(tmp_path, bed, origin.url, hosts=["h1"], known_hosts=known)
+    h1 = bed.hosts[0]
+
+    refused = cli("--config", str(config), "--trust", "h1", input="n\n")
+    assert refused.returncode == 1 and not known.exists()
+    assert f"256 {_keygen_fingerprint(h1)} [{h1.address}]:{h1.port} (ED25519)" in refused.stdout
+
+    accepted = cli("--config", str(config), "--trust", "h1", input="yes\n")
+    assert accepted.returncode == 0, accepted.stdout
+    assert known.read_text().startswith(f"[{h1.address}]:{h1.port} ssh-ed25519 ")
+    assert cli("--config", str(config), "--build", "svc").returncode == 0  # now it connects
+    again = cli("--config", str(config), "--trust", "h1", "--yes")
+    assert again.returncode == 0 and "already trusted" in again.stdout
+    assert len(known.read_text().splitlines()) == 1
+
+
+def test_trust_never_replaces_a_changed_key(bed, origin, tmp_path):
+    import subprocess
+
+    origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    h1 = bed.hosts[0]
+    known = tmp_path / "known_hosts"
+    forged = f"[{h1.address}]:{h1.port} " + " ".join(other.with_suffix(".pub").read_text().split()[:2])
+    known.write_text(forged + "\n")
+    config = write_config(tmp_path, bed, origin.url, hosts=["h1"], known_hosts=known)
+
+    proc = cli("--config", str(config), "--trust", "h1", "--yes")
+
+    assert proc.returncode == 1
+    assert "HOST KEY CHANGED" in proc.stdout and _keygen_fingerprint(h1) in proc.stdout
+    assert "ssh-keygen -R" in proc.stdout
+    assert known.read_text() == forged + "\n"
