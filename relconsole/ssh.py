@@ -42,10 +42,9 @@ class _RejectUnknown(paramiko.MissingHostKeyPolicy):
         raise _UnknownHostKey(key)
 
 
-def _trust_hint(host: Host, known_hosts: Path) -> str:
-    port = f"-p {host.port} " if host.port != 22 else ""
-    return (f"check the fingerprint with the host's owner, then add it: "
-            f"ssh-keyscan {port}{shlex.quote(host.address)} >> {shlex.quote(str(known_hosts))}")
+def _trust_hint(host: Host) -> str:
+    return (f"run relconsole --trust {host.name} to see its fingerprint and add it once you "
+            "have checked it with the host's owner")
 
 
 def connect(host: Host, settings: Settings) -> "SshTransport":
@@ -80,7 +79,7 @@ def connect(host: Host, settings: Settings) -> "SshTransport":
             host.name,
             f"host key {exc.key.get_name()} {exc.key.fingerprint} of {known_hosts_name(host)} "
             f"is not in {settings.known_hosts}; refusing to connect. To trust it, "
-            + _trust_hint(host, settings.known_hosts)) from None
+            + _trust_hint(host)) from None
     except paramiko.BadHostKeyException as exc:
         conn.close()
         raise HostKeyRefused(
