@@ -116,10 +116,12 @@ class FleetTracker:
             rows.append(FleetRow(status.host, proc.name, state, proc.pid, proc.uptime,
                                  proc.description, seen.restarts, seen.last_change,
                                  seen.restarted_at))
-        memory.programs = seen_now  # programs gone from supervisord are forgotten
         if not rows:
-            rows.append(FleetRow(status.host, None, NO_PROGRAMS,
-                                 description="supervisord runs no programs"))
+            # Shown as such, but remembered: an ssh channel cut mid-command also
+            # answers with empty output, and the programs are back on the next poll.
+            return [FleetRow(status.host, None, NO_PROGRAMS,
+                             description="supervisord runs no programs")]
+        memory.programs = seen_now  # programs gone from supervisord are forgotten
         return rows
 
 

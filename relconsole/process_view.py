@@ -172,12 +172,17 @@ class ProcessScreen(Screen[None]):
     AUTO_FOCUS = "#processes"
     BINDINGS = [
         Binding("r", "act('restart')", "Restart"),
-        Binding("s", "stop", "Stop…"),
+        Binding("s", "stop", "Stop"),
         Binding("S,shift+s", "act('start')", "Start", key_display="S"),
         Binding("l", "tail('stdout')", "Log"),
         Binding("e", "tail('stderr')", "Stderr"),
-        Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("escape", "back", "Back", key_display="esc"),
+        # priority: the action must run before the keys typed just after "/" are
+        # handed to whatever had focus, so that they land in the filter.
+        Binding("slash", "filter", "Filter", key_display="/", priority=True),
+        # One key, three meanings: check_action enables the one that applies.
+        Binding("escape", "close_filter", "Clear", key_display="esc"),
+        Binding("escape", "close_tail", "Close log", key_display="esc"),
+        Binding("escape", "leave", "Back", key_display="esc"),
         Binding("p", "leave", "Back", show=False),
         Binding("j", "cursor('down')", "Down", show=False),
         Binding("k", "cursor('up')", "Up", show=False),
@@ -325,11 +330,12 @@ class ProcessScreen(Screen[None]):
         statuses = list(self._statuses.values())
         parts = [f"{sum(s.reachable for s in statuses)}/{len(self._hosts)} hosts reachable"]
         if self._polled_at is not None and statuses:
-            slowest = max(statuses, key=lambda s: s.seconds)
+            # Hosts answer on their own cycles: the latest answer, and the slowest poll.
+            slowest = max(s.seconds for s in statuses)
             parts.append(f"polled {time.strftime('%H:%M:%S', time.localtime(self._polled_at))}"
-                         f" in {slowest.seconds:.2f}s")
+                         f" in {slowest:.2f}s")
         if self._filter.strip():
-            parts.append(f"filter {self._filter.strip()!r}: {visible} of {len(self._rows)} rows")
+            parts.append(f"{visible}/{len(self._rows)} rows")
         self.sub_title = " · ".join(parts)
 
     def _show_detail(self) -> None:
@@ -359,10 +365,27 @@ class ProcessScreen(Screen[None]):
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> Optional[bool]:
+        # False hides a binding (and lets another binding of its key run), None greys it out.
+        filter_input = self.query_one("#filter", Input)
+        typing = filter_input.has_focus
+        if action == "filter":
+            return not typing
         if action in ("act", "stop", "tail"):
+            if typing:
+                return False  # these keys type into the filter
             row = self.selected_row()
-            return row is not None and row.program is not None or None  # None: greyed out
+            return row is not None and row.program is not None or None
+        if action == "close_filter":
+            return filter_input.display and (typing or self._tail is None)
+        if action == "close_tail":
+            return self._tail is not None and not typing
         return True
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
+
+    def on_descendant_blur(self) -> None:
+        self.refresh_bindings()
 
     def action_cursor(self, direction: str) -> None:
         table = self.table
@@ -425,21 +448,13 @@ class ProcessScreen(Screen[None]):
     def action_leave(self) -> None:
         self.app.pop_screen()
 
-    def action_back(self) -> None:
-        filter_input = self.query_one("#filter", Input)
-        if filter_input.has_focus or (self._tail is None and filter_input.display):
-            self._close_filter()
-        elif self._tail is not None:
-            self._close_tail()
-        else:
-            self.app.pop_screen()
-
     # --- filter ---------------------------------------------------------------------
 
     def action_filter(self) -> None:
         filter_input = self.query_one("#filter", Input)
         filter_input.display = True
-        filter_input.focus()
+        # At once, not focus()'s call_later: keys typed right after "/" are already queued.
+        self.set_focus(filter_input)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -449,17 +464,18 @@ class ProcessScreen(Screen[None]):
     @on(Input.Submitted, "#filter")
     def _filter_kept(self) -> None:
         if not self._filter.strip():
-            self._close_filter()
+            self.action_close_filter()
         else:
-            self.table.focus()
+            self.set_focus(self.table)
 
-    def _close_filter(self) -> None:
+    def action_close_filter(self) -> None:
         filter_input = self.query_one("#filter", Input)
-        filter_input.value = ""  # posts Changed, which shows every row again
+        filter_input.value = ""
         self._filter = ""
         filter_input.display = False
-        self.table.focus()
+        self.set_focus(self.table)
         self._show()
+        self.refresh_bindings()
 
     # --- log tail -------------------------------------------------------------------
 
@@ -474,11 +490,13 @@ class ProcessScreen(Screen[None]):
         pane.border_subtitle = Text("live · esc closes")
         self.query_one("#tail-log", Log).clear()
         pane.display = True
+        self.refresh_bindings()
         self._fetch_tail(self._tail.seq)
 
-    def _close_tail(self) -> None:
+    def action_close_tail(self) -> None:
         self._tail = None
         self.query_one("#tail").display = False
+        self.refresh_bindings()
 
     def _fetch_tail(self, seq: int) -> None:
         if self._tail is not None and self._tail.seq == seq:

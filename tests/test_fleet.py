@@ -130,6 +130,16 @@ def test_host_without_programs_still_shows():
     assert [(r.key, r.state) for r in rows] == [("h1", NO_PROGRAMS)]
 
 
+def test_empty_answer_keeps_the_programs_memory():
+    # What a poll sees when its ssh channel is cut mid-command: no rows, no error.
+    t = FleetTracker()
+    t.update([up("h1", proc("api", pid=10, uptime=1))], 100.0)
+    t.update([up("h1", proc("api", pid=11, uptime=1))], 102.0)
+    assert [r.state for r in t.update([up("h1")], 104.0)] == [NO_PROGRAMS]
+    row = t.update([up("h1", proc("api", pid=11, uptime=5))], 106.0)[0]
+    assert (row.restarts, row.last_change) == (1, 102.0)
+
+
 def test_hosts_left_out_are_forgotten():
     t = FleetTracker()
     t.update([up("h1", proc("api", pid=10, uptime=1))], 100.0)
