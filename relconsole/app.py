@@ -23,7 +23,7 @@ from .ui_main import MainScreen
 class RelconsoleApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "relconsole"
-    COMMANDS = App.COMMANDS | {RelconsoleCommands}
+    COMMANDS = {RelconsoleCommands}  # includes Textual's system commands, listed after ours
     BINDINGS = [
         Binding("p", "processes", "Processes"),
         Binding("q", "quit", "Quit"),

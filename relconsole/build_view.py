@@ -68,7 +68,7 @@ class StageCell(Static):
     StageCell {
         width: 1fr;
         height: 2;
-        padding: 0 1;
+        padding: 0 0 0 1;
         border-left: blank;
         background: $panel;
         color: $text-muted;
@@ -102,17 +102,22 @@ class StageCell(Static):
         self.add_class(f"-{new}")
 
     def render(self) -> Content:
+        width = self.content_size.width
         if self.state == "running":
-            elapsed = time.time() - (self.started or time.time())
-            status = f"{spinner()} running {seconds_text(max(0.0, elapsed))}"
-        elif self.state == "pending":
-            status = "· pending"
+            icon = spinner()
+            took = seconds_text(max(0.0, time.time() - (self.started or time.time())))
         else:
-            took = f" {seconds_text(self.seconds)}" if self.seconds is not None else ""
-            word = {"ok": "ok", "failed": "failed", "cancelled": "cancelled",
-                    "skipped": "skipped"}[self.state]
-            status = f"{ICONS[self.state]} {word}{took}"
-        return Content.assemble((f"{self.number} {self.stage}", "bold"), "\n", status)
+            icon = ICONS[self.state]
+            took = seconds_text(self.seconds) if self.seconds is not None else ""
+        word = "" if self.state == "ok" else self.state
+        # Narrow cells (80 columns) drop the words the colour and icon already say.
+        status = " ".join(part for part in (icon, word, took) if part)
+        if len(status) > width:
+            status = f"{icon} {took or word}"
+        name = f"{self.number} {self.stage}"
+        if len(name) > width:
+            name = self.stage
+        return Content.assemble((name, "bold"), "\n", status)
 
     def on_click(self) -> None:
         self.post_message(StageStrip.StageSelected(self.stage, by_user=True))
@@ -184,7 +189,8 @@ class BuildBanner(Static):
         background: $panel;
         color: $text-muted;
         &.-running { background: $warning 20%; color: $text; }
-        &.-ok { background: $success; color: $text; text-style: bold; }
+        &.-ok { background: $success; color: $text; text-style: bold;
+                text-wrap: nowrap; text-overflow: ellipsis; }
         &.-failed { background: $error; color: $text; text-style: bold; }
         &.-cancelled { background: $warning; color: $text; text-style: bold; }
     }
@@ -516,10 +522,10 @@ def verdict(event: BuildFinished, commit: Optional[CommitResolved],
     took = seconds_text(event.seconds)
     sha = event.sha[:12] if event.sha else ""
     if event.ok:
-        subject = f" “{printable(commit.subject)}”" if commit else ""
+        subject = f" · “{printable(commit.subject)}”" if commit else ""
         return "ok", Content.assemble(
-            ("✔ DEPLOYED ", "bold"), (event.service, "bold"), " ", (sha, "bold"), subject,
-            f"\nrelease {event.release} in {took}")
+            ("✔ DEPLOYED ", "bold"), (event.service, "bold"), " ", (sha, "bold"), f" in {took}",
+            f"\nrelease {event.release}{subject}")
     if event.cancelled:
         where = f" during {stage}" if stage else ""
         return "cancelled", Content.assemble(

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 class RelconsoleCommands(Provider):
-    """Build <service>, Cancel build, Status, and the main screen's other actions."""
+    """Build <service>, Cancel build, Status, the main screen's other actions, then Textual's."""
 
     def commands(self) -> Iterator[tuple[str, Callable, str]]:
         app: RelconsoleApp = self.app  # type: ignore[assignment]
@@ -32,6 +32,9 @@ class RelconsoleCommands(Provider):
         for number, stage in enumerate(STAGES, 1):
             yield (f"Show {stage} output", partial(main.build_view.select_stage, stage),
                    f"The {stage} pane (key {number})")
+        # Textual's own (Keys, Theme, Quit...) after ours: one provider keeps the order.
+        for name, help_text, callback, *_ in app.get_system_commands(self.screen):
+            yield name, callback, help_text
 
     async def discover(self) -> Hits:
         for name, command, help_text in self.commands():

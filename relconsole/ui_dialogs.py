@@ -18,14 +18,14 @@ class QuitWhileBuilding(ModalScreen[bool]):
     QuitWhileBuilding {
         align: center middle;
         & > Vertical {
-            width: auto;
-            max-width: 90%;
+            width: 70;
+            max-width: 100%;
             height: auto;
             padding: 1 2;
             border: thick $warning;
             background: $surface;
         }
-        & Static { width: auto; margin-bottom: 1; }
+        & Static { width: 1fr; margin-bottom: 1; }
         & Horizontal { width: auto; height: auto; }
         & Button { margin: 0 1 0 0; }
     }

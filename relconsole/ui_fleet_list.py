@@ -13,6 +13,18 @@ from textual.widgets import DataTable, Static
 from .config import Service
 from .events import BuildFinished
 from .headless import printable
+from .status import HostStatus
+from .supervisor import State
+
+
+def programs_up(status: HostStatus, programs: Sequence[str]) -> Content:
+    """" · 2/2 up" for the service's processes on a reachable host ("" if it has none)."""
+    rows = [r for r in status.rows if any(r.belongs_to(p) for p in programs)]
+    if not programs:
+        return Content("")
+    running = sum(r.state is State.RUNNING for r in rows)
+    style = "$success" if rows and running == len(rows) else "$warning"
+    return Content.assemble(" · ", (f"{running}/{len(rows)} up", style))
 
 
 class ServiceTable(DataTable):
@@ -30,7 +42,7 @@ class ServiceTable(DataTable):
     def on_mount(self) -> None:
         self.add_column("service", key="service")
         self.add_column("branch", key="branch")
-        self.add_column("last build", key="last")
+        self.add_column("last", key="last")
         for service in self.services:
             # rich Text cells, never str: DataTable parses str cells as markup.
             self.add_row(Text(service.name), Text(service.branch), Text("—", style="dim"),
@@ -48,16 +60,17 @@ class ServiceTable(DataTable):
             self.move_cursor(row=names.index(name))
 
     def show_running(self, name: str) -> None:
-        self.update_cell(name, "last", Text("● building", style="yellow"), update_width=True)
+        self.update_cell(name, "last", Text("● running", style="yellow"), update_width=True)
 
     def show_result(self, event: BuildFinished) -> None:
         sha = event.sha[:7] if event.sha else ""
+        # Icon and colour say how it ended; 9 columns whatever the outcome.
         if event.ok:
             cell = Text.assemble(("✔ ", "green"), sha)
         elif event.cancelled:
-            cell = Text.assemble(("■ ", "yellow"), "cancelled")
+            cell = Text.assemble(("■ ", "yellow"), sha or "—")
         else:
-            cell = Text.assemble(("✘ ", "red"), sha or "failed")
+            cell = Text.assemble(("✘ ", "red"), sha or "—")
         self.update_cell(event.service, "last", cell, update_width=True)
 
 
@@ -78,7 +91,8 @@ class HostList(VerticalScroll, can_focus=False):
     def compose(self):
         yield self.body
 
-    def show(self, hosts: Sequence[str], statuses: Mapping[str, object]) -> None:
+    def show(self, hosts: Sequence[str], statuses: Mapping[str, HostStatus],
+             programs: Sequence[str] = ()) -> None:
         """``statuses``: host name -> HostStatus, absent while the first poll runs."""
         lines = []
         for host in hosts:
@@ -87,7 +101,8 @@ class HostList(VerticalScroll, can_focus=False):
                 line = Content.assemble(("… ", "$text-muted"), (host, "bold"),
                                         (" checking", "$text-muted"))
             elif status.reachable:
-                line = Content.assemble(("✔ ", "$success"), (host, "bold"), " reachable")
+                line = Content.assemble(("✔ ", "$success"), (host, "bold"), " reachable",
+                                        programs_up(status, programs))
             else:
                 reason = printable(status.error or "").strip() or "no reason given"
                 line = Content.assemble(("✘ ", "$error"), (host, "bold"),

@@ -50,6 +50,8 @@ class BranchValidator(Validator):
 class MainScreen(Screen):
     app: "RelconsoleApp"
 
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]
+
     BINDINGS = [
         Binding("b", "build", "Build"),
         Binding("escape", "cancel_build", "Cancel build"),
@@ -140,7 +142,8 @@ class MainScreen(Screen):
 
     def show_hosts(self) -> None:
         service = self.service
-        self.query_one(HostList).show(service.hosts if service else (), self.statuses)
+        self.query_one(HostList).show(service.hosts if service else (), self.statuses,
+                                      service.programs if service else ())
 
     def poll_hosts(self) -> None:
         if not self.is_active:  # the process view (or a dialog) is on top: wait for resume
@@ -197,8 +200,11 @@ class MainScreen(Screen):
         await self.start_build()
 
     @on(Input.Changed, "#branch")
-    def clear_branch_error(self) -> None:
+    def clear_branch_error(self, event: Input.Changed) -> None:
         self.show_branch_error(None)
+        service = self.service
+        if service is not None and not self.build_running:
+            self.build_view.show_idle(service.name, event.value.strip(), service.hosts)
 
     def show_branch_error(self, message: Optional[str]) -> None:
         error = self.query_one("#branch-error", Static)
@@ -287,12 +293,12 @@ class MainScreen(Screen):
             self.app.exit(0)
 
     def update_build_button(self) -> None:
+        # Never disabled while focused widgets may be on it: disabling moves the focus away.
         button = self.query_one("#build", Button)
         if self.build_running:
             cancelling = self.cancel is not None and self.cancel.is_set()
             button.label = "Cancelling…" if cancelling else "■ Cancel"
             button.variant = "warning" if cancelling else "error"
-            button.disabled = cancelling
         else:
             button.label = f"▶ Build {self.selected}" if self.selected else "▶ Build"
             button.variant = "success"
