@@ -49,5 +49,12 @@ class LocalTransport:
         return Result(command, proc.returncode, proc.stdout.decode("utf-8", "replace"),
                       proc.stderr.decode("utf-8", "replace"))
 
+    def open_channel(self, command: str, *, timeout: float, sudo: bool = False) -> subprocess.Popen:
+        """Start ``command`` as a long-lived child with pipes (stderr merged into stdout):
+        the local counterpart of ``SshTransport.open_channel``. The caller ends it."""
+        return subprocess.Popen(as_root(command, sudo and self.host.sudo), shell=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
     def close(self) -> None:
         """Nothing to close: there is no connection."""

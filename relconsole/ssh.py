@@ -165,5 +165,25 @@ class SshTransport:
             raise HostUnreachable(self.name, f"connection lost: {exc or type(exc).__name__}") from None
         return Result(command, code, output, "")
 
+    def open_channel(self, command: str, *, timeout: float, sudo: bool = False) -> paramiko.Channel:
+        """Start ``command`` on its own exec channel and hand the channel over, open
+        (stderr merged into stdout): for a helper that lives beside this connection's
+        other commands. The caller talks to it and closes it."""
+        command = as_root(command, sudo and self.host.sudo)
+        transport = self._conn.client.get_transport()
+        try:
+            if transport is None:
+                raise EOFError("not connected")
+            chan = transport.open_session(timeout=timeout)
+            try:
+                chan.set_combine_stderr(True)
+                chan.exec_command(command)
+            except BaseException:
+                chan.close()
+                raise
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise HostUnreachable(self.name, f"connection lost: {exc or type(exc).__name__}") from None
+        return chan
+
     def close(self) -> None:
         self._conn.close()
