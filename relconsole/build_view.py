@@ -449,6 +449,10 @@ class BuildView(Vertical):
                 self.finish_build(event)
         for log, batch in lines.items():
             log.write_lines([printable(line) or " " for line in batch[-MAX_LINES:]])
+            if len(log.lines) >= MAX_LINES:
+                # Textual 8.2's Log repaints only the new line numbers; once full, pruning
+                # shifts every line under an unchanged scroll offset and nothing repaints.
+                log.refresh()
         return finished
 
     def logs_of(self, stage: str) -> list[Log]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Mapping, Optional, Sequence
 
 from rich.text import Text
@@ -87,25 +88,33 @@ class HostList(VerticalScroll, can_focus=False):
     def __init__(self, *, id: Optional[str] = None) -> None:
         super().__init__(id=id)
         self.body = Static()
+        self._shown: tuple = ((), {}, ())
 
     def compose(self):
         yield self.body
 
+    def on_resize(self) -> None:
+        self.show(*self._shown)
+
     def show(self, hosts: Sequence[str], statuses: Mapping[str, HostStatus],
              programs: Sequence[str] = ()) -> None:
         """``statuses``: host name -> HostStatus, absent while the first poll runs."""
+        self._shown = (hosts, statuses, programs)
+        width = max(10, self.body.content_size.width - 2)
         lines = []
         for host in hosts:
             status = statuses.get(host)
             if status is None:
-                line = Content.assemble(("… ", "$text-muted"), (host, "bold"),
-                                        (" checking", "$text-muted"))
+                lines.append(Content.assemble(("… ", "$text-muted"), (host, "bold"),
+                                              (" checking", "$text-muted")))
             elif status.reachable:
-                line = Content.assemble(("✔ ", "$success"), (host, "bold"), " reachable",
-                                        programs_up(status, programs))
+                lines.append(Content.assemble(("✔ ", "$success"), (host, "bold"), " reachable",
+                                              programs_up(status, programs)))
             else:
+                lines.append(Content.assemble(("✘ ", "$error"), (host, "bold"),
+                                              (" unreachable", "$error")))
                 reason = printable(status.error or "").strip() or "no reason given"
-                line = Content.assemble(("✘ ", "$error"), (host, "bold"),
-                                        (" unreachable: ", "$error"), reason)
-            lines.append(line)
+                # Hanging indent under the host name: the reason is often long.
+                lines += [Content.assemble("  ", (part, "$text-muted"))
+                          for part in textwrap.wrap(reason, width)]
         self.body.update(Content("\n").join(lines) if lines else Content("no hosts"))

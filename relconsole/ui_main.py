@@ -34,8 +34,8 @@ from .ui_fleet_list import HostList, ServiceTable
 if TYPE_CHECKING:
     from .app import RelconsoleApp
 
-#: Events shown per drain tick at most; the rest wait for the next tick (~33 ms).
-MAX_BATCH = 50_000
+#: Events shown per drain tick at most (~25 ms of work); the rest wait for the next tick.
+MAX_BATCH = 20_000
 
 
 class BranchValidator(Validator):

@@ -219,7 +219,7 @@ async def test_unreachable_host_shows_as_unreachable(bed, origin, tmp_path):
         await wait_for(pilot, lambda: "unreachable" in host_list.body.content.plain, "a poll")
         text = host_list.body.content.plain
         assert "✔ h1 reachable" in text
-        assert "✘ h2 unreachable:" in text and "refused" in text.lower()
+        assert "✘ h2 unreachable" in text and "refused" in text.lower()
 
 
 async def test_bad_branch_shows_an_error_and_builds_nothing(bed, origin, tmp_path):
@@ -272,3 +272,28 @@ async def test_80x24_shows_every_essential_part(bed, origin, tmp_path):
         log = view(app).stage_log("checkout")
         assert log.region.height >= 10, log.region
         assert isinstance(log, Log)
+
+
+async def test_a_full_pane_keeps_showing_the_newest_lines():
+    """Past max_lines the Log prunes; the screen must still follow the newest output."""
+    from textual.app import App
+
+    from relconsole.build_view import MAX_LINES, BuildView
+    from relconsole.events import Output, StageStarted
+
+    class Harness(App):
+        def compose(self):
+            yield BuildView()
+
+    app = Harness()
+    async with app.run_test(size=(80, 24)) as pilot:
+        bv = app.query_one(BuildView)
+        await bv.begin("svc", "main", ["h1"])
+        bv.apply([StageStarted(stage="check")])
+        bv.apply([Output(stage="check", line=f"line {i}") for i in range(MAX_LINES + 500)])
+        await pilot.pause()
+        bv.apply([Output(stage="check", line=f"line {i}") for i in range(MAX_LINES + 500,
+                                                                         MAX_LINES + 600)])
+        await pilot.pause()
+        assert len(bv.stage_log("check").lines) == MAX_LINES
+        assert f"line {MAX_LINES + 599}" in app.export_screenshot().replace("&#160;", " ")
