@@ -129,7 +129,7 @@ class ConfirmStop(ModalScreen[bool]):
     DEFAULT_CSS = """
     ConfirmStop { align: center middle; }
     ConfirmStop > Vertical {
-        width: auto; max-width: 72; height: auto;
+        width: 62; max-width: 100%; height: auto;
         border: thick $error; background: $surface; padding: 1 2;
     }
     ConfirmStop #question { text-style: bold; }
@@ -181,7 +181,7 @@ class ProcessScreen(Screen[None]):
         Binding("slash", "filter", "Filter", key_display="/", priority=True),
         # One key, three meanings: check_action enables the one that applies.
         Binding("escape", "close_filter", "Clear", key_display="esc"),
-        Binding("escape", "close_tail", "Close log", key_display="esc"),
+        Binding("escape", "close_tail", "Close", key_display="esc"),
         Binding("escape", "leave", "Back", key_display="esc"),
         Binding("p", "leave", "Back", show=False),
         Binding("j", "cursor('down')", "Down", show=False),
@@ -193,6 +193,7 @@ class ProcessScreen(Screen[None]):
         self.config = config
         self.poller = poller
         self._hosts = list(poller.hosts)
+        self._host = {h.name: h for h in self._hosts}
         self._tracker = FleetTracker()
         self._statuses: dict[str, HostStatus] = {}
         self._polled_at: Optional[float] = None  # wall clock of the latest answer
@@ -417,7 +418,7 @@ class ProcessScreen(Screen[None]):
         self.app.push_screen(ConfirmStop(row.host, row.program), answered)
 
     def _run_action(self, row: FleetRow, action: str) -> None:
-        host = self.config.hosts[row.host]
+        host = self._host[row.host]
         command = sv.action_command(host.supervisorctl, action, [row.program])
         self.notify(f"{action} {row.program} on {row.host}…", timeout=2, markup=False)
         self.run_worker(self._action(host, row.program, action, command), group="action",
@@ -431,6 +432,8 @@ class ProcessScreen(Screen[None]):
                 self.poller.on_host, host, lambda t: t.run(command, timeout=timeout, sudo=True))
         except TransportError as exc:
             self.notify(exc.message, title=f"{title} failed", severity="error", markup=False)
+        except Exception as exc:  # a bug must not take the console down mid-incident
+            self.notify(repr(exc), title=f"{title} failed", severity="error", markup=False)
         else:
             answers = sv.parse_action_output(res.stdout)
             if answers:
@@ -484,10 +487,10 @@ class ProcessScreen(Screen[None]):
         if row is None:
             return
         self._tail_seq += 1
-        self._tail = _Tail(self.config.hosts[row.host], row.program, stream, self._tail_seq)
+        self._tail = _Tail(self._host[row.host], row.program, stream, self._tail_seq)
         pane = self.query_one("#tail")
         pane.border_title = Text(f"{row.program} on {row.host}: {stream}")
-        pane.border_subtitle = Text("live · esc closes")
+        pane.border_subtitle = Text("fetching… · esc closes")
         self.query_one("#tail-log", Log).clear()
         pane.display = True
         self.refresh_bindings()
@@ -511,6 +514,8 @@ class ProcessScreen(Screen[None]):
                 self.poller.on_host, tail.host, lambda t: t.run(command, timeout=timeout, sudo=True))
         except TransportError as exc:
             error = exc.message
+        except Exception as exc:  # a bug must not take the console down mid-incident
+            error = repr(exc)
         if self._tail is not tail:
             return  # closed or replaced meanwhile
         pane = self.query_one("#tail")
@@ -519,8 +524,9 @@ class ProcessScreen(Screen[None]):
         if error is not None:
             pane.border_subtitle = Text(f"retrying: {' '.join(error.split())}")
         else:
-            pane.border_subtitle = Text("live · esc closes")
             self._append_tail(tail, res.stdout)
+            empty = "" if tail.shown.strip() else "the log is empty so far · "
+            pane.border_subtitle = Text(f"{empty}live · esc closes")
         self.set_timer(TAIL_INTERVAL, partial(self._fetch_tail, tail.seq))
 
     def _append_tail(self, tail: _Tail, output: str) -> None:

@@ -18,13 +18,15 @@ import pytest
 from deployconfig import write_config
 from gitorigin import sample_service_files
 from rich.text import Text
+from textual import events
 from textual.app import App
 from textual.widgets import DataTable, Input, Log
 
 from relconsole.config import load_config
 from relconsole.fleet import FleetRow
 from relconsole.pipeline import run_build
-from relconsole.process_view import ConfirmStop, ProcessScreen, matches, render_row
+from relconsole.process_view import (ConfirmStop, ProcessScreen, format_age, matches,
+                                     render_row)
 from relconsole.status import StatusPoller
 
 SIZE = (120, 40)
@@ -285,17 +287,21 @@ async def test_filter_narrows_rows_and_escape_clears_it(bed, setup):
         everything = ["h1:tick", "h2:tick", "h2:worker", "h3:tick"]
         await until(pilot, lambda: row_keys(app) == everything, "all rows")
         pids = {h.name: h.program_pid("tick") for h in bed.hosts}
-        await pilot.press("slash")
-        assert app.screen.query_one("#filter", Input).has_focus
-        await pilot.press(*"H2")  # case-insensitive; "r" or "s" typed here are not actions
+        # Typed at once, as a fast typist does: nothing may go to the table.
+        for key, char in (("slash", "/"), ("H", "H"), ("2", "2")):
+            app.post_message(events.Key(key, char))
         await until(pilot, lambda: row_keys(app) == ["h2:tick", "h2:worker"], "h2's rows")
+        assert app.screen.query_one("#filter", Input).value == "H2"  # case-insensitive
         await pilot.press("enter")  # keep the filter, back to the table
         assert app.screen.query_one("#processes", DataTable).has_focus
         assert app.screen.sub_title.endswith(" · 2/4 rows")
+        await pilot.press("j")
+        assert app.screen.selected_row().key == "h2:worker"
         await pilot.press("slash", "backspace", "backspace", *"work")
         await until(pilot, lambda: row_keys(app) == ["h2:worker"], "the worker row")
         await pilot.press("escape")
         await until(pilot, lambda: row_keys(app) == everything, "all rows again")
+        assert app.screen.selected_row().key == "h2:worker"  # the cursor followed its row
         assert not app.screen.query_one("#filter", Input).display
         await pilot.press("slash", *"restart")  # typing letters must not act on rows
         await after_polls(pilot)
@@ -329,6 +335,11 @@ async def test_tail_shows_the_program_log_live_without_repeats(bed, setup):
         await pilot.press("escape")
         assert not app.screen.query_one("#tail").display
         assert isinstance(app.screen, ProcessScreen)
+
+
+def test_ages():
+    assert [format_age(s) for s in (-1, 0, 59, 60, 3599, 3600, 86399, 86400 * 3)] == [
+        "0s ago", "0s ago", "59s ago", "1m ago", "59m ago", "1h ago", "23h ago", "3d ago"]
 
 
 def test_render_row_shows_remote_text_literally():
