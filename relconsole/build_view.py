@@ -72,6 +72,8 @@ class StageCell(Static):
         border-left: blank;
         background: $panel;
         color: $text-muted;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
         &.-running { background: $warning 25%; color: $text; }
         &.-ok { background: $success 25%; color: $text; }
         &.-failed { background: $error 45%; color: $text; }
@@ -488,10 +490,16 @@ class BuildView(Vertical):
             for host, host_state in hosts.states.items():
                 if host_state == "running":  # never got a verdict of its own
                     hosts.mark(host, leftover)
-        if state in ("failed", "cancelled"):
-            line = f"✘ {event.stage} failed: {event.error}" if state == "failed" else "■ cancelled"
+        if state == "cancelled":
             for log in self.logs_of(event.stage):
-                add(log, line)
+                add(log, "■ cancelled")
+        elif state == "failed":
+            # Per-host panes already end with their host's own error; the stage's error
+            # (every host's, joined) would put other hosts' words in a host's pane.
+            hosts = self.host_logs(event.stage) if event.stage in PER_HOST_STAGES else None
+            if hosts is None or "failed" not in hosts.states.values():
+                for log in self.logs_of(event.stage):
+                    add(log, f"✘ {event.stage} failed: {event.error}")
 
     def finish_host(self, event: HostFinished, add) -> None:
         state = "ok" if event.ok else "cancelled" if event.error == "cancelled" else "failed"

@@ -59,6 +59,7 @@ class MainScreen(Screen):
         Binding("2", "show_stage('check')", "check output", show=False),
         Binding("3", "show_stage('upload')", "upload output", show=False),
         Binding("4", "show_stage('supervisor')", "supervisor output", show=False),
+        Binding("5", "show_stage('rollback')", "rollback output", show=False),
     ]
 
     class HostsPolled(Message):
@@ -186,7 +187,8 @@ class MainScreen(Screen):
         self.cancel_build()
 
     def action_show_stage(self, stage: str) -> None:
-        self.build_view.select_stage(stage)
+        if not self.build_view.strip.cell(stage).has_class("-unused"):
+            self.build_view.select_stage(stage)
 
     @on(Button.Pressed, "#build")
     async def build_or_cancel(self) -> None:
