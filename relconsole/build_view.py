@@ -21,7 +21,6 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Log, Static, Tab, Tabs
 
 from .events import (STAGES, BuildFinished, BuildStarted, CommitResolved, Event, HostFinished,
@@ -81,7 +80,10 @@ class StageCell(Static):
         &.-selected { border-left: outer $accent; }
         &.-unused { display: none; }
     }
-    StageStrip:focus-within StageCell.-selected { border-left: outer $accent; background-tint: $foreground 8%; }
+    StageStrip:focus-within StageCell.-selected {
+        border-left: outer $accent;
+        background-tint: $foreground 8%;
+    }
     """
 
     state: reactive[str] = reactive("pending")

@@ -202,7 +202,7 @@ class MainScreen(Screen):
         await self.start_build()
 
     @on(Input.Changed, "#branch")
-    def clear_branch_error(self, event: Input.Changed) -> None:
+    def follow_branch_field(self, event: Input.Changed) -> None:
         self.show_branch_error(None)
         service = self.service
         if service is not None and not self.build_running:

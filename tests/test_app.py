@@ -21,6 +21,7 @@ from relconsole.ui_fleet_list import HostList, ServiceTable
 
 SIZE = (120, 40)
 HOSTS = ["h1", "h2"]
+SLOW_CHECK = {"name": "slow", "run": "echo started; sleep 60"}
 
 
 def make_app(tmp_path, bed, origin, **kwargs) -> RelconsoleApp:
@@ -152,7 +153,7 @@ async def test_quit_while_building_asks_and_keep_building_lets_it_finish(bed, or
 
 async def test_quit_while_building_can_cancel_the_build_and_quit(bed, origin, tmp_path):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
-    app = make_app(tmp_path, bed, origin, checks=[{"name": "slow", "run": "echo started; sleep 60"}])
+    app = make_app(tmp_path, bed, origin, checks=[SLOW_CHECK])
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("b")
         await wait_for(pilot, lambda: "started" in lines(app, "check"), "the check to start")
@@ -167,7 +168,7 @@ async def test_quit_while_building_can_cancel_the_build_and_quit(bed, origin, tm
 async def test_cancel_during_a_slow_check_stops_quickly_and_shows_cancelled(
         bed, origin, tmp_path, how):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
-    app = make_app(tmp_path, bed, origin, checks=[{"name": "slow", "run": "echo started; sleep 60"}])
+    app = make_app(tmp_path, bed, origin, checks=[SLOW_CHECK])
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("b")
         await wait_for(pilot, lambda: "started" in lines(app, "check"), "the check to start")
@@ -240,7 +241,7 @@ async def test_bad_branch_shows_an_error_and_builds_nothing(bed, origin, tmp_pat
 
 async def test_command_palette_builds_a_service_and_cancels_it(bed, origin, tmp_path):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
-    app = make_app(tmp_path, bed, origin, checks=[{"name": "slow", "run": "echo started; sleep 60"}])
+    app = make_app(tmp_path, bed, origin, checks=[SLOW_CHECK])
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+p")
         await pilot.press(*"build svc")
@@ -297,3 +298,34 @@ async def test_a_full_pane_keeps_showing_the_newest_lines():
         await pilot.pause()
         assert len(bv.stage_log("check").lines) == MAX_LINES
         assert f"line {MAX_LINES + 599}" in app.export_screenshot().replace("&#160;", " ")
+
+
+async def test_polls_never_overlap_and_pause_while_another_screen_is_on_top(bed, origin, tmp_path):
+    from textual.screen import Screen
+
+    origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
+    app = make_app(tmp_path, bed, origin, settings={"poll_interval": 0.05})
+    calls, running, overlapped = [], [], []
+    real_poll = app.poller.poll
+
+    def counting_poll():
+        overlapped.append(bool(running))
+        running.append(1)
+        try:
+            calls.append(time.monotonic())
+            return real_poll()
+        finally:
+            running.pop()
+
+    app.poller.poll = counting_poll
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: len(calls) >= 3, "a few polls")
+        await app.push_screen(Screen())
+        await wait_for(pilot, lambda: not running, "the poll in flight to end")
+        paused_at = len(calls)
+        for _ in range(10):  # five poll intervals: none may start
+            await pilot.pause(0.025)
+        assert len(calls) == paused_at
+        app.pop_screen()
+        await wait_for(pilot, lambda: len(calls) > paused_at, "polls to resume", 10)
+    assert not any(overlapped)
