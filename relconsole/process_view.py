@@ -333,8 +333,9 @@ class ProcessScreen(Screen[None]):
         if self._polled_at is not None and statuses:
             # Hosts answer on their own cycles: the latest answer, and the slowest poll.
             slowest = max(s.seconds for s in statuses)
+            took = f"{slowest * 1000:.0f}ms" if slowest < 1 else f"{slowest:.1f}s"
             parts.append(f"polled {time.strftime('%H:%M:%S', time.localtime(self._polled_at))}"
-                         f" in {slowest:.2f}s")
+                         f" in {took}")
         if self._filter.strip():
             parts.append(f"{visible}/{len(self._rows)} rows")
         self.sub_title = " · ".join(parts)
