@@ -19,6 +19,7 @@ from .config import FileUpload
 
 RELEASE_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{7,40}$")
 STAGED_FILES = ".relconsole/files"
+PARTIAL_PREFIX = ".partial-"
 
 
 def new_release_id(sha: str, now: Optional[datetime] = None) -> str:
@@ -35,15 +36,32 @@ def q(value: str) -> str:
     return shlex.quote(value)
 
 
+def partial_dir(base: str, release: str) -> str:
+    """Where a release is unpacked before it is complete: a name no listing takes for a
+    release, so an upload cut short is never switched or rolled back to."""
+    return posixpath.join(base, "releases", f"{PARTIAL_PREFIX}{release}")
+
+
 def extract_command(base: str, release: str) -> str:
-    """Unpack the tar on stdin into a new release directory (which must not exist yet)."""
-    target = release_dir(base, release)
-    return (f"mkdir -p {q(posixpath.join(base, 'releases'))} && mkdir {q(target)} && "
-            f"tar -x -f - -C {q(target)}")
+    """Unpack the tar on stdin into a new release directory (which must not exist yet).
+
+    It is unpacked under a partial name and renamed when tar succeeded. When tar fails
+    (disk full, input cut off by a dropped connection) the host removes the partial
+    directory itself, without waiting for a connection that may be gone. Partial
+    directories of earlier builds (whose shell was killed) go first: the deploy lock is
+    held, so no other upload is writing one.
+    """
+    releases = posixpath.join(base, "releases")
+    target, partial = release_dir(base, release), partial_dir(base, release)
+    return (f"mkdir -p {q(releases)} && rm -rf {q(releases)}/{PARTIAL_PREFIX}* && "
+            f"{{ test ! -e {q(target)} || {{ echo {q(target + ' already exists')} >&2; exit 1; }}; }} && "
+            f"mkdir {q(partial)} && "
+            f"{{ tar -x -f - -C {q(partial)} && mv -T {q(partial)} {q(target)} || "
+            f"{{ rc=$?; rm -rf {q(partial)}; exit $rc; }}; }}")
 
 
 def remove_release_command(base: str, release: str) -> str:
-    return f"rm -rf {q(release_dir(base, release))}"
+    return f"rm -rf {q(release_dir(base, release))} {q(partial_dir(base, release))}"
 
 
 def switch_command(base: str, release: str, files: Iterable[FileUpload]) -> str:

@@ -79,3 +79,36 @@ def test_prune_command_only_touches_release_ids():
     assert rel.prune_command("/srv/a", ["../../etc", "20260101-000000-aaaaaaa"]) == \
         "rm -rf /srv/a/releases/20260101-000000-aaaaaaa"
     assert rel.prune_command("/srv/a", ["../../etc"]) is None
+
+
+def test_extract_is_all_or_nothing_and_cleans_up_after_itself(tmp_path):
+    import io
+    import tarfile
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        blob = b"x" * 100_000
+        info = tarfile.TarInfo("app.py")
+        info.size = len(blob)
+        tar.addfile(info, io.BytesIO(blob))
+    whole = data.getvalue()
+    base = str(tmp_path / "s p;ace")
+    good, cut = "20260101-000000-aaaaaaa", "20260102-000000-bbbbbbb"
+
+    # Cut off mid-stream, as by a dropped connection: nothing is left, not even partially.
+    bad = subprocess.run(["sh", "-c", rel.extract_command(base, cut)], input=whole[:50_000],
+                         capture_output=True)
+    assert bad.returncode != 0
+    assert sorted(p.name for p in (tmp_path / "s p;ace" / "releases").iterdir()) == []
+
+    # A partial directory left by a shell that was killed is cleared by the next upload.
+    (tmp_path / "s p;ace" / "releases" / f"{rel.PARTIAL_PREFIX}{cut}").mkdir()
+    ok = subprocess.run(["sh", "-c", rel.extract_command(base, good)], input=whole)
+    assert ok.returncode == 0
+    assert sorted(p.name for p in (tmp_path / "s p;ace" / "releases").iterdir()) == [good]
+    assert (tmp_path / "s p;ace" / "releases" / good / "app.py").stat().st_size == 100_000
+
+    again = subprocess.run(["sh", "-c", rel.extract_command(base, good)], input=whole,
+                           capture_output=True)
+    assert again.returncode != 0 and b"already exists" in again.stderr
+    assert rel.parse_releases("\n".join([good, f"{rel.PARTIAL_PREFIX}{cut}"])) == (None, [good])
