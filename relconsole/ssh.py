@@ -47,6 +47,21 @@ def _trust_hint(host: Host) -> str:
             "have checked it with the host's owner")
 
 
+def _waited_for(exc: BaseException, conn: fabric.Connection, out_of_time: bool) -> Optional[str]:
+    """What the handshake was waiting for, when a paramiko error is really a timeout.
+
+    paramiko words these variously ("Error reading SSH protocol banner", or, when its
+    negotiation wait ends first, "No existing session"), so the clock decides too.
+    """
+    if not (out_of_time or isinstance(exc.__context__, TimeoutError)
+            or "timed out" in str(exc).lower()):
+        return None
+    transport = conn.client.get_transport()
+    if transport is not None and not transport.remote_version:
+        return "the SSH banner (the port accepts connections, but no SSH server answers)"
+    return "the SSH handshake"
+
+
 def connect(host: Host, settings: Settings) -> "SshTransport":
     """Open the one connection a build uses for ``host``. Raises :class:`HostUnreachable`."""
     kwargs = {
@@ -71,6 +86,7 @@ def connect(host: Host, settings: Settings) -> "SshTransport":
     client.set_missing_host_key_policy(_RejectUnknown())
     if settings.known_hosts.is_file():
         client.load_host_keys(str(settings.known_hosts))
+    started = time.monotonic()
     try:
         conn.open()
     except _UnknownHostKey as exc:
@@ -104,7 +120,12 @@ def connect(host: Host, settings: Settings) -> "SshTransport":
         raise HostUnreachable(host.name, f"timed out after {settings.connect_timeout:g}s "
                                          f"connecting to {host.address}:{host.port}") from None
     except (OSError, paramiko.SSHException, EOFError) as exc:
+        waited = _waited_for(exc, conn, time.monotonic() - started >= settings.connect_timeout)
         conn.close()
+        if waited:
+            raise HostUnreachable(host.name, f"timed out after {settings.connect_timeout:g}s "
+                                             f"waiting for {waited} from "
+                                             f"{host.address}:{host.port}") from None
         raise HostUnreachable(host.name, f"cannot connect to {host.address}:{host.port}: "
                                          f"{exc or type(exc).__name__}") from None
     # Notice a dead peer during long idle stretches (the process view polls for hours).
@@ -123,13 +144,30 @@ class SshTransport:
     def path(self, remote_path: str) -> str:
         return remote_path
 
+    def _lost(self, why: str = "", ran: bool = True) -> HostUnreachable:
+        where = f"{self.host.address}:{self.host.port}"
+        if not ran:
+            return HostUnreachable(self.name, f"connection to {where} was lost earlier")
+        return HostUnreachable(self.name, f"connection lost to {where}{': ' + why if why else ''} "
+                                          "(whether the command finished on the host is unknown)")
+
+    def _dead(self) -> bool:
+        transport = self._conn.transport
+        return transport is None or not transport.is_active()
+
     def run(self, command: str, *, timeout: float, on_line: Optional[LineCallback] = None,
             sudo: bool = False) -> Result:
         command = as_root(command, sudo and self.host.sudo)
+        if self._dead():  # Fabric would quietly open a new connection: the caller decides
+            raise self._lost(ran=False)
         try:
-            return invoke_run(self._conn.run, self.name, command, timeout, on_line)
+            res = invoke_run(self._conn.run, self.name, command, timeout, on_line)
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise HostUnreachable(self.name, f"connection lost: {exc or type(exc).__name__}") from None
+            raise self._lost(str(exc) or type(exc).__name__) from None
+        # A channel closed with the connection has no exit status: paramiko says -1.
+        if res.exit_code == -1 and self._dead():
+            raise self._lost()
+        return res
 
     def run_with_input(self, command: str, data: BinaryIO, *, timeout: float,
                        sudo: bool = False) -> Result:
@@ -162,7 +200,9 @@ class SshTransport:
         except socket.timeout:
             raise CommandTimedOut(self.name, f"timed out after {timeout:g}s: {command}") from None
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise HostUnreachable(self.name, f"connection lost: {exc or type(exc).__name__}") from None
+            raise self._lost(str(exc) or type(exc).__name__) from None
+        if code == -1 and self._dead():
+            raise self._lost()
         return Result(command, code, output, "")
 
     def open_channel(self, command: str, *, timeout: float, sudo: bool = False) -> paramiko.Channel:
