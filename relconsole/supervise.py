@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 from . import supervisor as sv
 from .config import Host
 from .errors import Cancelled, StageFailed
-from .transport import CommandFailed, Result, Transport
+from .transport import CommandFailed, Result, Transport, run_step
 
 # A program's log lines shown when it failed to start.
 _TAIL_LINES = 15
@@ -24,21 +24,32 @@ class VerifyFailed(StageFailed):
     pass
 
 
+class SupervisorUnreachable(CommandFailed):
+    """supervisorctl got no answer from supervisord: it is down, or the socket is wrong."""
+
+    def __init__(self, host: str, result: Result):
+        super().__init__(host, "supervisorctl status", result)
+        self.message = f"supervisord is not answering: {self.message}"
+        self.args = (f"{host}: {self.message}",)
+
+
 def _pids(rows: Sequence[sv.ProcessStatus]) -> dict[str, int | None]:
     return {row.name: row.pid for row in rows}
 
 
 def status_rows(t: Transport, host: Host, timeout: float) -> list[sv.ProcessStatus]:
-    res = t.run(sv.status_command(host.supervisorctl), timeout=timeout, sudo=True)
+    res = run_step(t, sv.status_command(host.supervisorctl), "supervisorctl status",
+                   timeout=timeout, sudo=True)
     rows, errors = sv.parse_status(res.stdout)
     if not rows and errors:
         # supervisord down, wrong socket...: supervisorctl's own words say why.
-        raise CommandFailed(t.name, "supervisorctl status", res)
+        raise SupervisorUnreachable(t.name, res)
     return rows
 
 
 def _checked(t: Transport, command: str, step: str, timeout: float, log) -> Result:
-    res = t.run(command, timeout=timeout, on_line=lambda line, _s: log(line), sudo=True)
+    res = run_step(t, command, step, timeout=timeout, on_line=lambda line, _s: log(line),
+                   sudo=True)
     if not res.ok:
         raise CommandFailed(t.name, step, res)
     return res
@@ -47,7 +58,8 @@ def _checked(t: Transport, command: str, step: str, timeout: float, log) -> Resu
 def _tail(t: Transport, host: Host, name: str, timeout: float) -> list[str]:
     lines: list[str] = []
     for stream in ("stdout", "stderr"):
-        res = t.run(sv.tail_command(host.supervisorctl, name, stream), timeout=timeout, sudo=True)
+        res = run_step(t, sv.tail_command(host.supervisorctl, name, stream),
+                       f"supervisorctl tail {stream}", timeout=timeout, sudo=True)
         lines += [f"  {stream}| {ln}" for ln in res.stdout.splitlines()[-_TAIL_LINES:] if ln.strip()]
     return lines
 
@@ -65,8 +77,8 @@ def restart_and_verify(t: Transport, host: Host, programs: Sequence[str], *,
         raise Cancelled()
     # restart's exit code is not the verdict: a spawn error, an unknown program or a
     # supervisord that went away all show in the verify below, with better words.
-    t.run(sv.restart_command(host.supervisorctl, programs), timeout=timeout,
-          on_line=lambda line, _s: log(line), sudo=True)
+    run_step(t, sv.restart_command(host.supervisorctl, programs), "supervisorctl restart",
+             timeout=timeout, on_line=lambda line, _s: log(line), sudo=True)
     restarted = time.monotonic()
     _verify(t, host, programs, before, restarted, timeout=timeout, log=log,
             settle=settle, verify_timeout=verify_timeout, cancel=cancel)

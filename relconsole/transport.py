@@ -35,7 +35,7 @@ class HostKeyRefused(HostUnreachable):
 
 
 class CommandTimedOut(TransportError):
-    pass
+    """A command ran longer than its timeout; the channel was closed on it."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,17 @@ class CommandFailed(TransportError):
 def sudo_wants_password(result: Result) -> bool:
     text = result.stderr + result.stdout
     return result.exit_code != 0 and "sudo" in text and any(m in text for m in _SUDO_PASSWORD_MARKERS)
+
+
+def run_step(t: "Transport", command: str, step: str, *, timeout: float,
+             on_line: Optional[LineCallback] = None, sudo: bool = False) -> Result:
+    """``t.run`` for one named step: a timeout names the step and the setting, not the
+    (long, quoted) command line."""
+    try:
+        return t.run(command, timeout=timeout, on_line=on_line, sudo=sudo)
+    except CommandTimedOut:
+        raise CommandTimedOut(t.name, f"{step} timed out after {timeout:g}s "
+                                      "(settings.command_timeout)") from None
 
 
 def as_root(command: str, sudo: bool) -> str:
