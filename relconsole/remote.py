@@ -11,17 +11,19 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, TypeVar
 
 from . import lock as lk
 from . import release as rel
 from .config import FileUpload, Host, Service, Settings
 from .errors import Cancelled, StageFailed
 from .events import HostFinished, Output, Sink
-from .supervise import restart_and_verify
-from .transport import CommandFailed, Transport, TransportError
+from .supervise import SupervisorUnreachable, restart_and_verify
+from .transport import (CommandFailed, HostKeyRefused, HostUnreachable, Transport, TransportError,
+                        run_step)
 
 Connector = Callable[[Host, Settings], Transport]
+T = TypeVar("T")
 
 
 @dataclass
@@ -29,6 +31,7 @@ class HostOutcome:
     ok: bool
     error: Optional[str] = None
     value: object = None
+    exc: Optional[Exception] = None
 
 
 def failures(outcomes: dict[str, HostOutcome]) -> dict[str, str]:
@@ -49,6 +52,10 @@ class Fleet:
     transports: dict[str, Transport] = field(default_factory=dict)
     #: The lock this build holds on each host (host name → token).
     locked: dict[str, str] = field(default_factory=dict)
+    #: The last stage a step ran in: where the cleanup at the end reports.
+    last_stage: str = "checkout"
+    #: Hosts whose supervisord did not answer at the last :meth:`restart`.
+    unreachable_supervisors: set[str] = field(default_factory=set)
 
     # -- plumbing ---------------------------------------------------------------
     def say(self, stage: str, line: str, host: Optional[str] = None, stream: str = "info") -> None:
@@ -60,7 +67,8 @@ class Fleet:
     def run(self, t: Transport, command: str, step: str, log: Optional[Callable] = None):
         """Run a privileged command (through sudo where configured); fail on non-zero."""
         on_line = (lambda line, _stream: log(line)) if log else None
-        res = t.run(command, timeout=self.settings.command_timeout, on_line=on_line, sudo=True)
+        res = run_step(t, command, step, timeout=self.settings.command_timeout, on_line=on_line,
+                       sudo=True)
         if not res.ok:
             raise CommandFailed(t.name, step, res)
         return res
@@ -69,6 +77,8 @@ class Fleet:
              hosts: Optional[Sequence[Host]] = None, report: bool = True) -> dict[str, HostOutcome]:
         """Run ``work`` on every host in parallel and collect outcomes, never raising."""
         hosts = list(self.hosts if hosts is None else hosts)
+        if stage != "unlock":
+            self.last_stage = stage
 
         def one(host: Host) -> HostOutcome:
             started = time.monotonic()
@@ -77,7 +87,7 @@ class Fleet:
             except Cancelled:
                 outcome = HostOutcome(False, "cancelled")
             except (TransportError, StageFailed) as exc:
-                outcome = HostOutcome(False, getattr(exc, "message", None) or str(exc))
+                outcome = HostOutcome(False, getattr(exc, "message", None) or str(exc), exc=exc)
             except Exception as exc:  # a bug must not leave a fleet half-done: report it
                 outcome = HostOutcome(False, f"internal error: {type(exc).__name__}: {exc}")
             if report:
@@ -91,6 +101,25 @@ class Fleet:
             return dict(zip((h.name for h in hosts), pool.map(one, hosts)))
 
     # -- connections and the lock -------------------------------------------------
+    def on_host(self, host: Host, work: Callable[[Transport], T]) -> T:
+        """``work`` with the host's connection; if that connection turns out lost, connect
+        once more and retry. For what must reach a host after a step lost it (cleaning
+        up, unlocking, switching back): one more connection beats a fleet left locked."""
+        try:
+            return work(self.transports[host.name])
+        except HostKeyRefused:
+            raise
+        except HostUnreachable:
+            pass
+        fresh = self.connector(host, self.settings)  # HostUnreachable again: the caller says so
+        old, self.transports[host.name] = self.transports.get(host.name), fresh
+        try:
+            old.close()
+        except Exception:  # it is dead already
+            pass
+        self.say(self.last_stage, f"reconnected to {host.label}", host=host.name)
+        return work(fresh)
+
     def connect(self, stage: str) -> None:
         """One connection per host, opened once and reused by every later step."""
 
@@ -111,8 +140,8 @@ class Fleet:
         holders: dict[str, Optional[lk.LockInfo]] = {}
 
         def take(host: Host, t: Transport) -> None:
-            res = t.run(lk.acquire_command(self.base(t), info),
-                        timeout=self.settings.command_timeout, sudo=True)
+            res = run_step(t, lk.acquire_command(self.base(t), info), "taking the deploy lock",
+                           timeout=self.settings.command_timeout, sudo=True)
             if res.ok:
                 self.locked[host.name] = info.token
             elif "HELD" in res.stdout:
@@ -130,14 +159,22 @@ class Fleet:
         self.say(stage, f"locked {self.service.name} on {', '.join(self.locked)}")
 
     def unlock(self) -> None:
-        """Release the locks this build holds; best effort, never raises."""
+        """Release the locks this build holds; never raises. A lock that stays behind
+        (its host is gone) is reported with the way to remove it later."""
         locked = [h for h in self.hosts if h.name in self.locked and h.name in self.transports]
 
-        def release(host: Host, t: Transport) -> None:
-            t.run(lk.release_command(self.base(t), self.locked[host.name]),
-                  timeout=self.settings.command_timeout, sudo=True)
+        def release(host: Host, _t) -> None:
+            res = self.on_host(host, lambda t: t.run(
+                lk.release_command(self.base(t), self.locked[host.name]),
+                timeout=self.settings.command_timeout, sudo=True))
+            if not res.ok:
+                raise CommandFailed(host.name, "releasing the deploy lock", res)
 
-        self.each("unlock", release, hosts=locked, report=False)
+        failed = failures(self.each("unlock", release, hosts=locked, report=False))
+        for name, error in failed.items():
+            self.say(self.last_stage, f"the deploy lock stays on this host ({error}); once it "
+                                      f"is reachable, remove it with: relconsole --unlock "
+                                      f"{self.service.name}", host=name, stream="err")
         self.locked.clear()
 
     def close(self) -> None:
@@ -165,13 +202,19 @@ class Fleet:
     def remove_release(self, stage: str, release: str, hosts: Sequence[Host]) -> None:
         """Best effort: take a release that will never be switched to off ``hosts``."""
 
-        def remove(host: Host, t: Transport) -> None:
-            res = t.run(rel.remove_release_command(self.base(t), release),
-                        timeout=self.settings.command_timeout, sudo=True)
-            note = "removed the partial release" if res.ok else f"could not remove it: {res.tail(2)}"
-            self.say(stage, note, host=host.name)
+        def remove(host: Host, _t) -> None:
+            res = self.on_host(host, lambda t: t.run(
+                rel.remove_release_command(self.base(t), release),
+                timeout=self.settings.command_timeout, sudo=True))
+            if not res.ok:
+                raise CommandFailed(host.name, "rm", res)
+            self.say(stage, "removed the partial release", host=host.name)
 
-        self.each(stage, remove, hosts=hosts, report=False)
+        failed = failures(self.each(stage, remove, hosts=hosts, report=False))
+        for name, error in failed.items():
+            self.say(stage, f"could not remove the partial release releases/{release} ({error}); "
+                            "it is never switched to, and the next upload removes it",
+                     host=name, stream="err")
 
     def switch(self, stage: str, target: dict[str, str]) -> dict[str, Optional[str]]:
         """Point every host's ``current`` at ``target[host]``, or none of them.
@@ -200,11 +243,15 @@ class Fleet:
     def switch_back(self, stage: str, previous: dict[str, Optional[str]]) -> dict[str, str]:
         """Return hosts to the release they ran before (none: unlink ``current``)."""
 
-        def back(host: Host, t: Transport) -> None:
+        def back(host: Host, _t) -> None:
             release = previous[host.name]
-            command = (rel.switch_command(self.base(t), release, self.staged_files(t)) if release
-                       else rel.unlink_current_command(self.base(t)))
-            self.run(t, command, "switching back")
+
+            def switch(t: Transport) -> None:
+                command = (rel.switch_command(self.base(t), release, self.staged_files(t))
+                           if release else rel.unlink_current_command(self.base(t)))
+                self.run(t, command, "switching back")
+
+            self.on_host(host, switch)
             self.say(stage, f"current -> {'releases/' + release if release else 'none'} "
                             f"(switched back)", host=host.name)
 
@@ -229,8 +276,13 @@ class Fleet:
 
         self.each(stage, prune_one, report=False)
 
-    def restart(self, stage: str, cancel) -> dict[str, str]:
-        """update, restart and verify the service's programs on every host."""
+    def restart(self, stage: str, cancel,
+                hosts: Optional[Sequence[Host]] = None) -> dict[str, str]:
+        """update, restart and verify the service's programs on every host (or ``hosts``).
+
+        Hosts where supervisord itself did not answer are also noted in
+        :attr:`unreachable_supervisors`: restarting there again cannot help.
+        """
 
         def restart_one(host: Host, t: Transport) -> None:
             restart_and_verify(t, host, self.service.programs,
@@ -238,7 +290,9 @@ class Fleet:
                                log=lambda line: self.say(stage, line, host=host.name, stream="out"),
                                cancel=cancel)
 
-        outcomes = self.each(stage, restart_one)
+        outcomes = self.each(stage, restart_one, hosts=hosts)
+        self.unreachable_supervisors = {name for name, o in outcomes.items()
+                                        if isinstance(o.exc, SupervisorUnreachable)}
         if any(o.error == "cancelled" for o in outcomes.values()):
             raise Cancelled()
         return failures(outcomes)
