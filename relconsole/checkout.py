@@ -2,13 +2,16 @@
 
 GitPython drives git with argument lists (no shell), so a branch name never reaches a
 shell. The worktree is only touched after a fetch succeeded: an unreachable origin
-or a deleted branch leaves the last good workspace as it was.
+or a deleted branch leaves the last good workspace as it was. A git that a stop signal
+ended (Ctrl-C reaches the whole process group) means the build was cancelled, not that
+git failed.
 """
 
 from __future__ import annotations
 
 import io
 import shutil
+import signal
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +20,22 @@ from typing import BinaryIO, Callable
 import git
 
 from .config import FileUpload
+from .errors import Cancelled
+
+# How git ends when the operator's Ctrl-C or a service manager's SIGTERM reached it too
+# (they signal the whole process group): killed by the signal, or exiting 128 + signal.
+_INTERRUPTED = {-signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGINT, 128 + signal.SIGTERM}
 
 
 class CheckoutError(Exception):
     pass
+
+
+def _failed(what: str, exc: git.GitCommandError) -> Exception:
+    """The error for a git command that failed: a cancel when a stop signal ended it."""
+    if exc.status in _INTERRUPTED:
+        return Cancelled()
+    return CheckoutError(f"{what}: {git_error(exc)}")
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,7 @@ def _open_or_clone(workspace: Path, url: str, log: Callable[[str], None]) -> git
         return git.Repo.clone_from(url, workspace, no_checkout=True, no_hardlinks=True)
     except git.GitCommandError as exc:
         shutil.rmtree(workspace, ignore_errors=True)
-        raise CheckoutError(f"cannot clone {url}: {git_error(exc)}") from None
+        raise _failed(f"cannot clone {url}", exc) from None
 
 
 def checkout(workspace: Path, url: str, branch: str,
@@ -70,7 +85,7 @@ def checkout(workspace: Path, url: str, branch: str,
         repo.git.fetch("--prune", "--no-tags", "origin",
                        "+refs/heads/*:refs/remotes/origin/*")
     except git.GitCommandError as exc:
-        raise CheckoutError(f"cannot fetch from {url}: {git_error(exc)}") from None
+        raise _failed(f"cannot fetch from {url}", exc) from None
     ref = f"origin/{branch}"
     try:
         sha = repo.git.rev_parse("--verify", "--quiet", f"refs/remotes/{ref}^{{commit}}")
@@ -83,7 +98,7 @@ def checkout(workspace: Path, url: str, branch: str,
         repo.git.reset("--hard", sha)
         repo.git.clean("-ffdx")  # untracked and ignored files from an earlier build
     except git.GitCommandError as exc:
-        raise CheckoutError(f"cannot check out {sha[:12]}: {git_error(exc)}") from None
+        raise _failed(f"cannot check out {sha[:12]}", exc) from None
     commit = repo.commit(sha)
     subject = commit.message.splitlines()[0] if commit.message else ""
     log(f"at {sha[:12]} {subject} ({commit.author.name})")
@@ -99,7 +114,10 @@ def write_release_tar(workspace: Path, sha: str, files: tuple[FileUpload, ...],
     nothing outside the release directory changes. Returns (n, name) pairs staged.
     """
     repo = git.Repo(workspace)
-    repo.archive(out, sha, format="tar")
+    try:
+        repo.archive(out, sha, format="tar")
+    except git.GitCommandError as exc:
+        raise _failed(f"cannot archive {sha[:12]}", exc) from None
     out.flush()
     out.seek(0)
     staged = []
