@@ -85,8 +85,9 @@ class Build:
         if self.cancel.is_set():
             raise Cancelled()
 
-    def stage(self, name: str, work: Callable[[], None]) -> None:
-        self.check_cancel()
+    def stage(self, name: str, work: Callable[[], None], cancellable: bool = True) -> None:
+        if cancellable:
+            self.check_cancel()
         self.sink(StageStarted(stage=name))
         started = time.monotonic()
         try:
@@ -200,7 +201,8 @@ class Build:
             raise StageFailed(describe(failed))
 
     def roll_back_automatically(self) -> None:
-        """After a failed verify: every host back to what ran before, restarted, verified."""
+        """After a failed verify or a cancel past the switch: every host back to what ran
+        before, restarted, verified."""
         missing = [name for name, release in self.previous.items() if not release]
         if missing or not self.previous:
             self.say("supervisor", f"no previous release on {', '.join(missing) or 'any host'}: "
@@ -221,7 +223,7 @@ class Build:
                                  f"(sha {(sha or 'unknown')[:12]})")
 
         try:
-            self.stage("rollback", work)
+            self.stage("rollback", work, cancellable=False)  # a cancel is what got us here
         except StageFailed:
             pass  # reported by the stage; the build has failed either way
 
@@ -239,8 +241,10 @@ class Build:
             for name, work in self.steps():
                 try:
                     self.stage(name, work)
-                except StageFailed:
-                    if name == "supervisor" and self.previous:
+                except (StageFailed, Cancelled):
+                    # Once switched, a failed verify or a cancel must not leave the new
+                    # release half-started: every host goes back to what ran before.
+                    if self.previous:
                         self.roll_back_automatically()
                     raise
         except Cancelled:

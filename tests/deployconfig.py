@@ -45,6 +45,7 @@ def write_config(tmp_path: Path, bed: TestBed, origin_url: str, *, service: str 
         },
     }
     doc["hosts"].update(extra_hosts or {})
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config = tmp_path / "config.toml"
     config.write_bytes(tomli_w.dumps(doc).encode())
     return config

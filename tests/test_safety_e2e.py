@@ -235,3 +235,26 @@ def test_pending_lists_commits_not_deployed(bed, origin, tmp_path):
     lines = proc.stdout.splitlines()
     assert lines.index(next(ln for ln in lines if "third change" in ln)) < \
         lines.index(next(ln for ln in lines if "second change" in ln))
+
+
+def test_cancel_after_the_switch_puts_the_previous_release_back(bed, origin, tmp_path):
+    origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
+    config = write_config(tmp_path, bed, origin.url)
+    first, _ = build(config)
+    assert first.ok, first.error
+    time.sleep(1.01)
+    origin.commit({"VERSION": "v2\n"}, "v2")
+    proc = start_cli("--config", str(config), "--build", "svc")
+    wait_for_line(proc, "--> supervisor")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 130, out + err
+    assert f"rolled back to release {first.release}" in out
+    for host in bed.hosts:
+        assert current_release(host) == first.release
+        assert host.program_pid("svc") is not None
+        # v1 started twice: at the first build and again after the switch back.
+        log = host.path("/etc/supervisor/log/svc.out.log").read_text()
+        assert log.count("version=v1") >= 2 and "version=v2" not in log, log
+    assert History(tmp_path / "state").list("svc")[0]["result"] == "cancelled"

@@ -103,6 +103,8 @@ StrictModes no
 LogLevel VERBOSE
 # Tests open many connections at once; don't let sshd drop some of them.
 MaxStartups 100
+# For the benchmarks' scp and Fabric put (relconsole itself never uses SFTP).
+Subsystem sftp internal-sftp
 """
 
 

@@ -1,0 +1,64 @@
+"""Shared pieces of the benchmarks: a loopback test bed, a service tree, A/B timing.
+
+Benchmarks are scripts, not tests: they print numbers and never fail on one.
+Everything runs on loopback addresses (tests/testbed.py); nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from gitorigin import sample_service_files  # noqa: E402
+
+
+def tree_files(n_files: int, size: int = 2048) -> dict[str, str]:
+    """``n_files`` small source-like files in nested folders, like a real service's tree."""
+    files = {}
+    for i in range(n_files):
+        body = f"# module {i}\n" + ("x = %d\n" % i) * (size // 8)
+        files[f"lib/pkg{i // 100:02d}/mod{i:04d}.py"] = body[:size]
+    return files
+
+
+def service_tree(n_files: int, message: str = "v1") -> dict[str, str]:
+    return {**sample_service_files("svc", "/srv/svc", message), **tree_files(n_files)}
+
+
+def alternate(a: Callable[[], float], b: Callable[[], float], runs: int) -> tuple[list, list]:
+    """Run A and B ``runs`` times each, alternating which goes first; returns timings."""
+    ta, tb = [], []
+    for i in range(runs):
+        for fn, out in ((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta)):
+            out.append(fn())
+    return ta, tb
+
+
+def timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def row(metric: str, ours: float, theirs: float, alt: str, unit: str = "s",
+        target: str = "") -> list[str]:
+    fmt = (lambda v: f"{v * 1000:.0f} ms") if unit == "s" else (lambda v: f"{v:g} {unit}")
+    ratio = ours / theirs if theirs else float("nan")
+    return [metric, fmt(ours), f"{alt}: {fmt(theirs)}", f"{ratio:.2f}x", target]
+
+
+def print_table(rows: list[list[str]]) -> str:
+    from relconsole.headless import format_table
+
+    text = format_table([["metric", "relconsole", "alternative", "ratio", "target"], *rows])
+    print(text, flush=True)
+    return text
