@@ -223,7 +223,7 @@ class ProcessScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#processes", DataTable)
+        table = self.table
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         self._rows = self._current_rows()
@@ -261,6 +261,8 @@ class ProcessScreen(Screen[None]):
             status = await self._in_thread(self.poller.poll_host, host)
         except Exception as exc:  # a bug below must not end this host's polling
             status = HostStatus(host.name, error=f"poll failed: {exc!r}")
+        if self._closing_down:
+            return
         self._polling.discard(host.name)
         self._statuses[host.name] = status
         self._polled_at = time.time()
@@ -290,6 +292,13 @@ class ProcessScreen(Screen[None]):
     def table(self) -> DataTable:
         return self.query_one("#processes", DataTable)
 
+    @property
+    def _closing_down(self) -> bool:
+        # A worker can resume while the app or this screen is being torn down: its
+        # widgets may already be gone, and the screen's workers not yet cancelled.
+        tables = self.query("#processes")
+        return not (self.is_attached and tables and tables.first().is_attached)
+
     def selected_row(self) -> Optional[FleetRow]:
         table = self.table
         if not self._shown_keys or not 0 <= table.cursor_row < len(self._shown_keys):
@@ -299,6 +308,8 @@ class ProcessScreen(Screen[None]):
 
     def _show(self) -> None:
         """Bring the table up to date, in place when the same rows are shown."""
+        if self._closing_down:
+            return
         now = time.time()
         table = self.table
         visible = [r for r in self._rows if matches(r, self._filter)]
@@ -422,20 +433,23 @@ class ProcessScreen(Screen[None]):
         host = self._host[row.host]
         command = sv.action_command(host.supervisorctl, action, [row.program])
         self.notify(f"{action} {row.program} on {row.host}…", timeout=2, markup=False)
-        self.run_worker(self._action(host, row.program, action, command), group="action",
-                        name=f"{action} {row.key}")
+        # An app worker: its answer is still shown if the user has left this screen.
+        self.app.run_worker(self._action(host, row.program, action, command),
+                            group="process-action", name=f"{action} {row.key}")
 
     async def _action(self, host: Host, program: str, action: str, command: str) -> None:
+        app = self.app
         timeout = self.config.settings.command_timeout
         title = f"{action} {program} on {host.name}"
+        res: Optional[Result] = None
         try:
-            res: Result = await self._in_thread(
+            res = await self._in_thread(
                 self.poller.on_host, host, lambda t: t.run(command, timeout=timeout, sudo=True))
         except TransportError as exc:
-            self.notify(exc.message, title=f"{title} failed", severity="error", markup=False)
+            app.notify(exc.message, title=f"{title} failed", severity="error", markup=False)
         except Exception as exc:  # a bug must not take the console down mid-incident
-            self.notify(repr(exc), title=f"{title} failed", severity="error", markup=False)
-        else:
+            app.notify(repr(exc), title=f"{title} failed", severity="error", markup=False)
+        if res is not None:
             answers = sv.parse_action_output(res.stdout)
             if answers:
                 message = "\n".join(f"{name}: {what}" for name, what in answers.items())
@@ -445,9 +459,10 @@ class ProcessScreen(Screen[None]):
             else:
                 message = res.tail(5) or f"no output (exit {res.exit_code})"
                 severity = "information" if res.ok else "error"
-            self.notify(message, title=title, severity=severity, markup=False,
-                        timeout=8 if severity == "error" else 4)
-        self._poll_soon(host)
+            app.notify(message, title=title, severity=severity, markup=False,
+                       timeout=8 if severity == "error" else 4)
+        if not self._closing_down:
+            self._poll_soon(host)
 
     def action_leave(self) -> None:
         self.app.pop_screen()
@@ -517,7 +532,7 @@ class ProcessScreen(Screen[None]):
             error = exc.message
         except Exception as exc:  # a bug must not take the console down mid-incident
             error = repr(exc)
-        if self._tail is not tail:
+        if self._tail is not tail or self._closing_down:
             return  # closed or replaced meanwhile
         pane = self.query_one("#tail")
         if error is None and not res.ok:
