@@ -358,3 +358,18 @@ def test_render_row_shows_remote_text_literally():
     cells = render_row(row, now=0.0)
     assert cells[-1].plain == "[bold]not markup[/] at all"
     assert matches(row, "unreach") and matches(row, "H1") and not matches(row, "tick")
+
+
+async def test_opens_from_the_app_with_p_and_goes_back(bed, origin, tmp_path):
+    from relconsole.app import RelconsoleApp
+
+    add_program(bed.hosts[0])
+    path = write_config(tmp_path, bed, origin.url, settings={"poll_interval": 0.3})
+    app = RelconsoleApp(load_config(path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, ProcessScreen), "the process view")
+        pid = str(bed.hosts[0].program_pid("tick"))
+        await until(pilot, lambda: cell(app, "h1:tick", "pid") == pid, "h1:tick in the app")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ProcessScreen), "back to the main screen")
