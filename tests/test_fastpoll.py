@@ -403,3 +403,26 @@ def test_local_host_runs_the_helper_as_a_child(bed, mixed, tmp_path):
     finally:
         poller.close()
     assert_same_rows(fast, ctl)
+
+
+def test_supervisord_down_is_reported_in_supervisorctls_words_and_back_up_is_fast(bed, mixed, tmp_path):
+    _config, poller = poller_for(tmp_path, bed)
+    try:
+        assert only(poller.poll(), mixed.name).reachable
+        assert poller.via(mixed.name) == "fast"
+        mixed.stop_supervisord()
+
+        down = only(poller.poll(), mixed.name)
+
+        # The helper could not ask either: supervisorctl's words, and no verdict on
+        # the fast path, which both failed the same way.
+        assert "supervisor.sock no such file" in down.error, down.error
+        assert poller.fast_path_off(mixed.name) is None
+        mixed.start_supervisord()
+        add_programs(mixed)
+        back = only(poller.poll(), mixed.name)
+        assert {r.name: r.state.value for r in back.rows} == EXPECTED
+        assert poller.via(mixed.name) == "fast"
+        assert len(helper_pids(mixed)) == 1
+    finally:
+        poller.close()
