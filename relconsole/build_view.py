@@ -31,9 +31,11 @@ from .headless import printable
 MAX_LINES = 10_000
 
 PER_HOST_STAGES = ("upload", "supervisor")
+#: The stages of each action, in order, as the engine runs them.
+ACTION_STAGES = {"build": STAGES, "rollback": ("switch", "supervisor")}
 #: Stages shown only once they start (the automatic rollback after a failed verify).
-EXTRA_STAGES = ("rollback",)
-ALL_STAGES = STAGES + EXTRA_STAGES
+EXTRA_STAGES = {"build": ("rollback",), "rollback": ()}
+ALL_STAGES = STAGES + EXTRA_STAGES["build"]
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 ICONS = {"pending": "·", "ok": "✔", "failed": "✘", "cancelled": "■", "skipped": "–"}
 
@@ -89,7 +91,8 @@ class StageCell(Static):
     state: reactive[str] = reactive("pending")
 
     def __init__(self, stage: str, number: int, *, unused: bool = False) -> None:
-        super().__init__(id=f"stage-{stage}", classes="-unused" if unused else None)
+        super().__init__(id=f"stage-{stage}" if stage.isidentifier() else None,
+                         classes="-unused" if unused else None)
         self.stage = stage
         self.number = number
         self.started: Optional[float] = None  # event timestamp (time.time())
@@ -128,14 +131,18 @@ class StageCell(Static):
 
 
 class StageStrip(Horizontal, can_focus=True):
-    """checkout → check → upload → supervisor; also the tab bar of the output panes."""
+    """The stages of the running action (checkout → check → upload → supervisor for a
+    build, switch → supervisor for a rollback); also the tab bar of the output panes.
+
+    A stage the engine starts that the strip does not know gets a cell at the end.
+    """
 
     DEFAULT_CSS = """
     StageStrip { height: 2; }
     """
     BINDINGS = [
-        Binding("left,h", "move(-1)", "Previous stage", show=False),
-        Binding("right,l", "move(1)", "Next stage", show=False),
+        Binding("left", "move(-1)", "Previous stage", show=False),
+        Binding("right", "move(1)", "Next stage", show=False),
     ]
 
     class StageSelected(Message):
@@ -148,35 +155,64 @@ class StageStrip(Horizontal, can_focus=True):
 
     selected: reactive[str] = reactive(STAGES[0])
 
-    def compose(self) -> ComposeResult:
-        for number, stage in enumerate(ALL_STAGES, 1):
-            yield StageCell(stage, number, unused=stage in EXTRA_STAGES)
+    def __init__(self, *, id: Optional[str] = None) -> None:
+        super().__init__(id=id)
+        self.cells: dict[str, StageCell] = {}
 
-    def cell(self, stage: str) -> StageCell:
-        return self.query_one(f"#stage-{stage}", StageCell)
+    def compose(self) -> ComposeResult:
+        yield from self._make_cells(ACTION_STAGES["build"], EXTRA_STAGES["build"])
+
+    def _make_cells(self, stages: Sequence[str], extras: Sequence[str]) -> list[StageCell]:
+        self.cells = {stage: StageCell(stage, number, unused=stage in extras)
+                      for number, stage in enumerate((*stages, *extras), 1)}
+        return list(self.cells.values())
+
+    async def set_stages(self, stages: Sequence[str], extras: Sequence[str] = ()) -> None:
+        """Show ``stages`` (all pending); ``extras`` only once they start."""
+        if tuple(self.cells) == (*stages, *extras):
+            self.reset(extras)
+            return
+        await self.remove_children()
+        await self.mount_all(self._make_cells(stages, extras))
+        self.watch_selected(self.selected)
+
+    def add_stage(self, stage: str) -> StageCell:
+        """A cell for a stage the engine started unannounced (mounted, not awaited)."""
+        cell = self.cells[stage] = StageCell(stage, len(self.cells) + 1)
+        self.mount(cell)
+        return cell
+
+    def cell(self, stage: str) -> Optional[StageCell]:
+        return self.cells.get(stage)
+
+    def shown(self) -> list[str]:
+        """The stages on screen, in order (extras that have not started are hidden)."""
+        return [stage for stage, cell in self.cells.items() if not cell.has_class("-unused")]
 
     def watch_selected(self, stage: str) -> None:
-        for cell in self.query(StageCell):
+        for cell in self.cells.values():
             cell.set_class(cell.stage == stage, "-selected")
 
     def action_move(self, step: int) -> None:
-        shown = [c.stage for c in self.query(StageCell) if not c.has_class("-unused")]
+        shown = self.shown()
+        if not shown:
+            return
         index = (shown.index(self.selected) + step) % len(shown) if self.selected in shown else 0
         self.post_message(self.StageSelected(shown[index], by_user=True))
 
-    def reset(self) -> None:
-        for cell in self.query(StageCell):
+    def reset(self, extras: Sequence[str] = ()) -> None:
+        for cell in self.cells.values():
             cell.reset()
-            cell.set_class(cell.stage in EXTRA_STAGES, "-unused")
+            cell.set_class(cell.stage in extras, "-unused")
 
     def tick(self) -> None:
-        for cell in self.query(StageCell):
+        for cell in self.cells.values():
             if cell.state == "running":
                 cell.refresh()
 
     def last_reached(self) -> Optional[str]:
         """The last stage that started, if any."""
-        reached = [c.stage for c in self.query(StageCell) if c.state != "pending"]
+        reached = [stage for stage, cell in self.cells.items() if cell.state != "pending"]
         return reached[-1] if reached else None
 
 
@@ -193,6 +229,7 @@ class BuildBanner(Static):
         background: $panel;
         color: $text-muted;
         &.-running { background: $warning 20%; color: $text; }
+        &.-locked { background: $error 25%; color: $text; }
         &.-ok { background: $success; color: $text; text-style: bold;
                 text-wrap: nowrap; text-overflow: ellipsis; }
         &.-failed { background: $error; color: $text; text-style: bold; }
@@ -201,7 +238,7 @@ class BuildBanner(Static):
     """
 
     def show(self, kind: str, content: Content) -> None:
-        for name in ("idle", "running", "ok", "failed", "cancelled"):
+        for name in ("idle", "locked", "running", "ok", "failed", "cancelled"):
             self.set_class(name == kind, f"-{name}")
         self.update(content)
 
@@ -329,21 +366,35 @@ class BuildView(Vertical):
     def __init__(self, *, id: Optional[str] = None) -> None:
         super().__init__(id=id)
         self.following = True  # show the running stage until the operator picks one
+        self.action = "build"
         self.service: Optional[str] = None
         self.branch: Optional[str] = None
         self.hosts: tuple[str, ...] = ()
         self.commit: Optional[CommitResolved] = None
         self.finished: Optional[BuildFinished] = None
+        #: stage -> its pane: a Log, or HostLogs for per-host stages.
+        self.panes: dict[str, Log | HostLogs] = {}
 
     def compose(self) -> ComposeResult:
         yield BuildBanner(id="banner")
         yield StageStrip(id="stages")
         with ContentSwitcher(initial="pane-checkout", id="panes"):
             for stage in ALL_STAGES:
-                if stage in PER_HOST_STAGES:
-                    yield HostLogs(stage, id=f"pane-{stage}")
-                else:
-                    yield make_log(id=f"pane-{stage}")
+                yield self._new_pane(stage)
+
+    def _new_pane(self, stage: str) -> Log | HostLogs:
+        pane_id = f"pane-{stage}" if stage.isidentifier() else f"pane-{len(self.panes)}"
+        pane = (HostLogs(stage, id=pane_id) if stage in PER_HOST_STAGES
+                else make_log(id=pane_id))
+        self.panes[stage] = pane
+        return pane
+
+    def ensure_pane(self, stage: str):
+        """The stage's pane, mounted if it is new (await the result to wait for that)."""
+        if stage in self.panes:
+            return None
+        pane = self._new_pane(stage)
+        return self.query_one(ContentSwitcher).mount(pane)
 
     # -- parts ------------------------------------------------------------------
     @property
@@ -355,26 +406,37 @@ class BuildView(Vertical):
         return self.query_one(StageStrip)
 
     def stage_log(self, stage: str) -> Log:
-        return self.query_one(f"#pane-{stage}", Log)
+        pane = self.panes[stage]
+        assert isinstance(pane, Log), stage
+        return pane
 
     def host_logs(self, stage: str) -> HostLogs:
-        return self.query_one(f"#pane-{stage}", HostLogs)
+        pane = self.panes[stage]
+        assert isinstance(pane, HostLogs), stage
+        return pane
+
+    def targets(self, stage: str, host: Optional[str]) -> list[tuple[Log, str]]:
+        """The pane(s) output of ``stage`` from ``host`` goes to, and its prefix there."""
+        pane = self.panes.get(stage)
+        prefix = f"{host}: " if host else ""
+        if pane is None:  # output of a stage that never started: keep it, labelled
+            prefix = f"{prefix}[{stage}] "
+            pane = self.panes.get(self.strip.last_reached() or "") or self.panes[STAGES[0]]
+            if isinstance(pane, HostLogs):
+                return [(log, prefix) for log in pane.logs.values()]
+            return [(pane, prefix)]
+        if isinstance(pane, HostLogs):
+            logs = pane.logs
+            if host in logs:
+                return [(logs[host], "")]
+            if host is None:  # fleet-wide news ("release …"): every host's pane shows it
+                return [(log, "") for log in logs.values()]
+            return [(log, prefix) for log in list(logs.values())[:1]]  # a host it lacks
+        return [(pane, prefix)]
 
     def route(self, event: Output) -> list[tuple[Log, str]]:
         """The pane(s) a line of output goes to, and the line as shown there."""
-        stage, host, line = event.stage, event.host, event.line
-        if stage in PER_HOST_STAGES:
-            logs = self.host_logs(stage).logs
-            if host in logs:
-                return [(logs[host], line)]
-            if host is None:  # fleet-wide news ("release …"): every host's pane shows it
-                return [(log, line) for log in logs.values()]
-        if stage not in ALL_STAGES:  # a stage this view does not know: keep it, labelled
-            line = f"[{stage}] {line}"
-            stage = self.strip.last_reached() or STAGES[0]
-            if stage in PER_HOST_STAGES:
-                return [(log, line) for log in self.host_logs(stage).logs.values()]
-        return [(self.stage_log(stage), f"{host}: {line}" if host else line)]
+        return [(log, prefix + event.line) for log, prefix in self.targets(event.stage, event.host)]
 
     # -- selection --------------------------------------------------------------
     @on(StageStrip.StageSelected)
@@ -383,38 +445,62 @@ class BuildView(Vertical):
         self.select_stage(event.stage, by_user=event.by_user)
 
     def select_stage(self, stage: str, by_user: bool = True) -> None:
+        pane = self.panes.get(stage)
+        if pane is None:
+            return
         if by_user:
             self.following = False
         self.strip.selected = stage
-        self.query_one(ContentSwitcher).current = f"pane-{stage}"
+        self.query_one(ContentSwitcher).current = pane.id
+
+    def select_stage_number(self, number: int) -> None:
+        """Show the pane of the ``number``-th stage on the strip (1-based), if shown."""
+        shown = self.strip.shown()
+        if 1 <= number <= len(shown):
+            self.select_stage(shown[number - 1])
 
     # -- lifecycle --------------------------------------------------------------
-    def show_idle(self, service: str, branch: str, hosts: Sequence[str]) -> None:
+    def show_idle(self, service: str, branch: str, hosts: Sequence[str],
+                  lock: Optional[str] = None) -> None:
+        """The banner before the first run of this session: what ``b`` would do."""
         if self.finished is None and self.service is None:
-            self.banner.show("idle", Content.assemble(
-                "Ready. ", ("b", "bold"), " builds ", (service, "bold"), f" ({branch}) on ",
-                ", ".join(hosts) or "no hosts", "."))
+            parts: list = ["Ready. ", ("b", "bold"), " builds ", (service, "bold"),
+                           f" ({branch}) on ", ", ".join(hosts) or "no hosts", "."]
+            if lock:
+                parts += ["\n", ("🔒 locked by ", "bold"), printable(lock),
+                          " — a build would be refused."]
+            self.banner.show("locked" if lock else "idle", Content.assemble(*parts))
 
-    async def begin(self, service: str, branch: str, hosts: Sequence[str]) -> None:
-        """Clear everything for a new build of ``service`` on ``hosts``."""
+    async def begin(self, service: str, branch: str, hosts: Sequence[str],
+                    action: str = "build") -> None:
+        """Clear everything for a new ``action`` ("build", "rollback") of ``service``."""
+        self.action = action
         self.service, self.branch, self.hosts = service, branch, tuple(hosts)
         self.commit = self.finished = None
         self.following = True
-        self.strip.reset()
-        for stage in ALL_STAGES:
-            if stage not in PER_HOST_STAGES:
-                self.stage_log(stage).clear()
-        for stage in PER_HOST_STAGES:
-            await self.host_logs(stage).set_hosts(hosts)
-        self.select_stage("checkout", by_user=False)
+        stages = ACTION_STAGES.get(action, STAGES)
+        extras = EXTRA_STAGES.get(action, ())
+        await self.strip.set_stages(stages, extras)
+        for stage in (*stages, *extras):
+            mounting = self.ensure_pane(stage)
+            if mounting is not None:
+                await mounting
+        for pane in self.panes.values():
+            if isinstance(pane, HostLogs):
+                await pane.set_hosts(hosts)
+            else:
+                pane.clear()
+        self.select_stage(stages[0], by_user=False)
         self.show_running()
 
     def show_running(self) -> None:
         commit = self.commit
-        parts: list = [(f"{spinner()} Building ", ""), (self.service or "", "bold")]
+        doing = "Rolling back" if self.action == "rollback" else "Building"
+        parts: list = [(f"{spinner()} {doing} ", ""), (self.service or "", "bold")]
         if commit:
             parts += [" ", (short_sha(commit.sha), "bold"), " ", printable(commit.subject)]
-        parts += [f" ({self.branch}) → {', '.join(self.hosts)}"]
+        branch = f" ({self.branch})" if self.action == "build" else ""
+        parts += [f"{branch} → {', '.join(self.hosts)}"]
         self.banner.show("running", Content.assemble(*parts))
 
     def tick(self) -> None:
@@ -432,11 +518,20 @@ class BuildView(Vertical):
             if log is not None:
                 lines.setdefault(log, []).append(line)
 
+        # Output is nearly every event: find its panes once per stage and host per batch.
+        routes: dict[tuple, list[tuple[list[str], str]]] = {}
         for event in events:
-            if isinstance(event, Output):
-                for log, line in self.route(event):
-                    add(log, line)
-            elif isinstance(event, StageStarted):
+            if type(event) is Output:
+                route = routes.get((event.stage, event.host))
+                if route is None:
+                    route = routes[(event.stage, event.host)] = [
+                        (lines.setdefault(log, []), prefix)
+                        for log, prefix in self.targets(event.stage, event.host)]
+                for bucket, prefix in route:
+                    bucket.append(prefix + event.line if prefix else event.line)
+                continue
+            routes.clear()  # a stage starting may change where lines go
+            if isinstance(event, StageStarted):
                 self.start_stage(event)
             elif isinstance(event, StageFinished):
                 self.finish_stage(event, add)
@@ -452,6 +547,8 @@ class BuildView(Vertical):
                 finished = event
                 self.finish_build(event)
         for log, batch in lines.items():
+            if not batch:
+                continue
             log.write_lines([printable(line) or " " for line in batch[-MAX_LINES:]])
             if len(log.lines) >= MAX_LINES:
                 # Textual 8.2's Log repaints only the new line numbers; once full, pruning
@@ -460,18 +557,21 @@ class BuildView(Vertical):
         return finished
 
     def logs_of(self, stage: str) -> list[Log]:
-        if stage in PER_HOST_STAGES:
-            return list(self.host_logs(stage).logs.values())
-        return [self.stage_log(stage if stage in ALL_STAGES else STAGES[0])]
+        pane = self.panes.get(stage) or self.panes[STAGES[0]]
+        return list(pane.logs.values()) if isinstance(pane, HostLogs) else [pane]
 
     def start_stage(self, event: StageStarted) -> None:
-        if event.stage not in ALL_STAGES:
-            return
         cell = self.strip.cell(event.stage)
+        if cell is None:  # a stage this view did not expect: give it a cell and a pane
+            cell = self.strip.add_stage(event.stage)
+            if self.ensure_pane(event.stage) is not None:
+                pane = self.panes[event.stage]
+                self.call_after_refresh(pane.scroll_end, animate=False)
         cell.started, cell.state = event.ts, "running"
         cell.remove_class("-unused")
-        if event.stage in PER_HOST_STAGES:
-            self.host_logs(event.stage).mark_all("running")
+        pane = self.panes.get(event.stage)
+        if isinstance(pane, HostLogs):
+            pane.mark_all("running")
         if self.following:
             self.select_stage(event.stage, by_user=False)
 
@@ -482,12 +582,13 @@ class BuildView(Vertical):
             state = "ok"
         else:
             state = "cancelled" if event.error == "cancelled" else "failed"
-        if event.stage in ALL_STAGES:
-            cell = self.strip.cell(event.stage)
+        cell = self.strip.cell(event.stage)
+        if cell is not None:
             cell.seconds, cell.error, cell.state = event.seconds, event.error, state
             cell.refresh()
-        if event.stage in PER_HOST_STAGES:
-            hosts = self.host_logs(event.stage)
+        pane = self.panes.get(event.stage)
+        hosts = pane if isinstance(pane, HostLogs) else None
+        if hosts is not None:
             leftover = {"ok": "ok", "cancelled": "cancelled"}.get(state, "skipped")
             for host, host_state in hosts.states.items():
                 if host_state == "running":  # never got a verdict of its own
@@ -498,53 +599,70 @@ class BuildView(Vertical):
         elif state == "failed":
             # Per-host panes already end with their host's own error; the stage's error
             # (every host's, joined) would put other hosts' words in a host's pane.
-            hosts = self.host_logs(event.stage) if event.stage in PER_HOST_STAGES else None
             if hosts is None or "failed" not in hosts.states.values():
                 for log in self.logs_of(event.stage):
                     add(log, f"✘ {event.stage} failed: {event.error}")
 
     def finish_host(self, event: HostFinished, add) -> None:
         state = "ok" if event.ok else "cancelled" if event.error == "cancelled" else "failed"
-        if event.stage in PER_HOST_STAGES:
-            hosts = self.host_logs(event.stage)
-            hosts.mark(event.host, state)
+        pane = self.panes.get(event.stage)
+        if isinstance(pane, HostLogs):
+            pane.mark(event.host, state)
             if state != "ok":
-                add(hosts.log_for(event.host), f"✘ {event.error}")
+                add(pane.log_for(event.host), f"✘ {event.error}")
             if state == "failed" and self.following:
                 self.select_stage(event.stage, by_user=False)
-                hosts.show_host(event.host)
+                if event.host in pane.logs:
+                    pane.show_host(event.host)
         elif state != "ok":  # e.g. a host that could not be reached while connecting
             for log in self.logs_of(event.stage):
                 add(log, f"✘ {event.host}: {event.error}")
 
     def finish_build(self, event: BuildFinished) -> None:
         self.finished = event
-        for cell in self.strip.query(StageCell):
+        for cell in self.strip.cells.values():
             if cell.state == "running":  # the engine always closes stages; be safe anyway
                 cell.state = "cancelled" if event.cancelled else "failed"
-        self.banner.show(*verdict(event, self.commit, self.strip.last_reached()))
+        self.banner.show(*verdict(event, self.commit, self.strip.last_reached(), self.action))
         if self.following and not event.ok:
-            failed = next((c.stage for c in self.strip.query(StageCell)
-                           if c.state in ("failed", "cancelled")), None)
+            failed = next((stage for stage, cell in self.strip.cells.items()
+                           if cell.state in ("failed", "cancelled")), None)
             if failed:
                 self.select_stage(failed, by_user=False)
 
 
+def lock_refusal(event: BuildFinished) -> bool:
+    """Whether the run was refused because another build or rollback holds the lock."""
+    # The engine says so only in words (LockHeld's message); see the report on events.
+    return bool(event.error) and event.error.startswith(f"{event.service} is locked on ")
+
+
 def verdict(event: BuildFinished, commit: Optional[CommitResolved],
-            stage: Optional[str]) -> tuple[str, Content]:
-    """The banner's class and text for a finished build."""
+            stage: Optional[str], action: str = "build") -> tuple[str, Content]:
+    """The banner's class and text for a finished build or rollback."""
     took = seconds_text(event.seconds)
     sha = event.sha[:12] if event.sha else ""
+    rollback = action == "rollback"
     if event.ok:
+        if rollback:
+            return "ok", Content.assemble(
+                ("↶ ROLLED BACK ", "bold"), (event.service, "bold"), " to ", (sha, "bold"),
+                f" in {took}", f"\nrelease {event.release}")
         subject = f" · “{printable(commit.subject)}”" if commit else ""
         return "ok", Content.assemble(
             ("✔ DEPLOYED ", "bold"), (event.service, "bold"), " ", (sha, "bold"), f" in {took}",
             f"\nrelease {event.release}{subject}")
+    what = "ROLLBACK" if rollback else "BUILD"
+    if lock_refusal(event):
+        return "failed", Content.assemble(
+            (f"🔒 {what} REFUSED: ", "bold"), "another run holds the deploy lock\n",
+            printable(event.error or ""), "\n(ctrl+p → ", (f"Unlock {event.service}", "bold"),
+            " removes a lock you know is stale)")
     if event.cancelled:
         where = f" during {stage}" if stage else ""
         return "cancelled", Content.assemble(
-            ("■ BUILD CANCELLED ", "bold"), (event.service, "bold"), f" {sha}".rstrip(),
+            (f"■ {what} CANCELLED ", "bold"), (event.service, "bold"), f" {sha}".rstrip(),
             f"{where} after {took}")
     return "failed", Content.assemble(
-        ("✘ BUILD FAILED ", "bold"), (event.service, "bold"), f" {sha}".rstrip(),
+        (f"✘ {what} FAILED ", "bold"), (event.service, "bold"), f" {sha}".rstrip(),
         f" after {took}\n", printable(event.error or "unknown error"))
