@@ -12,10 +12,12 @@ from textual.content import Content
 from textual.widgets import DataTable, Static
 
 from .config import Service
+from .deployed import Deployed
 from .events import BuildFinished
 from .headless import printable
 from .status import HostStatus
 from .supervisor import State
+from .ui_safety import Pending, ServiceLock
 
 
 def programs_up(status: HostStatus, programs: Sequence[str]) -> Content:
@@ -28,8 +30,30 @@ def programs_up(status: HostStatus, programs: Sequence[str]) -> Content:
     return Content.assemble(" · ", (f"{running}/{len(rows)} up", style))
 
 
+def last_cell(action: str, result: str, sha: Optional[str]) -> Text:
+    """How a service's last run ended: icon and colour, then the sha (9 columns)."""
+    sha = (sha or "")[:7] or "—"
+    if result == "running":
+        return Text("● running", style="yellow")
+    icon, style = {"success": ("✔", "green"), "cancelled": ("■", "yellow"),
+                   "rolled back": ("↶", "red")}.get(result, ("✘", "red"))
+    if action == "rollback" and result == "success":
+        icon = "↶"  # the fleet went back: green, but not a new deploy
+    return Text.assemble((f"{icon} ", style), sha)
+
+
+def release_text(release: str, width: int) -> str:
+    """The release id, or "sha7 · MM-DD HH:MM" when the id does not fit."""
+    if len(release) <= width:
+        return release
+    stamp, _, sha = release.rpartition("-")
+    day, _, clock = stamp.partition("-")
+    short = f"{sha} · {day[4:6]}-{day[6:8]} {clock[:2]}:{clock[2:4]}"
+    return short if len(short) <= width else sha
+
+
 class ServiceTable(DataTable):
-    """One row per service: name, branch, and this session's last build."""
+    """One row per service: name (with 🔒 while locked), branch, and its last run."""
 
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False),
@@ -39,6 +63,8 @@ class ServiceTable(DataTable):
     def __init__(self, services: Sequence[Service], *, id: Optional[str] = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
         self.services = list(services)
+        self.locked: dict[str, bool] = {}
+        self.running: Optional[str] = None  # the run this console shows live
 
     def on_mount(self) -> None:
         self.add_column("service", key="service")
@@ -60,23 +86,38 @@ class ServiceTable(DataTable):
         if name in names:
             self.move_cursor(row=names.index(name))
 
-    def show_running(self, name: str) -> None:
-        self.update_cell(name, "last", Text("● running", style="yellow"), update_width=True)
+    def show_lock(self, name: str, locked: bool, stale: bool = False) -> None:
+        if self.locked.get(name) == locked:
+            return
+        self.locked[name] = locked
+        cell = Text(name)
+        if locked:
+            cell.append(" 🔒", style="bold yellow" if stale else "bold red")
+        self.update_cell(name, "service", cell, update_width=True)
 
-    def show_result(self, event: BuildFinished) -> None:
-        sha = event.sha[:7] if event.sha else ""
-        # Icon and colour say how it ended; 9 columns whatever the outcome.
-        if event.ok:
-            cell = Text.assemble(("✔ ", "green"), sha)
-        elif event.cancelled:
-            cell = Text.assemble(("■ ", "yellow"), sha or "—")
-        else:
-            cell = Text.assemble(("✘ ", "red"), sha or "—")
-        self.update_cell(event.service, "last", cell, update_width=True)
+    def show_running(self, name: str) -> None:
+        self.running = name
+        self.update_cell(name, "last", last_cell("build", "running", None), update_width=True)
+
+    def show_last(self, name: str, row: dict) -> None:
+        """The newest recorded run of ``name`` (from the history)."""
+        if name == self.running:
+            return  # the live run is newer than anything recorded
+        self.update_cell(name, "last", last_cell(row["action"], row["result"], row.get("sha")),
+                         update_width=True)
+
+    def show_result(self, event: BuildFinished, action: str = "build") -> None:
+        if self.running == event.service:
+            self.running = None
+        result = ("success" if event.ok else "cancelled" if event.cancelled else
+                  "rolled back" if event.rolled_back else "failed")
+        self.update_cell(event.service, "last", last_cell(action, result, event.sha),
+                         update_width=True)
 
 
 class HostList(VerticalScroll, can_focus=False):
-    """Reachability of the selected service's hosts, from the app's status poller."""
+    """The selected service's hosts: reachability from the app's status poller, what
+    each runs (its release, drift flagged), and who holds the deploy lock."""
 
     DEFAULT_CSS = """
     HostList {
@@ -88,7 +129,7 @@ class HostList(VerticalScroll, can_focus=False):
     def __init__(self, *, id: Optional[str] = None) -> None:
         super().__init__(id=id)
         self.body = Static()
-        self._shown: tuple = ((), {}, ())
+        self._shown: tuple = ((), {}, (), {}, None)
 
     def compose(self):
         yield self.body
@@ -97,11 +138,24 @@ class HostList(VerticalScroll, can_focus=False):
         self.show(*self._shown)
 
     def show(self, hosts: Sequence[str], statuses: Mapping[str, HostStatus],
-             programs: Sequence[str] = ()) -> None:
-        """``statuses``: host name -> HostStatus, absent while the first poll runs."""
-        self._shown = (hosts, statuses, programs)
+             programs: Sequence[str] = (), deployed: Optional[Mapping[str, Deployed]] = None,
+             lock: Optional[ServiceLock] = None) -> None:
+        """``statuses``: host name -> HostStatus, absent while the first poll runs;
+        ``deployed``: host name -> what it runs, when known."""
+        deployed = deployed or {}
+        self._shown = (hosts, statuses, programs, deployed, lock)
         width = max(10, self.body.content_size.width - 2)
+
+        def wrapped(text: str, style: str) -> list[Content]:
+            # Hanging indent under the host name: reasons are often long.
+            return [Content.assemble("  ", (part, style)) for part in textwrap.wrap(text, width)]
+
         lines = []
+        if lock is not None:
+            style = "$warning" if lock.stale else "$error"
+            lines.append(Content.assemble(("🔒 locked", f"bold {style}"),
+                                          (" (stale)" if lock.stale else "", style)))
+            lines += wrapped(printable(lock.describe()), "$text-muted")
         for host in hosts:
             status = statuses.get(host)
             if status is None:
@@ -114,7 +168,71 @@ class HostList(VerticalScroll, can_focus=False):
                 lines.append(Content.assemble(("✘ ", "$error"), (host, "bold"),
                                               (" unreachable", "$error")))
                 reason = printable(status.error or "").strip() or "no reason given"
-                # Hanging indent under the host name: the reason is often long.
-                lines += [Content.assemble("  ", (part, "$text-muted"))
-                          for part in textwrap.wrap(reason, width)]
+                lines += wrapped(reason, "$text-muted")
+                continue
+            runs = deployed.get(host)
+            if runs is None or runs.error:
+                continue
+            if runs.release is None:
+                lines.append(Content.assemble("  ", ("nothing deployed", "$text-muted")))
+                continue
+            drift = " ≠ drift" if runs.drift else ""
+            lines.append(Content.assemble(
+                "  ", (release_text(runs.release, width - len(drift)),
+                       "$warning" if runs.drift else "$text-muted"),
+                (drift, "bold $warning")))
         self.body.update(Content("\n").join(lines) if lines else Content("no hosts"))
+
+
+class PendingList(VerticalScroll, can_focus=True):
+    """The commits a build would deploy: what the hosts run up to the branch's tip."""
+
+    DEFAULT_CSS = """
+    PendingList {
+        height: 1fr;
+        & > Static { height: auto; }
+    }
+    """
+
+    def __init__(self, *, id: Optional[str] = None) -> None:
+        super().__init__(id=id)
+        self.body = Static()
+        self._shown: Optional[Pending] = None
+        self._waiting = "—"
+
+    def compose(self):
+        yield self.body
+
+    def on_resize(self) -> None:
+        if self._shown is not None:
+            self.show(self._shown)
+
+    def show_waiting(self, why: str) -> None:
+        self._shown, self._waiting = None, why
+        self.body.update(Content.styled(why, "$text-muted"))
+
+    def show(self, pending: Pending) -> None:
+        self._shown = pending
+        width = max(10, self.body.content_size.width)
+        self.border_title = f"not deployed · {pending.branch}"
+        if pending.error:
+            self.border_subtitle = ""
+            self.body.update(Content.styled(printable(pending.error), "$text-muted"))
+            return
+        count = len(pending.commits)
+        lines: list[Content] = []
+        if pending.base is None:
+            self.border_subtitle = ""
+            lines.append(Content.styled(f"{pending.note}: latest commits", "$warning"))
+        elif count == 0:
+            self.border_subtitle = "up to date"
+            lines.append(Content.styled(f"✔ hosts run the tip of {pending.branch} "
+                                        f"({pending.base[:7]})", "$success"))
+        else:
+            self.border_subtitle = f"{count}{'+' if count >= 50 else ''} commit(s)"
+        for commit in pending.commits:
+            text = f"{commit.sha[:7]} {printable(commit.subject)}"
+            if len(text) > width:
+                text = text[:max(8, width - 1)] + "…"
+            lines.append(Content.assemble((text[:8], "bold"), text[8:]))
+        self.body.update(Content("\n").join(lines))
