@@ -135,7 +135,6 @@ class MainScreen(Screen):
         self.pending_read_at: dict[str, float] = {}  # time.monotonic() of the last read
         #: Serialises git in a workspace: a pending fetch and a build's checkout.
         self.git_locks: dict[str, threading.Lock] = {}
-        self._history: Optional[History] = None
         self._history_error: Optional[str] = None
 
     # -- layout -----------------------------------------------------------------
@@ -168,10 +167,6 @@ class MainScreen(Screen):
         self.query_one(ServiceTable).focus()
         self.read_history_and_locks(remote=False)
         self.poll_hosts()
-
-    def on_unmount(self) -> None:
-        if self._history is not None:
-            self._history.close()
 
     @property
     def build_view(self) -> BuildView:
@@ -237,15 +232,15 @@ class MainScreen(Screen):
         self._poll_waiting = False
         self.poll_in_thread(self.selected, self.building if self.build_running else None)
 
-    def history(self) -> History:
-        """The history, opened on first use (from a worker thread; it is thread-safe)."""
-        if self._history is None:
-            self._history = History(self.app.config.settings.state_dir)
-        return self._history
-
     def _read_last_runs(self) -> Optional[dict[str, dict]]:
+        # Opened and closed in the worker's own thread: a connection shared with the UI
+        # thread could be closed at exit under a query still running (SQLite crashes).
         try:
-            return last_runs(self.history(), self.app.config.services)
+            history = History(self.app.config.settings.state_dir)
+            try:
+                return last_runs(history, self.app.config.services)
+            finally:
+                history.close()
         except Exception as exc:  # sqlite3.Error, OSError: builds still work; say it once
             if self._history_error is None:
                 self._history_error = str(exc)
