@@ -237,10 +237,25 @@ class BuildBanner(Static):
     }
     """
 
+    shown: tuple[str, str] = ("", "")  # kind and plain text on screen
+
     def show(self, kind: str, content: Content) -> None:
+        old_kind, old_text = self.shown
+        text = content.plain
+        if (kind, text) == self.shown:
+            return
         for name in ("idle", "locked", "running", "ok", "failed", "cancelled"):
             self.set_class(name == kind, f"-{name}")
-        self.update(content)
+        self.shown = (kind, text)
+        # A layout repaints the whole screen: skip it when the text keeps its shape (the
+        # spinner turning), since it then wraps the same way at the same height.
+        self.update(content, layout=kind != old_kind or not same_shape(old_text, text))
+
+
+def same_shape(old: str, new: str) -> bool:
+    """Same length, with spaces and line breaks at the same places."""
+    return len(old) == len(new) and all(
+        (a in " \n") == (b in " \n") for a, b in zip(old, new))
 
 
 # --------------------------------------------------------------------------- per-host logs
