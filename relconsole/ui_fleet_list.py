@@ -103,8 +103,9 @@ class ServiceTable(DataTable):
         """The newest recorded run of ``name`` (from the history)."""
         if name == self.running:
             return  # the live run is newer than anything recorded
-        self.update_cell(name, "last", last_cell(row["action"], row["result"], row.get("sha")),
-                         update_width=True)
+        cell = last_cell(row["action"], row["result"], row.get("sha"))
+        if self.get_cell(name, "last") != cell:  # every poll reads it again
+            self.update_cell(name, "last", cell, update_width=True)
 
     def show_result(self, event: BuildFinished, action: str = "build") -> None:
         if self.running == event.service:
@@ -130,6 +131,7 @@ class HostList(VerticalScroll, can_focus=False):
         super().__init__(id=id)
         self.body = Static()
         self._shown: tuple = ((), {}, (), {}, None)
+        self._key: tuple = ()
 
     def compose(self):
         yield self.body
@@ -181,7 +183,12 @@ class HostList(VerticalScroll, can_focus=False):
                 "  ", (release_text(runs.release, width - len(drift)),
                        "$warning" if runs.drift else "$text-muted"),
                 (drift, "bold $warning")))
-        self.body.update(Content("\n").join(lines) if lines else Content("no hosts"))
+        content = Content("\n").join(lines) if lines else Content("no hosts")
+        # Polls repeat mostly the same words: an update lays out the whole screen.
+        key = (content.plain, tuple(content.spans))
+        if key != self._key:
+            self._key = key
+            self.body.update(content)
 
 
 class PendingList(VerticalScroll, can_focus=True):
@@ -205,13 +212,15 @@ class PendingList(VerticalScroll, can_focus=True):
 
     def on_resize(self) -> None:
         if self._shown is not None:
-            self.show(self._shown)
+            self.show(self._shown, force=True)
 
     def show_waiting(self, why: str) -> None:
         self._shown, self._waiting = None, why
         self.body.update(Content.styled(why, "$text-muted"))
 
-    def show(self, pending: Pending) -> None:
+    def show(self, pending: Pending, *, force: bool = False) -> None:
+        if pending == self._shown and not force:
+            return
         self._shown = pending
         width = max(10, self.body.content_size.width)
         self.border_title = f"not deployed · {pending.branch}"
