@@ -670,9 +670,8 @@ def verdict(event: BuildFinished, commit: Optional[CommitResolved],
     what = "ROLLBACK" if rollback else "BUILD"
     if lock_refusal(event):
         return "failed", Content.assemble(
-            (f"🔒 {what} REFUSED: ", "bold"), "another run holds the deploy lock\n",
-            printable(event.error or ""), "\n(ctrl+p → ", (f"Unlock {event.service}", "bold"),
-            " removes a lock you know is stale)")
+            (f"🔒 {what} REFUSED ", "bold"), printable(event.error or ""),
+            " (here: ctrl+p → ", (f"Unlock {event.service}", "bold"), ")")
     if event.cancelled:
         where = f" during {stage}" if stage else ""
         return "cancelled", Content.assemble(

@@ -105,8 +105,10 @@ class RollbackDialog(ModalScreen[Optional[str]]):
             self.plan = plan
             self.subjects = subjects
 
-    def __init__(self, config: "Config", service: str, on_host: "OnHost") -> None:
+    def __init__(self, config: "Config", service: str, on_host: "OnHost",
+                 lock: Optional[str] = None) -> None:
         super().__init__(id="rollback-dialog")
+        self.lock = lock  # who held the service's deploy lock at the last poll
         self.config = config
         self.service = config.services[service]
         self.on_host = on_host
@@ -160,6 +162,9 @@ class RollbackDialog(ModalScreen[Optional[str]]):
             problem = "No earlier release is on every host: there is nothing to roll back to."
         elif plan.drift:
             problem = ("The hosts run different releases: choose the one they should all run.")
+        if self.lock and not plan.errors:
+            problem = "\n".join(filter(None, [problem, f"🔒 locked by {printable(self.lock)}: "
+                                                        "the rollback will be refused."]))
         targets = self.query_one("#rb-targets", OptionList)
         if plan.candidates and not plan.errors:
             targets.add_options([
@@ -175,7 +180,8 @@ class RollbackDialog(ModalScreen[Optional[str]]):
         shown = self.query_one("#rb-problem", Static)
         shown.update(problem or "")
         shown.display = bool(problem)
-        if problem and not plan.drift:
+        self.query_one("#rb-why").display = self.target is not None
+        if self.target is None:
             self.query_one("#no", Button).focus()
         self.show_choice()
 

@@ -517,8 +517,9 @@ class MainScreen(Screen):
             if target:
                 await self.start_rollback(name, target)
 
-        self.app.push_screen(RollbackDialog(self.app.config, name, self.app.poller.on_host),
-                             answered)
+        lock = self.locks.get(name)
+        self.app.push_screen(RollbackDialog(self.app.config, name, self.app.poller.on_host,
+                                            lock.describe() if lock else None), answered)
 
     async def start_rollback(self, name: str, to: Optional[str] = None) -> None:
         """Switch every host of ``name`` back to release ``to`` (None: the previous one)."""
