@@ -204,6 +204,8 @@ async def test_a_locked_service_shows_its_holder_and_a_build_is_refused_then_unl
         await wait_for(pilot, lambda: "🔒" in table.get_cell("svc", "service").plain,
                        "the lock in the services list")
         await wait_for(pilot, lambda: "alice@build-box-2" in hosts_text(app), "the holder")
+        await wait_for(pilot, lambda: "no workspace yet" in pending_text(app),
+                       "the pending list to say there is nothing to compare before a build")
         assert "build of main" in hosts_text(app) and "on h1" in hosts_text(app)
         assert "locked by alice@build-box-2" in view(app).banner.content.plain
 
@@ -255,3 +257,36 @@ def test_release_ids_shrink_to_sha_and_time_in_narrow_columns():
     assert release_text(release, 30) == release
     assert release_text(release, 22) == "c1acb55 · 11-26 08:32"
     assert release_text(release, 10) == "c1acb55"
+
+
+async def test_a_stage_the_strip_does_not_know_gets_its_own_cell_and_pane():
+    from textual.app import App
+
+    from relconsole.build_view import BuildView
+    from relconsole.events import BuildFinished, Output, StageFinished, StageStarted
+
+    class Harness(App):
+        def compose(self):
+            yield BuildView()
+
+    app = Harness()
+    async with app.run_test(size=(100, 30)) as pilot:
+        bv = app.query_one(BuildView)
+        await bv.begin("svc", "main", ["h1"], action="rollback")
+        assert bv.strip.shown() == ["switch", "supervisor"]
+        bv.apply([StageStarted(stage="switch"), StageFinished(stage="switch", ok=True, seconds=1),
+                  StageStarted(stage="db migrate"),
+                  Output(stage="db migrate", line="[bold]applied[/] 3", host="h1")])
+        await pilot.pause()
+        assert bv.strip.shown() == ["switch", "supervisor", "db migrate"]
+        assert bv.strip.cell("db migrate").state == "running"
+        assert list(bv.panes["db migrate"].lines) == ["h1: [bold]applied[/] 3"]
+        assert bv.strip.selected == "db migrate"  # following the run
+        bv.apply([StageFinished(stage="db migrate", ok=False, seconds=1, error="boom"),
+                  BuildFinished(ok=False, seconds=2, service="svc", error="boom")])
+        await pilot.pause()
+        assert "ROLLBACK FAILED" in bv.banner.content.plain
+        bv.select_stage_number(1)
+        assert bv.strip.selected == "switch"
+        bv.select_stage_number(3)  # what keys 1-6 do on the main screen
+        assert bv.strip.selected == "db migrate"
