@@ -1,7 +1,10 @@
 """The checkout stage: one git workspace per service, brought to the branch tip, clean.
 
 GitPython drives git with argument lists (no shell), so a branch name never reaches a
-shell. The worktree is only touched after a fetch succeeded: an unreachable origin
+shell. Clone and fetch, the two that talk to the network, run as plain subprocesses in
+their own process group instead: GitPython's ``kill_after_timeout`` is ignored for
+clone and leaves git's ssh child running, and a hung origin must neither hang the build
+nor outlive a cancel. The worktree is only touched after a fetch succeeded: an unreachable origin
 or a deleted branch leaves the last good workspace as it was. A git that a stop signal
 ended (Ctrl-C reaches the whole process group) means the build was cancelled, not that
 git failed.
@@ -10,12 +13,16 @@ git failed.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import signal
+import subprocess
 import tarfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Optional
 
 import git
 
@@ -52,7 +59,38 @@ def git_error(exc: git.GitCommandError) -> str:
     return "; ".join(ln for ln in lines if ln) or str(exc)
 
 
-def _open_or_clone(workspace: Path, url: str, log: Callable[[str], None]) -> git.Repo:
+def _run_git(args: list[str], what: str, timeout: float,
+             cancel: Optional[threading.Event]) -> None:
+    """A networked git command, killed with its children on timeout or cancel."""
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")  # never wait for a password prompt
+    if "GIT_SSH_COMMAND" not in env and "GIT_SSH" not in env:
+        env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
+    proc = subprocess.Popen(["git", *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, err = proc.communicate(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            timed_out = time.monotonic() > deadline
+            if not timed_out and not (cancel is not None and cancel.is_set()):
+                continue
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            if timed_out:
+                raise CheckoutError(f"{what}: git timed out after {timeout:g}s "
+                                    "(settings.command_timeout)") from None
+            raise Cancelled() from None
+    if proc.returncode in _INTERRUPTED:
+        raise Cancelled()
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
+        raise CheckoutError(f"{what}: {'; '.join(lines[-5:]) or f'git exited {proc.returncode}'}")
+
+
+def _open_or_clone(workspace: Path, url: str, log: Callable[[str], None],
+                   timeout: float, cancel: Optional[threading.Event]) -> git.Repo:
     if (workspace / ".git").is_dir():
         try:
             repo = git.Repo(workspace)
@@ -70,22 +108,24 @@ def _open_or_clone(workspace: Path, url: str, log: Callable[[str], None]) -> git
     try:
         # --no-hardlinks: a local origin's object files would otherwise be shared, with
         # the origin's permissions; the workspace must be this user's alone.
-        return git.Repo.clone_from(url, workspace, no_checkout=True, no_hardlinks=True)
-    except git.GitCommandError as exc:
+        _run_git(["clone", "--quiet", "--no-checkout", "--no-hardlinks", "--", url,
+                  str(workspace)], f"cannot clone {url}", timeout, cancel)
+    except (CheckoutError, Cancelled):
         shutil.rmtree(workspace, ignore_errors=True)
-        raise _failed(f"cannot clone {url}", exc) from None
+        raise
+    return git.Repo(workspace)
 
 
-def checkout(workspace: Path, url: str, branch: str,
-             log: Callable[[str], None]) -> Commit:
-    """Bring ``workspace`` to the tip of ``origin/<branch>``, with no stale files."""
-    repo = _open_or_clone(workspace, url, log)
+def checkout(workspace: Path, url: str, branch: str, log: Callable[[str], None],
+             timeout: float = 600.0, cancel: Optional[threading.Event] = None) -> Commit:
+    """Bring ``workspace`` to the tip of ``origin/<branch>``, with no stale files.
+
+    Clone and fetch are killed after ``timeout`` seconds, or when ``cancel`` is set.
+    """
+    repo = _open_or_clone(workspace, url, log, timeout, cancel)
     log(f"fetching {branch} from {url}")
-    try:
-        repo.git.fetch("--prune", "--no-tags", "origin",
-                       "+refs/heads/*:refs/remotes/origin/*")
-    except git.GitCommandError as exc:
-        raise _failed(f"cannot fetch from {url}", exc) from None
+    _run_git(["-C", str(workspace), "fetch", "--quiet", "--prune", "--no-tags", "origin",
+              "+refs/heads/*:refs/remotes/origin/*"], f"cannot fetch from {url}", timeout, cancel)
     ref = f"origin/{branch}"
     try:
         sha = repo.git.rev_parse("--verify", "--quiet", f"refs/remotes/{ref}^{{commit}}")

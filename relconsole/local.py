@@ -38,7 +38,8 @@ class LocalTransport:
                           timeout, on_line)
 
     def run_with_input(self, command: str, data: BinaryIO, *, timeout: float,
-                       sudo: bool = False) -> Result:
+                       sudo: bool = False, cancel=None) -> Result:
+        """Like SSH's; ``cancel`` is not checked: a local copy takes moments."""
         # Invoke decodes stdin to text, which would corrupt a binary tar: plain subprocess.
         command = as_root(command, sudo and self.host.sudo)
         try:

@@ -143,9 +143,12 @@ def acquire_command(base: str, info: LockInfo) -> str:
     On refusal it prints the holder's info, marked, for the message.
     """
     lock = remote_lock_dir(base)
-    return (f"mkdir -p {q(base)} && if mkdir {q(lock)} 2>/dev/null; then "
-            f"printf '%s\\n' {q(info.to_json())} > {q(lock + '/info')}; else "
-            f"echo HELD; cat {q(lock + '/info')} 2>/dev/null; exit 3; fi")
+    # Only an existing lock folder means "held"; any other mkdir failure (permission,
+    # disk) is reported as the error it is.
+    return (f"mkdir -p {q(base)} && if err=$(mkdir {q(lock)} 2>&1); then "
+            f"printf '%s\\n' {q(info.to_json())} > {q(lock + '/info')}; "
+            f"elif [ -d {q(lock)} ]; then echo HELD; cat {q(lock + '/info')} 2>/dev/null; exit 3; "
+            f"else printf '%s\\n' \"$err\" >&2; exit 1; fi")
 
 
 def release_command(base: str, token: str) -> str:

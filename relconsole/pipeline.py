@@ -139,9 +139,11 @@ class Build:
         self.check_cancel()
         try:
             self.commit = checkout(self.workspace, self.service.repo, self.branch,
-                                   log=lambda line: self.say("checkout", line))
+                                   log=lambda line: self.say("checkout", line),
+                                   timeout=self.settings.command_timeout, cancel=self.cancel)
         except CheckoutError as exc:
             raise StageFailed(str(exc)) from None
+        self.check_cancel()  # a cancel while git worked cancels this stage, not the next
         self.sink(CommitResolved(branch=self.branch, sha=self.commit.sha,
                                  subject=self.commit.subject, author=self.commit.author))
 
@@ -177,8 +179,8 @@ class Build:
             outcomes = self.fleet.each("upload", lambda h, t: self.extract(t, Path(tar.name), size))
         failed = failures(outcomes)
         if failed or self.cancel.is_set():
-            self.fleet.remove_release("upload", self.release,
-                                      [h for h in self.hosts if outcomes[h.name].ok])
+            # Every host: a failed one may have left a partial the remove also clears.
+            self.fleet.remove_release("upload", self.release, self.hosts)
             self.check_cancel()
             raise StageFailed(f"upload failed on {describe(failed)} — no host was switched")
         self.previous = self.fleet.switch("upload", {h.name: self.release for h in self.hosts})
@@ -189,7 +191,8 @@ class Build:
         started = time.monotonic()
         with open(tar_path, "rb") as data:
             res = t.run_with_input(rel.extract_command(self.fleet.base(t), self.release),
-                                   data, timeout=self.settings.command_timeout, sudo=True)
+                                   data, timeout=self.settings.command_timeout, sudo=True,
+                                   cancel=self.cancel)
         if not res.ok:
             raise CommandFailed(t.name, "unpacking the release", res)
         self.say("upload", f"unpacked {size / 1e6:.1f} MB into releases/{self.release} "
@@ -209,13 +212,21 @@ class Build:
                                    "cannot roll back automatically", stream="err")
             return
 
+        # Hosts whose supervisord did not answer cannot be restarted by trying again.
+        down = set(self.fleet.unreachable_supervisors)
+
         def work() -> None:
             failed = self.fleet.switch_back("rollback", self.previous)
             if failed:
                 raise StageFailed(f"could not switch back: {describe(failed)}")
-            failed = self.fleet.restart("rollback", threading.Event())
+            failed = self.fleet.restart("rollback", threading.Event(),
+                                        hosts=[h for h in self.hosts if h.name not in down])
             if failed:
                 raise StageFailed(f"the previous release does not run either: {describe(failed)}")
+            for name in sorted(down):
+                self.say("rollback", f"current -> releases/{self.previous[name]} again; not "
+                                     "restarted: supervisord is not answering", host=name,
+                         stream="err")
             self.rolled_back = rolled_back_to(self.previous)
             sha = self.fleet.revision(self.fleet.transports[self.hosts[0].name],
                                       self.previous[self.hosts[0].name])

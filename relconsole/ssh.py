@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import BinaryIO, Optional
@@ -17,6 +18,7 @@ import fabric
 import paramiko
 
 from .config import Host, Settings
+from .errors import Cancelled
 from .secrets import SecretError, resolve
 from .transport import (CommandTimedOut, HostKeyRefused, HostUnreachable, LineCallback, Result,
                         as_root, invoke_run)
@@ -170,8 +172,12 @@ class SshTransport:
         return res
 
     def run_with_input(self, command: str, data: BinaryIO, *, timeout: float,
-                       sudo: bool = False) -> Result:
-        """Stream ``data`` into one exec channel: a whole release in one tar, no SFTP."""
+                       sudo: bool = False, cancel: Optional[threading.Event] = None) -> Result:
+        """Stream ``data`` into one exec channel: a whole release in one tar, no SFTP.
+
+        ``cancel`` is checked between chunks: closing the channel ends the remote tar
+        with a short input, which fails it (and its partial release) on the host.
+        """
         command = as_root(command, sudo and self.host.sudo)
         deadline = time.monotonic() + timeout
         try:
@@ -185,6 +191,8 @@ class SshTransport:
                 while chunk := data.read(_UPLOAD_CHUNK):
                     if time.monotonic() > deadline:
                         raise socket.timeout()
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled()
                     try:
                         chan.sendall(chunk)
                     except OSError:

@@ -106,8 +106,9 @@ class Transport(Protocol):
         """
 
     def run_with_input(self, command: str, data: BinaryIO, *, timeout: float,
-                       sudo: bool = False) -> Result:
-        """Run a command with ``data`` streamed to its stdin (one tar stream, say)."""
+                       sudo: bool = False, cancel=None) -> Result:
+        """Run a command with ``data`` streamed to its stdin (one tar stream, say);
+        raises Cancelled when ``cancel`` is set before the data is all sent."""
 
     def path(self, remote_path: str) -> str:
         """Where ``remote_path`` really lives on this host (local hosts prefix a root)."""
