@@ -11,7 +11,6 @@ import shlex
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import BinaryIO, Optional
 
 import fabric
