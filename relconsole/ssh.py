@@ -128,7 +128,7 @@ def connect(host: Host, settings: Settings) -> "SshTransport":
                                              f"waiting for {waited} from "
                                              f"{host.address}:{host.port}") from None
         raise HostUnreachable(host.name, f"cannot connect to {host.address}:{host.port}: "
-                                         f"{exc or type(exc).__name__}") from None
+                                         f"{str(exc) or type(exc).__name__}") from None
     # Notice a dead peer during long idle stretches (the process view polls for hours).
     conn.transport.set_keepalive(15)
     return SshTransport(host, conn)
@@ -229,7 +229,7 @@ class SshTransport:
                 chan.close()
                 raise
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise HostUnreachable(self.name, f"connection lost: {exc or type(exc).__name__}") from None
+            raise HostUnreachable(self.name, f"connection lost: {str(exc) or type(exc).__name__}") from None
         return chan
 
     def close(self) -> None:

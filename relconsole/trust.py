@@ -52,7 +52,7 @@ def trust(host: Host, settings: Settings, *, yes: bool, answer: Callable[[str], 
         offered = fetch_host_key(host, settings.connect_timeout)
     except (OSError, paramiko.SSHException) as exc:
         out.write(f"cannot fetch the host key of {host.name} ({host.address}:{host.port}): "
-                  f"{exc or type(exc).__name__}\n")
+                  f"{str(exc) or type(exc).__name__}\n")
         return False
     known = paramiko.HostKeys(str(known_hosts)) if known_hosts.is_file() else paramiko.HostKeys()
     entry = known.lookup(name) or {}
