@@ -18,6 +18,7 @@ from . import release as rel
 from .config import FileUpload, Host, Service, Settings
 from .errors import Cancelled, StageFailed
 from .events import HostFinished, Output, Sink
+from .status_reader import StatusReader
 from .supervise import SupervisorUnreachable, restart_and_verify
 from .transport import (CommandFailed, HostKeyRefused, HostUnreachable, Transport, TransportError,
                         run_step)
@@ -56,6 +57,8 @@ class Fleet:
     last_stage: str = "checkout"
     #: Hosts whose supervisord did not answer at the last :meth:`restart`.
     unreachable_supervisors: set[str] = field(default_factory=set)
+    #: Per host, how status is read on its connection (fast helper or supervisorctl).
+    readers: dict[str, StatusReader] = field(default_factory=dict)
 
     # -- plumbing ---------------------------------------------------------------
     def say(self, stage: str, line: str, host: Optional[str] = None, stream: str = "info") -> None:
@@ -177,7 +180,20 @@ class Fleet:
                                       f"{self.service.name}", host=name, stream="err")
         self.locked.clear()
 
+    def status_reader(self, host: Host, t: Transport) -> StatusReader:
+        """The host's status reader on its current connection (its helper kept for
+        every status of this build: before the restart and while verifying)."""
+        reader = self.readers.get(host.name)
+        if reader is None or reader.transport is not t:
+            if reader is not None:
+                reader.close()
+            reader = self.readers[host.name] = StatusReader(t, host)
+        return reader
+
     def close(self) -> None:
+        for reader in self.readers.values():
+            reader.close()
+        self.readers.clear()
         for t in self.transports.values():
             try:
                 t.close()
@@ -285,10 +301,11 @@ class Fleet:
         """
 
         def restart_one(host: Host, t: Transport) -> None:
-            restart_and_verify(t, host, self.service.programs,
-                               timeout=self.settings.command_timeout,
+            reader = self.status_reader(host, t)
+            timeout = self.settings.command_timeout
+            restart_and_verify(t, host, self.service.programs, timeout=timeout,
                                log=lambda line: self.say(stage, line, host=host.name, stream="out"),
-                               cancel=cancel)
+                               cancel=cancel, read_rows=lambda: reader.rows(timeout))
 
         outcomes = self.each(stage, restart_one, hosts=hosts)
         self.unreachable_supervisors = {name for name, o in outcomes.items()

@@ -22,9 +22,8 @@ from typing import Callable, Optional, Sequence, TypeVar
 from . import supervisor as sv
 from .config import Host, Service, Settings
 from .deployed import Deployed, read_deployed
-from .fastpoll import FastPath, Unavailable
 from .remote import Connector
-from .supervise import status_rows
+from .status_reader import StatusReader
 from .transport import (CommandTimedOut, HostUnreachable, Transport, TransportError,
                         open_transport)
 
@@ -56,8 +55,8 @@ class StatusPoller:
         self._connector = connector
         self._fast_enabled = fast
         self._transports: dict[str, Transport] = {}
-        # The fast path's state on each host's current connection.
-        self._fast: dict[str, FastPath] = {}
+        # How each host's current connection reads status (fast path or supervisorctl).
+        self._readers: dict[str, StatusReader] = {}
         # How each host's last poll was answered: "fast" or "supervisorctl".
         self._via: dict[str, str] = {}
         self._locks = {h.name: threading.Lock() for h in self.hosts}
@@ -80,9 +79,9 @@ class StatusPoller:
                 raise
 
     def _drop(self, name: str) -> None:
-        fast = self._fast.pop(name, None)
-        if fast is not None:
-            fast.close()
+        reader = self._readers.pop(name, None)
+        if reader is not None:
+            reader.close()
         t = self._transports.pop(name, None)
         if t is not None:
             try:
@@ -100,46 +99,14 @@ class StatusPoller:
         return HostStatus(host.name, tuple(rows), seconds=time.monotonic() - started)
 
     def _rows(self, t: Transport, host: Host, timeout: float) -> list[sv.ProcessStatus]:
-        """The host's processes from its helper when it can answer, else from
-        ``supervisorctl status`` (whose own words say why supervisord cannot be asked)."""
-        fast = self._fast_path(t, host)
-        missed: Optional[Unavailable] = None
-        if fast is not None and not fast.off:
-            try:
-                rows = fast.rows(timeout)
-            except Unavailable as exc:
-                missed = exc
-            else:
-                if not fast.guessed:
-                    self._via[host.name] = "fast"
-                    return rows
-                # The helper found supervisord's config by searching; make sure once
-                # per connection that it asks the supervisord supervisorctl asks.
-                ctl = status_rows(t, host, timeout)
-                self._via[host.name] = "supervisorctl"
-                if {r.name for r in ctl} == {r.name for r in rows}:
-                    fast.guessed = False
-                else:
-                    fast.disable(f"the status helper asked {fast.serverurl}, which is not the "
-                                 f"supervisord that {host.supervisorctl!r} asks")
-                return ctl
-        rows = status_rows(t, host, timeout)
-        self._via[host.name] = "supervisorctl"
-        if missed is not None and not missed.lasting:
-            # supervisorctl reached a supervisord the helper could not: it looks elsewhere.
-            fast.disable(f"the status helper failed ({missed.message}) where "
-                         f"supervisorctl answered")
+        reader = self._readers.get(host.name)
+        if reader is None or reader.transport is not t:
+            if reader is not None:
+                reader.close()
+            reader = self._readers[host.name] = StatusReader(t, host, fast=self._fast_enabled)
+        rows = reader.rows(timeout)
+        self._via[host.name] = reader.via
         return rows
-
-    def _fast_path(self, t: Transport, host: Host) -> Optional[FastPath]:
-        if not self._fast_enabled:
-            return None
-        fast = self._fast.get(host.name)
-        if fast is None or fast.transport is not t:
-            if fast is not None:
-                fast.close()
-            fast = self._fast[host.name] = FastPath(t, host)
-        return fast
 
     def via(self, host_name: str) -> Optional[str]:
         """How the host's last answered poll was answered: ``"fast"`` (the helper) or
@@ -150,8 +117,8 @@ class StatusPoller:
         """Why the host's current connection polls with supervisorctl, if it does."""
         if not self._fast_enabled:
             return "the fast path is turned off"
-        fast = self._fast.get(host_name)
-        return fast.off if fast is not None else None
+        reader = self._readers.get(host_name)
+        return reader.off if reader is not None else None
 
     def poll(self) -> list[HostStatus]:
         """One status of every host, in the configured order; never raises for a host."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 from . import supervisor as sv
 from .config import Host
@@ -66,9 +66,15 @@ def _tail(t: Transport, host: Host, name: str, timeout: float) -> list[str]:
 
 def restart_and_verify(t: Transport, host: Host, programs: Sequence[str], *,
                        timeout: float, log: Callable[[str], None], cancel: threading.Event,
-                       settle: float = 1.0, verify_timeout: float = 60.0) -> None:
-    """Bring ``programs`` up on the new release and prove they stay up."""
-    before = _pids(status_rows(t, host, timeout)) if programs else {}
+                       settle: float = 1.0, verify_timeout: float = 60.0,
+                       read_rows: Optional[Callable[[], list[sv.ProcessStatus]]] = None) -> None:
+    """Bring ``programs`` up on the new release and prove they stay up.
+
+    ``read_rows`` reads the host's status (a :class:`StatusReader`'s fast path, say);
+    by default ``supervisorctl status``.
+    """
+    read_rows = read_rows or (lambda: status_rows(t, host, timeout))
+    before = _pids(read_rows()) if programs else {}
     _checked(t, sv.update_command(host.supervisorctl), "supervisorctl update", timeout, log)
     if not programs:
         log("no programs configured: nothing to restart")
@@ -81,14 +87,14 @@ def restart_and_verify(t: Transport, host: Host, programs: Sequence[str], *,
              timeout=timeout, on_line=lambda line, _s: log(line), sudo=True)
     restarted = time.monotonic()
     _verify(t, host, programs, before, restarted, timeout=timeout, log=log,
-            settle=settle, verify_timeout=verify_timeout, cancel=cancel)
+            settle=settle, verify_timeout=verify_timeout, cancel=cancel, read_rows=read_rows)
 
 
 def _verify(t: Transport, host: Host, programs: Sequence[str], before: dict[str, int | None],
             restarted: float, *, timeout: float, log, settle: float, verify_timeout: float,
-            cancel: threading.Event) -> None:
+            cancel: threading.Event, read_rows: Callable[[], list[sv.ProcessStatus]]) -> None:
     while True:
-        rows = status_rows(t, host, timeout)
+        rows = read_rows()
         waiting = []
         for program in programs:
             procs = [r for r in rows if r.belongs_to(program)]

@@ -1,0 +1,69 @@
+"""supervisor's process list on one open connection, as fast as the host allows.
+
+The fast path (:mod:`relconsole.fastpoll`: a helper kept running on the host asks
+supervisord over its socket, ~1 ms) when it can answer; ``supervisorctl status`` (the
+path that always works, ~100 ms of Python start-up) when it cannot. The choice holds
+for the connection: a new connection tries the fast path again. Used by the poller
+(every few seconds) and by the supervisor stage of a build (before the restart and
+while verifying), so a deploy spawns no ``supervisorctl status`` where a helper runs.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from . import supervisor as sv
+from .config import Host
+from .fastpoll import FastPath, Unavailable
+from .supervise import status_rows
+from .transport import Transport
+
+
+class StatusReader:
+    def __init__(self, t: Transport, host: Host, *, fast: bool = True):
+        self.transport = t
+        self.host = host
+        self._fast: Optional[FastPath] = FastPath(t, host) if fast else None
+        #: How the last answer came: "fast" (the helper) or "supervisorctl".
+        self.via: Optional[str] = None
+
+    @property
+    def off(self) -> Optional[str]:
+        """Why the fast path is not used on this connection, or None."""
+        return "the fast path is turned off" if self._fast is None else self._fast.off
+
+    def rows(self, timeout: float) -> list[sv.ProcessStatus]:
+        """The host's processes now. Raises the transport's errors, and
+        ``SupervisorUnreachable`` (supervisorctl's own words) when supervisord is down."""
+        t, host, fast = self.transport, self.host, self._fast
+        missed: Optional[Unavailable] = None
+        if fast is not None and not fast.off:
+            try:
+                rows = fast.rows(timeout)
+            except Unavailable as exc:
+                missed = exc
+            else:
+                if not fast.guessed:
+                    self.via = "fast"
+                    return rows
+                # The helper found supervisord's config by searching; make sure once
+                # per connection that it asks the supervisord supervisorctl asks.
+                ctl = status_rows(t, host, timeout)
+                self.via = "supervisorctl"
+                if {r.name for r in ctl} == {r.name for r in rows}:
+                    fast.guessed = False
+                else:
+                    fast.disable(f"the status helper asked {fast.serverurl}, which is not the "
+                                 f"supervisord that {host.supervisorctl!r} asks")
+                return ctl
+        rows = status_rows(t, host, timeout)
+        self.via = "supervisorctl"
+        if missed is not None and not missed.lasting:
+            # supervisorctl reached a supervisord the helper could not: it looks elsewhere.
+            fast.disable(f"the status helper failed ({missed.message}) where "
+                         f"supervisorctl answered")
+        return rows
+
+    def close(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
