@@ -12,6 +12,8 @@ git failed.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import os
 import shutil
@@ -43,6 +45,33 @@ def _failed(what: str, exc: git.GitCommandError) -> Exception:
     if exc.status in _INTERRUPTED:
         return Cancelled()
     return CheckoutError(f"{what}: {git_error(exc)}")
+
+
+def workspace_path(state_dir: Path, service: str) -> Path:
+    """Where a service's clone lives."""
+    return state_dir / "workspaces" / service
+
+
+@contextlib.contextmanager
+def workspace_lock(workspace: Path, timeout: float = 600.0):
+    """One git at a time in a workspace, across processes: a build's checkout and the
+    console's pending-commits fetch would otherwise race for git's ref locks."""
+    workspace.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(workspace.parent / f".{workspace.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise CheckoutError(f"workspace {workspace} stayed busy for {timeout:g}s") \
+                        from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -122,10 +151,22 @@ def checkout(workspace: Path, url: str, branch: str, log: Callable[[str], None],
 
     Clone and fetch are killed after ``timeout`` seconds, or when ``cancel`` is set.
     """
-    repo = _open_or_clone(workspace, url, log, timeout, cancel)
-    log(f"fetching {branch} from {url}")
+    with workspace_lock(workspace, timeout):
+        return _checkout_locked(workspace, url, branch, log, timeout, cancel)
+
+
+def fetch(workspace: Path, url: str, timeout: float,
+          cancel: Optional[threading.Event] = None) -> None:
+    """Update every ``origin/*`` ref; the worktree is not touched."""
     _run_git(["-C", str(workspace), "fetch", "--quiet", "--prune", "--no-tags", "origin",
               "+refs/heads/*:refs/remotes/origin/*"], f"cannot fetch from {url}", timeout, cancel)
+
+
+def _checkout_locked(workspace: Path, url: str, branch: str, log: Callable[[str], None],
+                     timeout: float, cancel: Optional[threading.Event]) -> Commit:
+    repo = _open_or_clone(workspace, url, log, timeout, cancel)
+    log(f"fetching {branch} from {url}")
+    fetch(workspace, url, timeout, cancel)
     ref = f"origin/{branch}"
     try:
         sha = repo.git.rev_parse("--verify", "--quiet", f"refs/remotes/{ref}^{{commit}}")

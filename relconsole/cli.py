@@ -282,6 +282,7 @@ def trust_command(config, args) -> int:
 
 
 def pending_command(config, args) -> int:
+    from .checkout import workspace_path
     from .deployed import pending_commits, read_deployed
     from .status import StatusPoller
 
@@ -299,7 +300,7 @@ def pending_command(config, args) -> int:
     base = next(iter(shas)) if len(shas) == 1 else None
     if len(shas) > 1:
         print("hosts run different commits (drift): showing the branch's latest commits")
-    workspace = config.settings.state_dir / "workspaces" / service.name
+    workspace = workspace_path(config.settings.state_dir, service.name)
     try:
         commits = pending_commits(workspace, service.branch, base)
     except ValueError as exc:

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 import git
 
-from .checkout import Commit, git_error
+from .checkout import CheckoutError, Commit, fetch, git_error, workspace_lock
 from .config import Host, Service
 from .release import RELEASE_ID, q
 from .transport import Transport, TransportError
@@ -79,15 +79,19 @@ def flag_drift(found: list[Deployed]) -> list[Deployed]:
 
 
 def pending_commits(workspace: Path, branch: str, deployed_sha: Optional[str],
-                    limit: int = 50) -> list[Commit]:
+                    limit: int = 50, timeout: float = 60.0) -> list[Commit]:
     """Commits on ``origin/<branch>`` that ``deployed_sha`` lacks, newest first.
 
-    Fetches first. With nothing deployed yet, the last ``limit`` commits of the branch.
-    Raises ValueError with a readable message when the workspace or fetch fails.
+    Fetches first (bounded by ``timeout``, one git at a time in the workspace). With
+    nothing deployed yet, the last ``limit`` commits of the branch. Raises ValueError
+    with a readable message when the workspace or fetch fails.
     """
+    if not (workspace / ".git").is_dir():
+        raise ValueError("no workspace yet: build once to see pending commits")
     try:
-        repo = git.Repo(workspace)
-        repo.git.fetch("--prune", "--no-tags", "origin", "+refs/heads/*:refs/remotes/origin/*")
+        with workspace_lock(workspace, timeout):
+            repo = git.Repo(workspace)
+            fetch(workspace, repo.remotes.origin.url, timeout)
         tip = f"refs/remotes/origin/{branch}"
         span = f"{deployed_sha}..{tip}" if deployed_sha else tip
         return [Commit(c.hexsha, c.summary, c.author.name)
@@ -96,3 +100,5 @@ def pending_commits(workspace: Path, branch: str, deployed_sha: Optional[str],
         raise ValueError("no workspace yet: build once to see pending commits") from None
     except git.GitCommandError as exc:
         raise ValueError(git_error(exc)) from None
+    except CheckoutError as exc:
+        raise ValueError(str(exc)) from None

@@ -63,7 +63,8 @@ class History:
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:  # never under a query running in another thread
+            self._db.close()
 
     def start(self, *, service: str, action: str, who: str, trigger: str,
               branch: Optional[str], hosts: list[str]) -> tuple[int, int]:

@@ -104,7 +104,15 @@ class LocalLock:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # A few tries: holder() probes by taking the flock for an instant.
+            for attempt in range(5):
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.03)
         except BlockingIOError:
             holder = LockInfo.from_json(os.pread(fd, 65536, 0).decode("utf-8", "replace"))
             os.close(fd)

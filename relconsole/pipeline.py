@@ -26,7 +26,7 @@ from typing import Callable, Optional, Sequence
 
 from . import lock as lk
 from . import release as rel
-from .checkout import CheckoutError, Commit, checkout, write_release_tar
+from .checkout import CheckoutError, Commit, checkout, workspace_path, write_release_tar
 from .checks import run_check
 from .config import Config, Host, Service, Settings
 from .errors import Cancelled, StageFailed
@@ -132,7 +132,7 @@ class Build:
     # -- stages -----------------------------------------------------------------
     @property
     def workspace(self) -> Path:
-        return self.settings.state_dir / "workspaces" / self.service.name
+        return workspace_path(self.settings.state_dir, self.service.name)
 
     def do_checkout(self) -> None:
         self.begin("checkout")
@@ -347,8 +347,8 @@ def _recording(config: Config, sink: Sink, trigger: str) -> Sink:
     return both
 
 
-def force_unlock(config: Config, service_name: str,
-                 connector: Connector = open_transport) -> tuple[bool, list[str]]:
+def force_unlock(config: Config, service_name: str, connector: Connector = open_transport,
+                 trigger: str = "headless") -> tuple[bool, list[str]]:
     """``--unlock``: remove the service's lock on every host, if no live build holds it.
 
     Returns (ok, lines to show). Recorded in the history.
@@ -386,7 +386,7 @@ def force_unlock(config: Config, service_name: str,
     try:
         history = History(config.settings.state_dir)
         row, _ = history.start(service=service.name, action="unlock", who=lk.who(),
-                               trigger="headless", branch=None, hosts=list(service.hosts))
+                               trigger=trigger, branch=None, hosts=list(service.hosts))
         history.update(row, result="success" if ok else "failed", duration=0.0,
                        log="\n".join(lines))
         history.close()

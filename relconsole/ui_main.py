@@ -643,7 +643,7 @@ class MainScreen(Screen):
     def unlock_in_thread(self, name: str) -> None:
         kwargs = {"connector": self.app.connector} if self.app.connector else {}
         try:
-            ok, lines = force_unlock(self.app.config, name, **kwargs)
+            ok, lines = force_unlock(self.app.config, name, trigger="tui", **kwargs)
         except Exception as exc:
             ok, lines = False, [f"internal error: {type(exc).__name__}: {exc}"]
         self.post_message(self.Unlocked(name, ok, lines))

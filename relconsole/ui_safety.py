@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Optional, Sequence
 
 from . import lock as lk
 from . import release as rel
-from .checkout import Commit
+from .checkout import Commit, workspace_path
 from .config import Config, Host, Service
 from .deployed import Deployed, pending_commits
 from .history import History
@@ -218,8 +218,7 @@ def release_subject(workspace: Path, release: str) -> Optional[str]:
 
 
 def workspace_of(config: Config, service: Service) -> Path:
-    # Where pipeline.Build keeps the service's clone (the engine has no function for it).
-    return config.settings.state_dir / "workspaces" / service.name
+    return workspace_path(config.settings.state_dir, service.name)
 
 
 @dataclass(frozen=True)
