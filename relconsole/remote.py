@@ -305,7 +305,8 @@ class Fleet:
             timeout = self.settings.command_timeout
             restart_and_verify(t, host, self.service.programs, timeout=timeout,
                                log=lambda line: self.say(stage, line, host=host.name, stream="out"),
-                               cancel=cancel, read_rows=lambda: reader.rows(timeout))
+                               cancel=cancel, read_rows=lambda: reader.rows(timeout),
+                               poke=lambda: reader.poke(timeout))
 
         outcomes = self.each(stage, restart_one, hosts=hosts)
         self.unreachable_supervisors = {name for name, o in outcomes.items()

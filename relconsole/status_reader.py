@@ -64,6 +64,12 @@ class StatusReader:
                          f"supervisorctl answered")
         return rows
 
+    def poke(self, timeout: float) -> None:
+        """A cheap request to supervisord through the helper, if it answers here; never
+        supervisorctl (which would also use the connection from another thread)."""
+        if self._fast is not None and not self._fast.off and self.via == "fast":
+            self._fast.rows(timeout)
+
     def close(self) -> None:
         if self._fast is not None:
             self._fast.close()
