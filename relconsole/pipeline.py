@@ -20,6 +20,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -262,6 +263,10 @@ class Build:
             error, cancelled = "cancelled", True
         except StageFailed as exc:
             error = str(exc)
+        except Exception as exc:  # a bug: still end cleanly (lock released) and say so
+            error = f"internal error: {type(exc).__name__}: {exc}"
+            for line in traceback.format_exc().splitlines():  # kept in the history log
+                self.say("checkout", line, stream="err")
         finally:
             self.end()
         if self.rolled_back:

@@ -344,3 +344,19 @@ def test_status_table_and_json(bed, origin, tmp_path):
     down = [r for r in rows if r["host"] == "h2"]
     assert down and down[0]["state"] == "UNREACHABLE" and down[0]["pid"] is None
     assert {"host", "program", "state", "pid", "description"} <= set(rows[0])
+
+
+def test_a_bug_on_one_host_fails_the_build_with_a_message(bed, origin, tmp_path):
+    """Something unexpected raised in a host step (here: the connector) is a failed build
+    with a message, not a traceback, and the local lock is released."""
+    origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
+    config = write_config(tmp_path, bed, origin.url, hosts=["h1"])
+
+    def broken_connector(host, settings):
+        raise ZeroDivisionError("boom")
+
+    finished, _ = build(config, connector=broken_connector)
+
+    assert not finished.ok and "boom" in finished.error
+    assert not list((tmp_path / "state" / "locks").glob("*.lock")) or all(
+        p.read_text() == "" for p in (tmp_path / "state" / "locks").glob("*.lock"))
