@@ -102,20 +102,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(str(exc))
     except DemoError as exc:
         return _fail(f"cannot set up the demo sandbox: {exc}", Exit.FAILED)
-    if args.build is not None:
-        return build_command(config, args)
-    if args.status is not None:
-        return status_command(config, args)
-    if args.rollback is not None:
-        return rollback_command(config, args)
-    if args.history is not None:
-        return history_command(config, args)
-    if args.unlock is not None:
-        return unlock_command(config, args)
-    if args.pending is not None:
-        return pending_command(config, args)
-    if args.trust is not None:
-        return trust_command(config, args)
+    # The modes are mutually exclusive (argparse): at most one of these is set.
+    for mode, command in (("build", build_command), ("status", status_command),
+                          ("rollback", rollback_command), ("history", history_command),
+                          ("unlock", unlock_command), ("pending", pending_command),
+                          ("trust", trust_command)):
+        if getattr(args, mode) is not None:
+            return command(config, args)
     from .app import run_app  # the only path that imports Textual
 
     return run_app(config)

@@ -9,7 +9,7 @@ Events are small frozen dataclasses: safe to hand across threads, cheap to build
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
 # The four stages, in order. A plain tuple of strings keeps events JSON-friendly.
@@ -70,6 +70,11 @@ class Output(Event):
     stream: str = "out"  # "out", "err", or "info" for the engine's own narration
     kind = "output"
 
+    @property
+    def where(self) -> str:
+        """``stage`` or ``stage host``: the prefix front ends and the history print."""
+        return f"{self.stage} {self.host}" if self.host else self.stage
+
 
 @dataclass(frozen=True, slots=True)
 class CommitResolved(Event):
@@ -109,16 +114,3 @@ class BuildFinished(Event):
 
 
 Sink = Callable[[Event], None]
-
-EVENT_TYPES = {cls.kind: cls for cls in (BuildStarted, StageStarted, StageFinished, Output,
-                                         CommitResolved, HostFinished, BuildFinished)}
-
-
-def event_from_dict(data: dict) -> Event:
-    """Rebuild an event from :meth:`Event.to_dict` output (history replays, tests)."""
-    cls = EVENT_TYPES[data["event"]]
-    names = {f.name for f in fields(cls)}
-    kwargs = {k: v for k, v in data.items() if k in names}
-    if "hosts" in kwargs:
-        kwargs["hosts"] = tuple(kwargs["hosts"])
-    return cls(**kwargs)

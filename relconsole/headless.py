@@ -88,8 +88,7 @@ class TextRenderer:
         self._w.write(f"--> {e.stage}\n", flush=True)
 
     def on_output(self, e: Output) -> None:
-        where = f"{e.stage} {e.host}" if e.host else e.stage
-        self._w.write(f"[{where}] {printable(e.line)}\n")
+        self._w.write(f"[{e.where}] {printable(e.line)}\n")
 
     def on_commit(self, e: CommitResolved) -> None:
         self.commit = e

@@ -138,8 +138,7 @@ class HistoryRecorder:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Output):
-            where = f"{event.stage} {event.host}" if event.host else event.stage
-            self._append(f"[{where}] {event.line}")
+            self._append(f"[{event.where}] {event.line}")
         elif isinstance(event, BuildStarted):
             self.row_id, self.number = self.history.start(
                 service=event.service, action=event.action, who=self.who, trigger=self.trigger,

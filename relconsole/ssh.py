@@ -63,6 +63,41 @@ def _waited_for(exc: BaseException, conn: fabric.Connection, out_of_time: bool) 
     return "the SSH handshake"
 
 
+def _connect_error(exc: BaseException, host: Host, settings: Settings, conn: fabric.Connection,
+                   out_of_time: bool) -> HostUnreachable:
+    """The operator's words for why ``conn.open()`` failed."""
+    where = f"{host.address}:{host.port}"
+    if isinstance(exc, _UnknownHostKey):
+        return HostKeyRefused(
+            host.name,
+            f"host key {exc.key.get_name()} {exc.key.fingerprint} of {known_hosts_name(host)} "
+            f"is not in {settings.known_hosts}; refusing to connect. To trust it, "
+            + _trust_hint(host))
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return HostKeyRefused(
+            host.name,
+            f"HOST KEY CHANGED for {known_hosts_name(host)}: {settings.known_hosts} has "
+            f"{exc.expected_key.get_name()} {exc.expected_key.fingerprint}, the host offered "
+            f"{exc.key.get_name()} {exc.key.fingerprint}. This can mean an attack, or a rebuilt "
+            f"host. If you know the host was rebuilt, remove the old entry with "
+            f"ssh-keygen -R {shlex.quote(known_hosts_name(host))} -f "
+            f"{shlex.quote(str(settings.known_hosts))} and trust the new one")
+    if isinstance(exc, paramiko.AuthenticationException):
+        return HostUnreachable(host.name, f"authentication failed as {host.user} on {where}: {exc}")
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        reasons = sorted({e.strerror or str(e) for e in exc.errors.values()})
+        return HostUnreachable(host.name, f"cannot connect to {where}: {', '.join(reasons)}")
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return HostUnreachable(host.name, f"timed out after {settings.connect_timeout:g}s "
+                                          f"connecting to {where}")
+    waited = _waited_for(exc, conn, out_of_time)
+    if waited:
+        return HostUnreachable(host.name, f"timed out after {settings.connect_timeout:g}s "
+                                          f"waiting for {waited} from {where}")
+    return HostUnreachable(host.name, f"cannot connect to {where}: "
+                                      f"{str(exc) or type(exc).__name__}")
+
+
 def connect(host: Host, settings: Settings) -> "SshTransport":
     """Open the one connection a build uses for ``host``. Raises :class:`HostUnreachable`."""
     kwargs = {
@@ -90,45 +125,11 @@ def connect(host: Host, settings: Settings) -> "SshTransport":
     started = time.monotonic()
     try:
         conn.open()
-    except _UnknownHostKey as exc:
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        out_of_time = time.monotonic() - started >= settings.connect_timeout
+        error = _connect_error(exc, host, settings, conn, out_of_time)
         conn.close()
-        raise HostKeyRefused(
-            host.name,
-            f"host key {exc.key.get_name()} {exc.key.fingerprint} of {known_hosts_name(host)} "
-            f"is not in {settings.known_hosts}; refusing to connect. To trust it, "
-            + _trust_hint(host)) from None
-    except paramiko.BadHostKeyException as exc:
-        conn.close()
-        raise HostKeyRefused(
-            host.name,
-            f"HOST KEY CHANGED for {known_hosts_name(host)}: {settings.known_hosts} has "
-            f"{exc.expected_key.get_name()} {exc.expected_key.fingerprint}, the host offered "
-            f"{exc.key.get_name()} {exc.key.fingerprint}. This can mean an attack, or a rebuilt "
-            f"host. If you know the host was rebuilt, remove the old entry with "
-            f"ssh-keygen -R {shlex.quote(known_hosts_name(host))} -f "
-            f"{shlex.quote(str(settings.known_hosts))} and trust the new one") from None
-    except paramiko.AuthenticationException as exc:
-        conn.close()
-        raise HostUnreachable(host.name, f"authentication failed as {host.user} on "
-                                         f"{host.address}:{host.port}: {exc}") from None
-    except paramiko.ssh_exception.NoValidConnectionsError as exc:
-        conn.close()
-        reasons = sorted({e.strerror or str(e) for e in exc.errors.values()})
-        raise HostUnreachable(host.name, f"cannot connect to {host.address}:{host.port}: "
-                                         f"{', '.join(reasons)}") from None
-    except (socket.timeout, TimeoutError):
-        conn.close()
-        raise HostUnreachable(host.name, f"timed out after {settings.connect_timeout:g}s "
-                                         f"connecting to {host.address}:{host.port}") from None
-    except (OSError, paramiko.SSHException, EOFError) as exc:
-        waited = _waited_for(exc, conn, time.monotonic() - started >= settings.connect_timeout)
-        conn.close()
-        if waited:
-            raise HostUnreachable(host.name, f"timed out after {settings.connect_timeout:g}s "
-                                             f"waiting for {waited} from "
-                                             f"{host.address}:{host.port}") from None
-        raise HostUnreachable(host.name, f"cannot connect to {host.address}:{host.port}: "
-                                         f"{str(exc) or type(exc).__name__}") from None
+        raise error from None
     # Notice a dead peer during long idle stretches (the process view polls for hours).
     conn.transport.set_keepalive(15)
     return SshTransport(host, conn)
