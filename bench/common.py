@@ -57,7 +57,7 @@ def row(metric: str, ours: float, theirs: float, alt: str, unit: str = "s",
 
 
 def print_table(rows: list[list[str]]) -> str:
-    from relconsole.headless import format_table
+    from relconsole.headless.render import format_table
 
     text = format_table([["metric", "relconsole", "alternative", "ratio", "target"], *rows])
     print(text, flush=True)

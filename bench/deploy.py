@@ -39,7 +39,7 @@ from testbed import SUPERVISORCTL, start_testbed
 from relconsole.config import load_config
 from relconsole.events import StageFinished
 from relconsole.pipeline import run_build
-from relconsole.transport import open_transport
+from relconsole.hosts.base import open_transport
 
 TREE_FILES = 300  # the deployed service: sample app + a lib/ of this many files
 

@@ -23,7 +23,7 @@ from testbed import start_testbed  # noqa: E402
 
 from relconsole.config import load_config  # noqa: E402
 from relconsole.pipeline import run_build  # noqa: E402
-from relconsole.ssh import connect  # noqa: E402
+from relconsole.hosts.ssh import connect  # noqa: E402
 
 
 def main() -> None:

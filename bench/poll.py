@@ -52,8 +52,8 @@ from deployconfig import write_config  # noqa: E402
 from testbed import SUPERVISORCTL, FakeHost, start_testbed  # noqa: E402
 
 from relconsole.config import load_config  # noqa: E402
-from relconsole.fastpoll import HELPER_MARK  # noqa: E402
-from relconsole.status import StatusPoller  # noqa: E402
+from relconsole.status.fastpath import HELPER_MARK  # noqa: E402
+from relconsole.status.poller import StatusPoller  # noqa: E402
 
 PROGRAMS = """\
 [program:api]

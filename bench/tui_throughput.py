@@ -32,7 +32,7 @@ from gitorigin import make_origin, sample_service_files
 from testbed import start_testbed
 
 from relconsole.config import load_config
-from relconsole.headless import format_table
+from relconsole.headless.render import format_table
 from relconsole.history import History
 
 PROBE = 0.010  # seconds between probe ticks
@@ -68,7 +68,7 @@ def headless_run(config_path: Path, state_dir: Path) -> tuple[float, float]:
 
 
 async def tui_build(config_path: Path, lines: int) -> tuple[float, list[float], int]:
-    from relconsole.app import RelconsoleApp
+    from relconsole.ui.app import RelconsoleApp
 
     app = RelconsoleApp(load_config(config_path))
     stalls: list[float] = []

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .secrets import ENV_NAME, check_reference
+from relconsole.errors import RelconsoleError
+from relconsole.secrets import ENV_NAME, check_reference
 
 __all__ = [
     "Check",
@@ -37,7 +38,6 @@ __all__ = [
     "Host",
     "Service",
     "Settings",
-    "UnknownService",
     "find_config_path",
     "load_config",
     "parse_config",
@@ -119,23 +119,12 @@ class Service:
             object.__setattr__(self, "path", f"/srv/{self.name}")
 
 
-class UnknownService(ValueError):
-    """Raised by :meth:`Config.service` for a name that is not configured."""
-
-
 @dataclass(frozen=True, slots=True)
 class Config:
     path: Path  # the config file, absolute
     settings: Settings
     hosts: dict[str, Host]
     services: dict[str, Service]
-
-    def service(self, name: str) -> Service:
-        try:
-            return self.services[name]
-        except (KeyError, TypeError):
-            known = ", ".join(sorted(self.services)) or "none"
-            raise UnknownService(f"unknown service {_q(str(name))} (known: {known})") from None
 
     def hosts_of(self, service: Service) -> list[Host]:
         return [self.hosts[name] for name in service.hosts]
@@ -144,7 +133,7 @@ class Config:
 # --------------------------------------------------------------------------- errors
 
 
-class ConfigError(Exception):
+class ConfigError(RelconsoleError):
     """A problem with the configuration file; ``str(e)`` is one clear line.
 
     Attributes: ``file`` (the file as shown to the user), ``table`` (e.g.

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional, Sequence
 
 import git
 
-from .checkout import CheckoutError, Commit, fetch, git_error, workspace_lock
-from .config import Host, Service
-from .release import RELEASE_ID, q
-from .transport import Transport, TransportError
+from relconsole.config import Host, Service
+from relconsole.fanout import fan_out
+from relconsole.hosts.connect import OnHost
+from relconsole.release import q, release_from_link
+from relconsole.stages.checkout import CheckoutError, Commit, fetch, git_error, workspace_lock
 
 
 @dataclass(frozen=True)
@@ -41,15 +41,13 @@ def parse_deployed(host: str, output: str) -> Deployed:
     release, sha = None, None
     for line in output.splitlines():
         if line.startswith("current="):
-            name = posixpath.basename(line.removeprefix("current=").rstrip("/"))
-            release = name if RELEASE_ID.match(name) else None
+            release = release_from_link(line, "current")
         elif line.strip() and sha is None:
             sha = line.strip()
     return Deployed(host, release, sha)
 
 
-def read_deployed(service: Service, hosts: list[Host],
-                  on_host: Callable[[Host, Callable[[Transport], object]], object],
+def read_deployed(service: Service, hosts: Sequence[Host], on_host: OnHost,
                   timeout: float) -> list[Deployed]:
     """Each host's current release and sha, with drift flagged.
 
@@ -57,15 +55,13 @@ def read_deployed(service: Service, hosts: list[Host],
     (``StatusPoller.on_host``), so no extra connection is opened.
     """
     def one(host: Host) -> Deployed:
-        try:
-            res = on_host(host, lambda t: t.run(deployed_command(t.path(service.path)),
-                                                timeout=timeout, sudo=True))
-        except TransportError as exc:
-            return Deployed(host.name, error=exc.message)
+        res = on_host(host, lambda t: t.run(deployed_command(t.path(service.path)),
+                                            timeout=timeout, sudo=True))
         return parse_deployed(host.name, res.stdout)
 
-    with ThreadPoolExecutor(max_workers=max(1, len(hosts)), thread_name_prefix="deployed") as pool:
-        return flag_drift(list(pool.map(one, hosts)))
+    results = fan_out(hosts, lambda h: h.name, one, thread_name="deployed")
+    return flag_drift([o.value if o.ok and o.value else Deployed(o.host, error=o.error)
+                       for o in results])
 
 
 def flag_drift(found: list[Deployed]) -> list[Deployed]:
@@ -102,3 +98,43 @@ def pending_commits(workspace: Path, branch: str, deployed_sha: Optional[str],
         raise ValueError(git_error(exc)) from None
     except CheckoutError as exc:
         raise ValueError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The commits a build of ``branch`` would add to what the hosts run."""
+
+    branch: str
+    base: Optional[str]  # the sha every reachable host runs, if they agree
+    commits: tuple[Commit, ...] = ()
+    note: str = ""  # why there is no single base
+    error: Optional[str] = None
+
+
+def deployed_base(deployed: Sequence[Deployed]) -> tuple[Optional[str], str]:
+    """The sha to count pending commits from, or None with the reason."""
+    shas = {d.sha for d in deployed if d.error is None}
+    if not shas:
+        return None, "no host answered"
+    if len(shas) > 1:
+        return None, "hosts run different commits (drift)"
+    sha = next(iter(shas))
+    return (sha, "") if sha else (None, "nothing deployed yet")
+
+
+def read_pending(workspace: Path, branch: str, deployed: Sequence[Deployed]) -> Pending:
+    base, note = deployed_base(deployed)
+    try:
+        commits = pending_commits(workspace, branch, base)
+    except ValueError as exc:
+        return Pending(branch, base, note=note, error=str(exc))
+    return Pending(branch, base, tuple(commits), note)
+
+
+def drift_summary(deployed: Sequence[Deployed]) -> Optional[str]:
+    """"h2 runs 20260101-…" style words when hosts run different releases."""
+    if not any(d.drift for d in deployed):
+        return None
+    usual = Counter(d.release for d in deployed if d.error is None).most_common(1)[0][0]
+    odd = ", ".join(d.host for d in deployed if d.drift)
+    return f"{odd} differ{'s' if ',' not in odd else ''} from {usual or 'nothing deployed'}"

@@ -10,10 +10,38 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional
+from enum import StrEnum
+from typing import Any, Callable, Optional
 
-# The four stages, in order. A plain tuple of strings keeps events JSON-friendly.
-STAGES = ("checkout", "check", "upload", "supervisor")
+
+class Stage(StrEnum):
+    """The steps a run can report. A ``StrEnum``: JSON lines and the history keep the
+    plain names ("checkout", ...), and code compares members, never text."""
+
+    CHECKOUT = "checkout"
+    CHECK = "check"
+    UPLOAD = "upload"
+    SWITCH = "switch"
+    SUPERVISOR = "supervisor"
+    #: The automatic rollback after a failed verify or a cancel past the switch.
+    ROLLBACK = "rollback"
+
+
+class RunResult(StrEnum):
+    """How a build or rollback ended; recorded in the history as its value."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    #: Failed, and the fleet was returned to the release it ran before.
+    ROLLED_BACK = "rolled back"
+    #: Refused before anything happened: another run holds the deploy lock.
+    LOCKED = "locked"
+
+    @property
+    def recorded(self) -> str:
+        """The word the history keeps (a refusal is a failed run there)."""
+        return RunResult.FAILED.value if self is RunResult.LOCKED else self.value
 
 
 def _now() -> float:
@@ -29,34 +57,40 @@ class Event:
     #: The name used in JSON lines (``{"event": "output", ...}``).
     kind = "event"
 
-    def to_dict(self) -> dict:
-        data = {"event": self.kind}
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"event": self.kind}
         data.update(asdict(self))
         return data
 
 
 @dataclass(frozen=True, slots=True)
 class BuildStarted(Event):
+    """A run began. ``stages`` are the stages it will run, in order: front ends draw
+    their stage lists from it (a stage not announced, the automatic rollback, is shown
+    when it starts)."""
+
     service: str
     branch: str
     hosts: tuple[str, ...]
+    stages: tuple[Stage, ...]
     action: str = "build"  # "build" or "rollback"
     kind = "started"
 
 
 @dataclass(frozen=True, slots=True)
 class StageStarted(Event):
-    stage: str
+    stage: Stage
     kind = "stage_started"
 
 
 @dataclass(frozen=True, slots=True)
 class StageFinished(Event):
-    stage: str
+    stage: Stage
     ok: bool
     seconds: float
     error: Optional[str] = None
-    skipped: bool = False
+    #: Stopped by a cancel (``error`` then says "cancelled" for people).
+    cancelled: bool = False
     kind = "stage_finished"
 
 
@@ -64,7 +98,7 @@ class StageFinished(Event):
 class Output(Event):
     """One whole line of output. ``host`` is None for local work (checkout, checks)."""
 
-    stage: str
+    stage: Stage
     line: str
     host: Optional[str] = None
     stream: str = "out"  # "out", "err", or "info" for the engine's own narration
@@ -91,26 +125,44 @@ class CommitResolved(Event):
 class HostFinished(Event):
     """One host's part of a per-host stage (upload, supervisor) is done."""
 
-    stage: str
+    stage: Stage
     host: str
     ok: bool
     seconds: float
     error: Optional[str] = None
+    cancelled: bool = False
     kind = "host_finished"
 
 
 @dataclass(frozen=True, slots=True)
 class BuildFinished(Event):
-    ok: bool
+    """The run is over. ``result`` says how; ``ok`` and ``cancelled`` are shorthands
+    kept in JSON lines for scripts."""
+
+    result: RunResult
     seconds: float
     service: str
     sha: Optional[str] = None
     release: Optional[str] = None
     error: Optional[str] = None
-    cancelled: bool = False
     #: The release an automatic rollback returned the fleet to, when there was one.
     rolled_back: Optional[str] = None
+    #: Who holds the deploy lock, when ``result`` is LOCKED (their own words).
+    holder: Optional[str] = None
     kind = "finished"
+
+    @property
+    def ok(self) -> bool:
+        return self.result is RunResult.SUCCESS
+
+    @property
+    def cancelled(self) -> bool:
+        return self.result is RunResult.CANCELLED
+
+    def to_dict(self) -> dict[str, Any]:
+        data = Event.to_dict(self)
+        data.update(ok=self.ok, cancelled=self.cancelled)
+        return data
 
 
 Sink = Callable[[Event], None]

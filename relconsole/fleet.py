@@ -1,145 +1,295 @@
-"""What the process view knows between polls: restarts seen, last changes, log tails.
+"""The target hosts of one run: one open connection each, and what is done on all.
 
-Pure code, stdlib only: no Textual, no I/O. The process view feeds it every host's
-latest :class:`~relconsole.status.HostStatus`; it answers with one :class:`FleetRow`
-per host and program, in the order the hosts were given.
-
-A *restart* is a program whose pid changed from one real pid to another, even with
-polls in between that showed no pid (STARTING, BACKOFF, STOPPED): supervisor bringing
-a program back after ``kill -9``, someone's ``supervisorctl restart``, a deploy.
+:class:`Fleet` runs a step on every host in parallel (:func:`relconsole.fanout.fan_out`:
+one thread per host, so one thread per connection), reports each host's outcome as a
+:class:`HostFinished` event as it comes, and keeps the fleet-wide promises: lock all
+hosts or none, switch all hosts or none.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Callable, Optional, Sequence, TypeVar
 
-from .status import HostStatus
+from relconsole import lock as lk
+from relconsole import release as rel
+from relconsole.config import FileUpload, Host, Service, Settings
+from relconsole.errors import Cancelled, StageFailed
+from relconsole.events import HostFinished, Output, Sink, Stage
+from relconsole.fanout import HostResults, Outcome, describe, fan_out
+from relconsole.hosts.base import (CommandFailed, HostKeyRefused, HostUnreachable, Result,
+                                   Transport, run_step)
+from relconsole.hosts.connect import Connector
+from relconsole.stages.supervisor import restart_and_verify
+from relconsole.status.reader import StatusReader, SupervisorUnreachable
 
-UNREACHABLE = "UNREACHABLE"
-NO_PROGRAMS = "NO PROGRAMS"
-
-
-@dataclass(frozen=True)
-class FleetRow:
-    """One line of the process view.
-
-    ``program`` is None for a host-level row: an unreachable host (``state`` is
-    ``UNREACHABLE``, ``description`` the reason) or a host whose supervisord runs
-    nothing (``NO_PROGRAMS``). Times are the ``now`` values given to
-    :meth:`FleetTracker.update`.
-    """
-
-    host: str
-    program: Optional[str]
-    state: str  # a supervisor State value, UNREACHABLE or NO_PROGRAMS
-    pid: Optional[int] = None
-    uptime: Optional[int] = None
-    description: str = ""
-    restarts: int = 0
-    last_change: Optional[float] = None  # None: not seen changing, age unknown
-    restarted_at: Optional[float] = None  # when the last restart was noticed
-
-    @property
-    def key(self) -> str:
-        """``"h1:api"``, ``"h1:workers:worker_00"``; ``"h1"`` for a host-level row
-        (host names never contain ``:``)."""
-        return self.host if self.program is None else f"{self.host}:{self.program}"
+T = TypeVar("T")
 
 
 @dataclass
-class _Seen:
-    state: str
-    pid: Optional[int]  # the last real pid seen, kept through pid-less states
-    restarts: int = 0
-    last_change: Optional[float] = None
-    restarted_at: Optional[float] = None
+class Fleet:
+    service: Service
+    hosts: list[Host]
+    settings: Settings
+    sink: Sink
+    connector: Connector
+    transports: dict[str, Transport] = field(default_factory=dict)
+    #: The lock this build holds on each host (host name → token).
+    locked: dict[str, str] = field(default_factory=dict)
+    #: The last stage a step ran in: where the cleanup at the end reports.
+    last_stage: Stage = Stage.CHECKOUT
+    #: Hosts whose supervisord did not answer at the last :meth:`restart`.
+    unreachable_supervisors: set[str] = field(default_factory=set)
+    #: Per host, how status is read on its connection (fast helper or supervisorctl).
+    readers: dict[str, StatusReader] = field(default_factory=dict)
 
+    # -- plumbing ---------------------------------------------------------------
+    def say(self, stage: Stage, line: str, host: Optional[str] = None,
+            stream: str = "info") -> None:
+        self.sink(Output(stage=stage, line=line, host=host, stream=stream))
 
-@dataclass
-class _HostMemory:
-    programs: dict[str, _Seen] = field(default_factory=dict)
-    down_since: Optional[float] = None
+    def base(self, t: Transport) -> str:
+        return t.path(self.service.path)
 
+    def run(self, t: Transport, command: str, step: str) -> Result:
+        """Run a privileged command (through sudo where configured); fail on non-zero."""
+        res = run_step(t, command, step, timeout=self.settings.command_timeout, sudo=True)
+        if not res.ok:
+            raise CommandFailed(t.name, step, res)
+        return res
 
-class FleetTracker:
-    """Turns successive fleet snapshots into rows with restart counts."""
+    def each(self, stage: Stage, work: Callable[[Host, Transport], T],
+             hosts: Optional[Sequence[Host]] = None, report: bool = True,
+             housekeeping: bool = False) -> HostResults[T]:
+        """Run ``work`` on every host in parallel and collect outcomes, never raising.
 
-    def __init__(self) -> None:
-        self._hosts: dict[str, _HostMemory] = {}
-
-    def update(self, statuses: Iterable[HostStatus], now: float) -> list[FleetRow]:
-        """Take the latest status of every host; return the rows to show.
-
-        Hosts missing from ``statuses`` are forgotten. An unreachable host keeps its
-        programs' memory, so restart counts survive an outage and a pid that changed
-        meanwhile counts as a restart when the host is back.
+        ``report``: send each host's :class:`HostFinished` as it finishes.
+        ``housekeeping``: a clean-up step that does not move :attr:`last_stage`.
         """
-        statuses = list(statuses)
-        self._hosts = {s.host: self._hosts.get(s.host) or _HostMemory() for s in statuses}
-        rows: list[FleetRow] = []
-        for status in statuses:
-            memory = self._hosts[status.host]
-            if not status.reachable:
-                if memory.down_since is None:
-                    memory.down_since = now
-                rows.append(FleetRow(status.host, None, UNREACHABLE,
-                                     description=status.error or "",
-                                     last_change=memory.down_since))
-                continue
-            memory.down_since = None
-            rows.extend(self._programs(status, memory, now))
-        return rows
+        targets = list(self.hosts if hosts is None else hosts)
+        if not housekeeping:
+            self.last_stage = stage
 
-    @staticmethod
-    def _programs(status: HostStatus, memory: _HostMemory, now: float) -> list[FleetRow]:
-        seen_now: dict[str, _Seen] = {}
-        rows = []
-        for proc in status.rows:
-            state = proc.state.value
-            seen = memory.programs.get(proc.name)
-            if seen is None:
-                # First sight: a running program has been in its state for its uptime.
-                since = now - proc.uptime if proc.uptime is not None else None
-                seen = _Seen(state, proc.pid, last_change=since)
+        def done(outcome: Outcome[T]) -> None:
+            self.sink(HostFinished(stage=stage, host=outcome.host, ok=outcome.ok,
+                                   seconds=outcome.seconds, error=outcome.error,
+                                   cancelled=outcome.cancelled))
+
+        return fan_out(targets, lambda h: h.name,
+                       lambda h: work(h, self.transports[h.name]) if h.name in self.transports
+                       else work(h, None),  # type: ignore[arg-type]  # connect() makes it
+                       thread_name=str(stage), on_done=done if report else None)
+
+    # -- connections and the lock -------------------------------------------------
+    def on_host(self, host: Host, work: Callable[[Transport], T]) -> T:
+        """``work`` with the host's connection; if that connection turns out lost, connect
+        once more and retry. For what must reach a host after a step lost it (cleaning
+        up, unlocking, switching back): one more connection beats a fleet left locked."""
+        try:
+            return work(self.transports[host.name])
+        except HostKeyRefused:
+            raise
+        except HostUnreachable:
+            pass
+        fresh = self.connector(host, self.settings)  # HostUnreachable again: the caller says so
+        old, self.transports[host.name] = self.transports.get(host.name), fresh
+        try:
+            old.close()
+        except Exception:  # it is dead already
+            pass
+        self.say(self.last_stage, f"reconnected to {host.label}", host=host.name)
+        return work(fresh)
+
+    def connect(self, stage: Stage) -> None:
+        """One connection per host, opened once and reused by every later step."""
+
+        def open_one(host: Host, _none) -> None:
+            started = time.monotonic()
+            self.transports[host.name] = self.connector(host, self.settings)
+            self.say(stage, f"connected to {host.label} in {time.monotonic() - started:.2f}s",
+                     host=host.name)
+
+        failed = self.each(stage, open_one, report=False).failed
+        for name, error in failed.items():
+            self.sink(HostFinished(stage=stage, host=name, ok=False, seconds=0.0, error=error))
+        if failed:
+            raise StageFailed(f"cannot reach {describe(failed)} — nothing was changed")
+
+    def lock(self, stage: Stage, info: lk.LockInfo) -> None:
+        """Take the lock on every host, or on none: a refusal releases what was taken."""
+        holders: dict[str, Optional[lk.LockInfo]] = {}
+
+        def take(host: Host, t: Transport) -> None:
+            res = run_step(t, lk.acquire_command(self.base(t), info), "taking the deploy lock",
+                           timeout=self.settings.command_timeout, sudo=True)
+            if res.ok:
+                self.locked[host.name] = info.token
+            elif "HELD" in res.stdout:
+                holders[host.name] = lk.parse_holder(res.stdout)
             else:
-                if proc.pid is not None and seen.pid is not None and proc.pid != seen.pid:
-                    seen.restarts += 1
-                    seen.restarted_at = now
-                    seen.last_change = now
-                if state != seen.state:
-                    seen.state = state
-                    seen.last_change = now
-                if proc.pid is not None:
-                    seen.pid = proc.pid
-            seen_now[proc.name] = seen
-            rows.append(FleetRow(status.host, proc.name, state, proc.pid, proc.uptime,
-                                 proc.description, seen.restarts, seen.last_change,
-                                 seen.restarted_at))
-        if not rows:
-            # Shown as such, but remembered: an ssh channel cut mid-command also
-            # answers with empty output, and the programs are back on the next poll.
-            return [FleetRow(status.host, None, NO_PROGRAMS,
-                             description="supervisord runs no programs")]
-        memory.programs = seen_now  # programs gone from supervisord are forgotten
-        return rows
+                raise CommandFailed(t.name, "taking the deploy lock", res)
 
+        failed = self.each(stage, take, report=False).failed
+        if holders or failed:
+            self.unlock()
+            if holders:
+                name, holder = next(iter(holders.items()))
+                raise lk.LockHeld(self.service.name, name, holder)
+            raise StageFailed(f"cannot take the deploy lock: {describe(failed)}")
+        self.say(stage, f"locked {self.service.name} on {', '.join(self.locked)}")
 
-def new_log_text(shown: str, fetched: str) -> str:
-    """The part of ``fetched`` (the last bytes of a log) not already in ``shown``.
+    def unlock(self) -> None:
+        """Release the locks this build holds; never raises. A lock that stays behind
+        (its host is gone) is reported with the way to remove it later."""
+        locked = [h for h in self.hosts if h.name in self.locked and h.name in self.transports]
 
-    ``supervisorctl tail -N`` gives a window on the end of the log. The new part is
-    what follows the longest end of ``shown`` that ``fetched`` starts with. When they
-    do not overlap (the log grew by more than the window, or was rotated) all of
-    ``fetched`` is new. A log that only repeats identical lines is ambiguous; this
-    errs towards showing nothing twice.
-    """
-    if not fetched:
-        return ""
-    first = fetched[0]
-    at = shown.find(first, max(0, len(shown) - len(fetched)))
-    while at >= 0:
-        if shown.startswith(fetched[:len(shown) - at], at):
-            return fetched[len(shown) - at:]
-        at = shown.find(first, at + 1)
-    return fetched
+        def release(host: Host, _t) -> None:
+            res = self.on_host(host, lambda t: t.run(
+                lk.release_command(self.base(t), self.locked[host.name]),
+                timeout=self.settings.command_timeout, sudo=True))
+            if not res.ok:
+                raise CommandFailed(host.name, "releasing the deploy lock", res)
+
+        failed = self.each(self.last_stage, release, hosts=locked, report=False,
+                           housekeeping=True).failed
+        for name, error in failed.items():
+            self.say(self.last_stage, f"the deploy lock stays on this host ({error}); once it "
+                                      f"is reachable, remove it with: relconsole --unlock "
+                                      f"{self.service.name}", host=name, stream="err")
+        self.locked.clear()
+
+    def status_reader(self, host: Host, t: Transport) -> StatusReader:
+        """The host's status reader on its current connection (its helper kept for
+        every status of this build: before the restart and while verifying)."""
+        reader = self.readers.get(host.name)
+        if reader is None or reader.transport is not t:
+            if reader is not None:
+                reader.close()
+            reader = self.readers[host.name] = StatusReader(t, host)
+        return reader
+
+    def close(self) -> None:
+        for reader in self.readers.values():
+            reader.close()
+        self.readers.clear()
+        for t in self.transports.values():
+            try:
+                t.close()
+            except Exception:  # closing a dead connection must not hide the real outcome
+                pass
+        self.transports.clear()
+
+    # -- releases ---------------------------------------------------------------
+    def staged_files(self, t: Transport) -> list[FileUpload]:
+        return [FileUpload(u.src, t.path(u.dest)) for u in self.service.files]
+
+    def list_releases(self, t: Transport) -> tuple[Optional[str], list[str]]:
+        res = self.run(t, rel.list_releases_command(self.base(t)), "listing releases")
+        return rel.parse_releases(res.stdout)
+
+    def revision(self, t: Transport, release: str) -> Optional[str]:
+        res = t.run(rel.revision_command(self.base(t), release),
+                    timeout=self.settings.command_timeout, sudo=True)
+        sha = res.stdout.strip()
+        return sha if res.ok and sha else None
+
+    def remove_release(self, stage: Stage, release: str, hosts: Sequence[Host]) -> None:
+        """Best effort: take a release that will never be switched to off ``hosts``."""
+
+        def remove(host: Host, _t) -> None:
+            res = self.on_host(host, lambda t: t.run(
+                rel.remove_release_command(self.base(t), release),
+                timeout=self.settings.command_timeout, sudo=True))
+            if not res.ok:
+                raise CommandFailed(host.name, "rm", res)
+            self.say(stage, "removed the partial release", host=host.name)
+
+        failed = self.each(stage, remove, hosts=hosts, report=False).failed
+        for name, error in failed.items():
+            self.say(stage, f"could not remove the partial release releases/{release} ({error}); "
+                            "it is never switched to, and the next upload removes it",
+                     host=name, stream="err")
+
+    def switch(self, stage: Stage, target: dict[str, str]) -> dict[str, Optional[str]]:
+        """Point every host's ``current`` at ``target[host]``, or none of them.
+
+        Returns each host's previous release. Not interruptible: a cancel is honoured
+        after it, so the fleet is never left half-switched.
+        """
+        previous: dict[str, Optional[str]] = {}
+
+        def switch_one(host: Host, t: Transport) -> None:
+            release = target[host.name]
+            res = self.run(t, rel.switch_command(self.base(t), release, self.staged_files(t)),
+                           "switching current")
+            previous[host.name] = rel.parse_previous(res.stdout)
+            self.say(stage, f"current -> releases/{release} (was {previous[host.name] or 'none'})",
+                     host=host.name)
+
+        failed = self.each(stage, switch_one).failed
+        if failed:
+            switched = [h for h in self.hosts if h.name in previous]
+            self.switch_back(stage, {h.name: previous[h.name] for h in switched})
+            raise StageFailed(f"switch failed on {describe(failed)} — "
+                              f"switched {len(switched)} host(s) back")
+        return previous
+
+    def switch_back(self, stage: Stage, previous: dict[str, Optional[str]]) -> dict[str, str]:
+        """Return hosts to the release they ran before (none: unlink ``current``)."""
+
+        def back(host: Host, _t) -> None:
+            release = previous[host.name]
+
+            def switch(t: Transport) -> None:
+                command = (rel.switch_command(self.base(t), release, self.staged_files(t))
+                           if release else rel.unlink_current_command(self.base(t)))
+                self.run(t, command, "switching back")
+
+            self.on_host(host, switch)
+            self.say(stage, f"current -> {'releases/' + release if release else 'none'} "
+                            f"(switched back)", host=host.name)
+
+        hosts = [h for h in self.hosts if h.name in previous]
+        return self.each(stage, back, hosts=hosts).failed
+
+    def prune(self, stage: Stage, keep: int, previous: dict[str, Optional[str]]) -> None:
+        """Housekeeping after a switch: a failure is a warning, the release is live."""
+
+        def prune_one(host: Host, t: Transport) -> None:
+            current, releases = self.list_releases(t)
+            doomed = rel.releases_to_prune(releases, keep, current, previous.get(host.name))
+            command = rel.prune_command(self.base(t), doomed)
+            if command is None:
+                return
+            res = t.run(command, timeout=self.settings.command_timeout, sudo=True)
+            if res.ok:
+                self.say(stage, f"pruned {len(doomed)} old release(s)", host=host.name)
+            else:
+                self.say(stage, f"could not prune old releases: {res.tail(2)}", host=host.name,
+                         stream="err")
+
+        self.each(stage, prune_one, report=False)
+
+    def restart(self, stage: Stage, cancel,
+                hosts: Optional[Sequence[Host]] = None) -> dict[str, str]:
+        """update, restart and verify the service's programs on every host (or ``hosts``).
+
+        Hosts where supervisord itself did not answer are also noted in
+        :attr:`unreachable_supervisors`: restarting there again cannot help.
+        """
+
+        def restart_one(host: Host, t: Transport) -> None:
+            reader = self.status_reader(host, t)
+            timeout = self.settings.command_timeout
+            restart_and_verify(t, host, self.service.programs, timeout=timeout,
+                               log=lambda line: self.say(stage, line, host=host.name, stream="out"),
+                               cancel=cancel, read_rows=lambda: reader.rows(timeout),
+                               poke=lambda: reader.poke(timeout))
+
+        outcomes = self.each(stage, restart_one, hosts=hosts)
+        self.unreachable_supervisors = {o.host for o in outcomes
+                                        if isinstance(o.exc, SupervisorUnreachable)}
+        if outcomes.cancelled:
+            raise Cancelled()
+        return outcomes.failed

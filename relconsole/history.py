@@ -14,10 +14,11 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
-from .events import (BuildFinished, BuildStarted, CommitResolved, Event, HostFinished, Output,
-                     StageFinished)
+from relconsole.events import (BuildFinished, BuildStarted, CommitResolved, Event, HostFinished,
+                               Output, Sink, StageFinished)
+from relconsole.lock import who
 
 #: The console output kept per build: the most recent bytes win.
 LOG_CAP_BYTES = 4 * 1024 * 1024
@@ -156,7 +157,7 @@ class HistoryRecorder:
             self._hosts.setdefault(event.host, {})[event.stage] = {
                 "ok": event.ok, "seconds": round(event.seconds, 3), "error": event.error}
         elif isinstance(event, BuildFinished) and self.row_id:
-            self.history.update(self.row_id, result=result_of(event), duration=event.seconds,
+            self.history.update(self.row_id, result=event.result.recorded, duration=event.seconds,
                                 error=event.error, release=event.release, sha=event.sha,
                                 stages=self._stages, host_results=self._hosts, log=self.log())
 
@@ -174,16 +175,6 @@ class HistoryRecorder:
             return "\n".join(head + list(self._lines))
 
 
-def result_of(event: BuildFinished) -> str:
-    if event.ok:
-        return "success"
-    if event.cancelled:
-        return "cancelled"
-    if event.rolled_back:
-        return "rolled back"
-    return "failed"
-
-
 def history_table(rows: list[dict]) -> list[list[str]]:
     """``--history`` rows as table cells, newest first."""
     table = [["SERVICE", "#", "ACTION", "RESULT", "BRANCH", "SHA", "RELEASE", "STARTED",
@@ -195,3 +186,45 @@ def history_table(rows: list[dict]) -> list[list[str]]:
                       "" if r["duration"] is None else f"{r['duration']:.1f}", r["who"],
                       r["trigger"]])
     return table
+
+
+def recording(state_dir: Path, sink: Sink, trigger: str) -> Sink:
+    """The front end's sink plus a :class:`HistoryRecorder`: every event reaches both.
+
+    History trouble never stops a deploy: it is said once, as a line of the run's
+    first stage (or of the event that could not be recorded), and the run goes on.
+    """
+    problem: list[str] = []
+    recorder: Optional[HistoryRecorder] = None
+    try:
+        recorder = HistoryRecorder(History(state_dir), trigger, who())
+    except (sqlite3.Error, OSError) as exc:
+        problem.append(f"history not recorded: {exc}")
+
+    def both(event: Event) -> None:
+        sink(event)
+        if isinstance(event, BuildStarted) and problem and event.stages:
+            sink(Output(stage=event.stages[0], line=problem[0], stream="err"))
+        if recorder is None:
+            return
+        try:
+            recorder(event)
+        except sqlite3.Error as exc:
+            if not problem:
+                problem.append(str(exc))
+                stage = getattr(event, "stage", None)
+                if stage is not None:
+                    sink(Output(stage=stage, line=f"history not recorded: {exc}", stream="err"))
+
+    return both
+
+
+def last_runs(history: History, services: Iterable[str]) -> dict[str, dict]:
+    """Each service's newest build or rollback (unlocks are not runs)."""
+    found = {}
+    for name in services:
+        for row in history.list(name, limit=10):
+            if row["action"] in ("build", "rollback"):
+                found[name] = row
+                break
+    return found

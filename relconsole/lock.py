@@ -9,7 +9,8 @@ Two parts, taken before checkout and released when the build ends, however it en
   ``info`` file (who, machine, pid, start time, branch). Other machines see it.
 
 A remote lock whose holder was on this machine and whose process is gone is stale;
-``relconsole --unlock SVC`` removes it.
+``relconsole --unlock SVC`` removes it. :func:`local_locks` and :func:`remote_locks`
+read who holds which service's lock, for the console.
 """
 
 from __future__ import annotations
@@ -24,10 +25,15 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
-from .errors import StageFailed
-from .release import q
+from relconsole.errors import StageFailed
+from relconsole.fanout import fan_out
+from relconsole.release import q
+
+if TYPE_CHECKING:
+    from relconsole.config import Config, Host
+    from relconsole.hosts.connect import OnHost
 
 LOCK_DIR = ".relconsole-lock"
 
@@ -179,3 +185,91 @@ def parse_holder(output: str) -> Optional[LockInfo]:
         if line.startswith("{"):
             return LockInfo.from_json(line)
     return None
+
+
+# --------------------------------------------------------------------------- who holds what
+
+#: Marks where one service's lock info starts in a host's answer.
+_MARK = "@@relconsole-lock "
+
+
+def is_mine(info: LockInfo) -> bool:
+    """Held by this very process (a run this console started)."""
+    return info.pid == os.getpid() and info.machine == socket.gethostname()
+
+
+@dataclass(frozen=True)
+class ServiceLock:
+    """Who holds a service's deploy lock, and where it was seen."""
+
+    holder: Optional[LockInfo]
+    where: tuple[str, ...]  # "this machine" and/or host names
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.holder and self.holder.stale)
+
+    def describe(self) -> str:
+        who = self.holder.describe() if self.holder else "an unknown holder"
+        return f"{who} on {', '.join(self.where)}"
+
+
+def local_locks(config: "Config", skip: Iterable[str] = ()) -> dict[str, ServiceLock]:
+    """Services whose lock on this machine another process holds (``skip``: not probed)."""
+    found = {}
+    skipped = set(skip)
+    for name in config.services:
+        if name in skipped:
+            continue
+        try:
+            holder = LocalLock(config.settings.state_dir, name).holder()
+        except OSError:
+            continue
+        if holder is not None and not is_mine(holder):
+            found[name] = ServiceLock(holder, ("this machine",))
+    return found
+
+
+def remote_locks(config: "Config", hosts: Sequence["Host"], on_host: "OnHost",
+                 timeout: float) -> dict[str, ServiceLock]:
+    """Services locked on any of ``hosts``: one command per host for all its services."""
+    def one(host: "Host") -> list[tuple[str, LockInfo]]:
+        services = [s for s in config.services.values() if host.name in s.hosts]
+        if not services:
+            return []
+        res = on_host(host, lambda t: t.run("; ".join(
+            f"echo {q(_MARK + s.name)}; {read_command(t.path(s.path))}" for s in services),
+            timeout=timeout, sudo=True))
+        return [(name, info) for name, info in parse_locks(res.stdout) if not is_mine(info)]
+
+    # A host that did not answer: the status poll says why.
+    answers = fan_out(hosts, lambda h: h.name, one, thread_name="locks").succeeded
+    by_token: dict[tuple[str, str], tuple[LockInfo, list[str]]] = {}
+    for host, held in answers.items():
+        for name, info in held or ():
+            by_token.setdefault((name, info.token), (info, []))[1].append(host)
+    found: dict[str, ServiceLock] = {}
+    for (name, _token), (info, where) in by_token.items():
+        found.setdefault(name, ServiceLock(info, tuple(where)))
+    return found
+
+
+def parse_locks(output: str) -> list[tuple[str, LockInfo]]:
+    """(service, holder) for each service whose lock info follows its mark."""
+    found: list[tuple[str, LockInfo]] = []
+    name: Optional[str] = None
+    chunk: list[str] = []
+
+    def flush() -> None:
+        holder = parse_holder("\n".join(chunk)) if name else None
+        if name and holder is not None:
+            found.append((name, holder))
+
+    for line in output.splitlines():
+        if line.startswith(_MARK):
+            flush()
+            name, chunk = line.removeprefix(_MARK).strip(), []
+        else:
+            chunk.append(line)
+    flush()
+    return found

@@ -15,7 +15,7 @@ import shlex
 from datetime import datetime, timezone
 from typing import Iterable, Optional
 
-from .config import FileUpload
+from relconsole.config import FileUpload
 
 RELEASE_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{7,40}$")
 STAGED_FILES = ".relconsole/files"
@@ -94,13 +94,25 @@ def unlink_current_command(base: str) -> str:
     return f"rm -f {q(posixpath.join(base, 'current'))}"
 
 
+def release_from_link(line: str, key: str) -> Optional[str]:
+    """The release id in a ``key=<link target>`` line printed by these commands (the
+    target's last path part), or None when the line is another or names no release."""
+    if not line.startswith(key + "="):
+        return None
+    name = posixpath.basename(line.removeprefix(key + "=").rstrip("/"))
+    return name if RELEASE_ID.match(name) else None
+
+
 def parse_previous(output: str) -> Optional[str]:
     """The release id ``current`` pointed to before a switch, from its ``previous=`` line."""
-    for line in output.splitlines():
-        if line.startswith("previous="):
-            name = posixpath.basename(line.removeprefix("previous=").rstrip("/"))
-            return name if RELEASE_ID.match(name) else None
-    return None
+    return next((r for r in (release_from_link(ln, "previous") for ln in output.splitlines())
+                 if r), None)
+
+
+def previous_release(current: Optional[str], releases: Iterable[str]) -> Optional[str]:
+    """The newest release older than ``current``: where a plain rollback goes."""
+    older = [r for r in releases if current and r < current]
+    return max(older) if older else None
 
 
 def list_releases_command(base: str) -> str:
@@ -116,8 +128,7 @@ def parse_releases(output: str) -> tuple[Optional[str], list[str]]:
     releases = []
     for line in output.splitlines():
         if line.startswith("current="):
-            name = posixpath.basename(line.removeprefix("current=").rstrip("/"))
-            current = name if RELEASE_ID.match(name) else None
+            current = release_from_link(line, "current")
         elif RELEASE_ID.match(line.strip()):
             releases.append(line.strip())
     return current, sorted(releases)

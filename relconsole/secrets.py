@@ -14,13 +14,14 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from .events import Event, Sink
+from relconsole.errors import RelconsoleError
+from relconsole.events import Event, Sink
 
 MASK = "****"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class SecretError(ValueError):
+class SecretError(RelconsoleError, ValueError):
     pass
 
 
@@ -71,8 +72,9 @@ class Masker:
     def event(self, event: Event) -> Event:
         if not self.values:
             return event
+        # Plain strings only: a Stage (a str enum) is the engine's own word, not data.
         changes = {f.name: self.mask(getattr(event, f.name)) for f in dataclasses.fields(event)
-                   if isinstance(getattr(event, f.name), str)}
+                   if type(getattr(event, f.name)) is str}
         return dataclasses.replace(event, **changes)
 
     def wrap(self, sink: Sink) -> Sink:

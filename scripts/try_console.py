@@ -29,7 +29,7 @@ from deployconfig import write_config  # noqa: E402
 from gitorigin import make_origin, sample_service_files  # noqa: E402
 from testbed import start_testbed  # noqa: E402
 
-from relconsole.app import RelconsoleApp  # noqa: E402
+from relconsole.ui.app import RelconsoleApp  # noqa: E402
 from relconsole.config import load_config  # noqa: E402
 from relconsole.lock import LOCK_DIR, LockInfo  # noqa: E402
 from relconsole.pipeline import run_build  # noqa: E402

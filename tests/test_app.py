@@ -13,11 +13,11 @@ from deployconfig import write_config
 from gitorigin import sample_service_files
 from textual.widgets import Button, Input, Log
 
-from relconsole.app import RelconsoleApp
-from relconsole.build_view import BuildBanner, StageStrip
+from relconsole.ui.app import RelconsoleApp
+from relconsole.ui.build_view import BuildBanner, StageStrip
 from relconsole.config import load_config
-from relconsole.ui_dialogs import QuitWhileBuilding
-from relconsole.ui_fleet_list import HostList, ServiceTable
+from relconsole.ui.dialogs import QuitWhileBuilding
+from relconsole.ui.fleet_list import HostList, ServiceTable
 
 SIZE = (120, 40)
 HOSTS = ["h1", "h2"]
@@ -279,7 +279,7 @@ async def test_a_full_pane_keeps_showing_the_newest_lines():
     """Past max_lines the Log prunes; the screen must still follow the newest output."""
     from textual.app import App
 
-    from relconsole.build_view import MAX_LINES, BuildView
+    from relconsole.ui.build_view import MAX_LINES, BuildView
     from relconsole.events import Output, StageStarted
 
     class Harness(App):

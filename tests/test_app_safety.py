@@ -15,12 +15,12 @@ from test_app import build_end, lines, view, wait_for
 from test_build_e2e import build
 from textual.widgets import DataTable, Log
 
-from relconsole.app import RelconsoleApp
+from relconsole.ui.app import RelconsoleApp
 from relconsole.config import load_config
 from relconsole.lock import LOCK_DIR, LockInfo
-from relconsole.ui_dialogs import ConfirmUnlock, RollbackDialog
-from relconsole.ui_fleet_list import HostList, PendingList, ServiceTable
-from relconsole.ui_history import BuildLogScreen, HistoryScreen
+from relconsole.ui.dialogs import ConfirmUnlock, RollbackDialog
+from relconsole.ui.fleet_list import HostList, PendingList, ServiceTable
+from relconsole.ui.history_screen import BuildLogScreen, HistoryScreen
 
 SIZE = (120, 40)
 HOSTS = ["h1", "h2"]
@@ -229,7 +229,7 @@ async def test_a_locked_service_shows_its_holder_and_a_build_is_refused_then_unl
 
 
 def test_rollback_plan_offers_releases_every_host_holds_and_preselects_the_previous():
-    from relconsole.ui_safety import HostReleases, plan_rollback
+    from relconsole.rollback import HostReleases, plan_rollback
 
     a, b, c = "20260101-100000-aaaaaaa", "20260102-100000-bbbbbbb", "20260103-100000-ccccccc"
     same = plan_rollback([HostReleases("h1", c, (a, b, c)), HostReleases("h2", c, (b, c))])
@@ -243,7 +243,7 @@ def test_rollback_plan_offers_releases_every_host_holds_and_preselects_the_previ
 
 
 def test_lock_answers_are_split_per_service_and_garbage_is_no_lock():
-    from relconsole.ui_safety import _MARK, parse_locks
+    from relconsole.lock import _MARK, parse_locks
 
     info = LockInfo(user="bob", machine="m2", pid=7, started=1.0, branch="main")
     output = f"{_MARK}svc\n{info.to_json()}\n{_MARK}api\n{_MARK}web\nnot json\n"
@@ -251,7 +251,7 @@ def test_lock_answers_are_split_per_service_and_garbage_is_no_lock():
 
 
 def test_release_ids_shrink_to_sha_and_time_in_narrow_columns():
-    from relconsole.ui_fleet_list import release_text
+    from relconsole.ui.fleet_list import release_text
 
     release = "20261126-083237-c1acb55"
     assert release_text(release, 30) == release
@@ -262,8 +262,8 @@ def test_release_ids_shrink_to_sha_and_time_in_narrow_columns():
 async def test_a_stage_the_strip_does_not_know_gets_its_own_cell_and_pane():
     from textual.app import App
 
-    from relconsole.build_view import BuildView
-    from relconsole.events import BuildFinished, Output, StageFinished, StageStarted
+    from relconsole.ui.build_view import BuildView
+    from relconsole.events import BuildFinished, Output, RunResult, StageFinished, StageStarted
 
     class Harness(App):
         def compose(self):
@@ -283,7 +283,7 @@ async def test_a_stage_the_strip_does_not_know_gets_its_own_cell_and_pane():
         assert list(bv.panes["db migrate"].lines) == ["h1: [bold]applied[/] 3"]
         assert bv.strip.selected == "db migrate"  # following the run
         bv.apply([StageFinished(stage="db migrate", ok=False, seconds=1, error="boom"),
-                  BuildFinished(ok=False, seconds=2, service="svc", error="boom")])
+                  BuildFinished(result=RunResult.FAILED, seconds=2, service="svc", error="boom")])
         await pilot.pause()
         assert "ROLLBACK FAILED" in bv.banner.content.plain
         bv.select_stage_number(1)

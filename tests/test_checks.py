@@ -4,7 +4,7 @@ import os
 import threading
 import time
 
-from relconsole.checks import run_check
+from relconsole.stages.check import run_check
 from relconsole.config import Check
 
 

@@ -18,7 +18,6 @@ from relconsole.config import (
     FileUpload,
     Host,
     Service,
-    UnknownService,
     find_config_path,
     load_config,
     parse_config,
@@ -90,7 +89,7 @@ def test_minimal_config_defaults():
     assert not web1.is_local
     assert web1.label == f"{getpass.getuser()}@10.0.0.11:22"
 
-    api = cfg.service("api")
+    api = cfg.services["api"]
     assert api == Service(
         name="api", repo="git@example.com:acme/api.git", hosts=("web1", "web2"),
         branch="main", path="/srv/api", programs=(), keep_releases=5, checks=(), files=(),
@@ -278,7 +277,7 @@ def test_local_host_root_absolute_is_kept():
 def test_sample_config_at_repo_root_loads():
     cfg = load_config(REPO_ROOT / "config.toml")
     assert set(cfg.hosts) == {"web1", "web2"}
-    api = cfg.service("api")
+    api = cfg.services["api"]
     assert api.hosts == ("web1", "web2")
     assert api.checks and api.files and api.programs
     assert cfg.settings.state_dir == REPO_ROOT / ".relconsole"
@@ -474,14 +473,6 @@ def test_utf8_bom_is_tolerated():
 def test_lone_surrogate_in_str_input():
     err = error('[hosts.web1]\naddress = "\ud800"\n')
     assert "not valid Unicode" in str(err)
-
-
-def test_unknown_service_lookup():
-    cfg = parse(MINIMAL)
-    with pytest.raises(UnknownService) as info:
-        cfg.service("apj")
-    assert str(info.value) == "unknown service 'apj' (known: api)"
-    assert isinstance(info.value, ValueError)
 
 
 # --------------------------------------------------------------------------- types and shapes

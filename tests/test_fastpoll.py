@@ -21,11 +21,11 @@ import pytest
 from deployconfig import write_config
 from testbed import SUPERVISORCTL
 
-from relconsole import supervisor as sv
+from relconsole.status import supervisorctl as sv
 from relconsole.config import load_config
-from relconsole.fastpoll import HELPER_MARK, HELPER_SOURCE, helper_target
-from relconsole.status import StatusPoller
-from relconsole.supervise import status_rows
+from relconsole.status.fastpath import HELPER_MARK, HELPER_SOURCE, helper_target
+from relconsole.status.poller import StatusPoller
+from relconsole.status.reader import status_rows
 
 PROGRAMS = """\
 [program:api]

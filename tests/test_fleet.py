@@ -3,9 +3,9 @@
 import subprocess
 import sys
 
-from relconsole.fleet import NO_PROGRAMS, UNREACHABLE, FleetRow, FleetTracker, new_log_text
-from relconsole.status import HostStatus
-from relconsole.supervisor import ProcessStatus, State
+from relconsole.status.tracker import NO_PROGRAMS, UNREACHABLE, FleetRow, FleetTracker, new_log_text
+from relconsole.status.poller import HostStatus
+from relconsole.status.supervisorctl import ProcessStatus, State
 
 
 def proc(name, state="RUNNING", pid=None, uptime=None, description=None):
@@ -16,11 +16,11 @@ def proc(name, state="RUNNING", pid=None, uptime=None, description=None):
 
 
 def up(host, *procs):
-    return HostStatus(host, tuple(procs), seconds=0.01)
+    return HostStatus.answered(host, procs, seconds=0.01)
 
 
 def down(host, why="cannot connect to 10.0.0.1:22: Connection refused"):
-    return HostStatus(host, error=why, seconds=0.01)
+    return HostStatus.unreachable(host, why, seconds=0.01)
 
 
 def by_key(rows):
@@ -202,6 +202,6 @@ def test_repeated_lines_are_never_shown_twice():
 
 
 def test_fleet_does_not_import_textual():
-    code = "import sys, relconsole.fleet; print('textual' in sys.modules)"
+    code = "import sys, relconsole.status.tracker; print('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -23,11 +23,11 @@ from textual.app import App
 from textual.widgets import DataTable, Input, Log
 
 from relconsole.config import load_config
-from relconsole.fleet import FleetRow
+from relconsole.status.tracker import FleetRow
 from relconsole.pipeline import run_build
-from relconsole.process_view import (ConfirmStop, ProcessScreen, format_age, matches,
+from relconsole.ui.process_screen import (ConfirmStop, ProcessScreen, format_age, matches,
                                      render_row)
-from relconsole.status import StatusPoller
+from relconsole.status.poller import StatusPoller
 
 SIZE = (120, 40)
 
@@ -361,7 +361,7 @@ def test_render_row_shows_remote_text_literally():
 
 
 async def test_opens_from_the_app_with_p_and_goes_back(bed, origin, tmp_path):
-    from relconsole.app import RelconsoleApp
+    from relconsole.ui.app import RelconsoleApp
 
     add_program(bed.hosts[0])
     path = write_config(tmp_path, bed, origin.url, settings={"poll_interval": 0.3})

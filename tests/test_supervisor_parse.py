@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from relconsole import supervisor as sv
-from relconsole.supervisor import ProcessStatus, State
+from relconsole.status import supervisorctl as sv
+from relconsole.status.supervisorctl import ProcessStatus, State
 
 DATA = Path(__file__).parent / "data" / "supervisorctl"
 FIXTURES = sorted(p.stem for p in DATA.glob("*.txt"))

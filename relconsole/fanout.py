@@ -1,0 +1,127 @@
+"""Doing one thing on many hosts at once, and the one result type for it.
+
+Every fan-out of relconsole (a build's steps, status polls, what the hosts run, their
+locks and releases, unlocking) goes through :func:`fan_out` and answers with a
+:class:`HostResults`: per host an :class:`Outcome` (ok or failed, the value or the
+error, how long it took), in the hosts' configured order. Partial success is normal
+and explicit: callers ask ``.failed`` and ``.succeeded`` (as Fabric's ``GroupResult``).
+
+A host's work runs in its own thread, so one thread uses a host's connection at a
+time (Fabric connections are not thread-safe) and one slow host never holds the
+others. An exception from the work becomes that host's error, never the caller's.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Generic, Iterable, Iterator, Optional, Sequence, TypeVar
+
+from relconsole.errors import Cancelled, RelconsoleError
+
+T = TypeVar("T")
+H = TypeVar("H")
+
+#: Threads at most for one fan-out unless the caller says otherwise.
+DEFAULT_MAX_PARALLEL = 32
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """What happened on one host."""
+
+    host: str
+    ok: bool
+    value: Optional[T] = None
+    error: Optional[str] = None
+    seconds: float = 0.0
+    #: The work stopped because the run was cancelled.
+    cancelled: bool = False
+    #: The exception behind ``error``, for callers that act on its type.
+    exc: Optional[BaseException] = None
+
+
+class HostResults(Generic[T]):
+    """Outcomes by host name, in the order the hosts were given."""
+
+    def __init__(self, outcomes: Iterable[Outcome[T]] = ()) -> None:
+        self.outcomes: dict[str, Outcome[T]] = {o.host: o for o in outcomes}
+
+    def __iter__(self) -> Iterator[Outcome[T]]:
+        return iter(self.outcomes.values())
+
+    def __len__(self) -> int:
+        return len(self.outcomes)
+
+    def __getitem__(self, host: str) -> Outcome[T]:
+        return self.outcomes[host]
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self)
+
+    @property
+    def cancelled(self) -> bool:
+        return any(o.cancelled for o in self)
+
+    @property
+    def succeeded(self) -> dict[str, Optional[T]]:
+        """Host → value, for the hosts where the work succeeded."""
+        return {o.host: o.value for o in self if o.ok}
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """Host → error, for the hosts where it did not."""
+        return {o.host: o.error or "failed" for o in self if not o.ok}
+
+    def describe_failures(self) -> str:
+        """``h1: why; h2: why`` — how failures read in one line."""
+        return describe(self.failed)
+
+
+def describe(failed: dict[str, str]) -> str:
+    return "; ".join(f"{name}: {error}" for name, error in failed.items())
+
+
+def attempt(host: str, work: Callable[[], T]) -> Outcome[T]:
+    """Run ``work`` for ``host`` and say how it went; never raises for an Exception."""
+    started = time.monotonic()
+    try:
+        value = work()
+    except Cancelled:
+        return Outcome(host, False, error="cancelled", cancelled=True,
+                       seconds=time.monotonic() - started)
+    except RelconsoleError as exc:
+        error = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        return Outcome(host, False, error=error, exc=exc, seconds=time.monotonic() - started)
+    except Exception as exc:  # a bug must not leave a fleet half-done: report it
+        return Outcome(host, False, error=f"internal error: {type(exc).__name__}: {exc}",
+                       exc=exc, seconds=time.monotonic() - started)
+    return Outcome(host, True, value=value, seconds=time.monotonic() - started)
+
+
+def fan_out(hosts: Sequence[H], name: Callable[[H], str], work: Callable[[H], T], *,
+            max_parallel: int = DEFAULT_MAX_PARALLEL, pool: Optional[Executor] = None,
+            thread_name: str = "host",
+            on_done: Optional[Callable[[Outcome[T]], None]] = None) -> HostResults[T]:
+    """``work(host)`` for every host in parallel (at most ``max_parallel`` at once, or on
+    ``pool``), collected as :class:`HostResults` in the order of ``hosts``.
+
+    ``on_done(outcome)`` is called in the host's thread as soon as that host is done
+    (live progress), before the fan-out as a whole returns.
+    """
+    if not hosts:
+        return HostResults()
+
+    def one(host: H) -> Outcome[T]:
+        outcome = attempt(name(host), lambda: work(host))
+        if on_done is not None:
+            on_done(outcome)
+        return outcome
+
+    if pool is not None:
+        return HostResults(pool.map(one, hosts))
+    workers = max(1, min(len(hosts), max_parallel))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name) as own:
+        return HostResults(own.map(one, hosts))

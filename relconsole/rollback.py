@@ -1,0 +1,156 @@
+"""Rollback: switch every host back to an earlier release, all or none, then restart.
+
+:func:`run_rollback` is the engine's entry (``--rollback``, the console's ``R``);
+:func:`plan_rollback` tells a front end beforehand what it can go back to. The rule
+for "the previous release" lives in :func:`relconsole.release.previous_release`, used
+by both.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Optional, Sequence
+
+from relconsole import release as rel
+from relconsole.config import Config, Host, Service
+from relconsole.errors import StageFailed
+from relconsole.events import BuildFinished, Sink, Stage
+from relconsole.fanout import fan_out
+from relconsole.history import recording
+from relconsole.hosts.base import Transport
+from relconsole.hosts.connect import Connector, OnHost, open_transport
+from relconsole.run import Run, Step
+from relconsole.secrets import Masker
+from relconsole.stages.checkout import Commit
+
+
+@dataclass
+class Rollback(Run):
+    """Switch every host back to an earlier release (the previous one, or ``to``)."""
+
+    to: Optional[str] = None
+    action: ClassVar[str] = "rollback"
+
+    def steps(self) -> list[Step]:
+        return [(Stage.SWITCH, self.do_switch), (Stage.SUPERVISOR, self.do_supervisor)]
+
+    def do_switch(self) -> None:
+        self.begin(Stage.SWITCH)
+        targets: dict[str, str] = {}
+
+        def find(host: Host, t: Transport) -> None:
+            current, releases = self.fleet.list_releases(t)
+            if self.to:
+                if self.to not in releases:
+                    raise StageFailed(f"release {self.to} is not on this host "
+                                      f"(it has: {', '.join(releases) or 'none'})")
+                targets[host.name] = self.to
+                return
+            previous = rel.previous_release(current, releases)
+            if previous is None:
+                raise StageFailed(f"no release before {current or 'the current one'} to go back to")
+            targets[host.name] = previous
+
+        found = self.fleet.each(Stage.SWITCH, find, report=False)
+        if found.failed:
+            raise StageFailed(f"cannot roll back: {found.describe_failures()} — "
+                              "nothing was switched")
+        if len(set(targets.values())) > 1:
+            listed = ", ".join(f"{h}: {r}" for h, r in targets.items())
+            raise StageFailed(f"hosts run different releases, so 'previous' differs ({listed}); "
+                              "choose one with --to RELEASE — nothing was switched")
+        self.release = next(iter(targets.values()))
+        sha = self.fleet.revision(self.fleet.transports[self.hosts[0].name], self.release)
+        if sha:
+            self.commit = Commit(sha=sha, subject="", author="")
+        self.say(Stage.SWITCH, f"rolling back to release {self.release} "
+                               f"(sha {(sha or 'unknown')[:12]})")
+        self.previous = self.fleet.switch(Stage.SWITCH, targets)
+
+
+def run_rollback(config: Config, service_name: str, sink: Sink,
+                 cancel: Optional[threading.Event] = None, *, to: Optional[str] = None,
+                 trigger: str = "headless", connector: Connector = open_transport) -> BuildFinished:
+    """Switch every host of ``service_name`` back to the previous release (or ``to``),
+    all or none, then restart and verify its programs as a build does."""
+    service = config.services[service_name]
+    masker = Masker()
+    return Rollback(config=config, service=service, hosts=config.hosts_of(service),
+                    branch=service.branch,
+                    sink=masker.wrap(recording(config.settings.state_dir, sink, trigger)),
+                    masker=masker, cancel=cancel or threading.Event(), connector=connector,
+                    to=to).run()
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class HostReleases:
+    host: str
+    current: Optional[str] = None
+    releases: tuple[str, ...] = ()  # oldest first
+    error: Optional[str] = None
+
+    @property
+    def previous(self) -> Optional[str]:
+        """Where a plain rollback takes this host."""
+        return rel.previous_release(self.current, self.releases)
+
+
+def read_releases(service: Service, hosts: Sequence[Host], on_host: OnHost,
+                  timeout: float) -> list[HostReleases]:
+    """Each host's current release and every release it holds, in parallel."""
+    def one(host: Host) -> HostReleases:
+        res = on_host(host, lambda t: t.run(rel.list_releases_command(t.path(service.path)),
+                                            timeout=timeout, sudo=True))
+        if not res.ok:
+            return HostReleases(host.name, error=f"cannot list releases: {res.tail(2)}")
+        current, releases = rel.parse_releases(res.stdout)
+        return HostReleases(host.name, current, tuple(releases))
+
+    results = fan_out(hosts, lambda h: h.name, one, thread_name="releases")
+    return [o.value if o.ok and o.value else HostReleases(o.host, error=o.error) for o in results]
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a rollback can do: the releases every host holds, and the usual target."""
+
+    hosts: tuple[HostReleases, ...]
+    candidates: tuple[str, ...]  # held by every host, newest first, not current everywhere
+    default: Optional[str]  # every host's previous release, when they agree
+
+    @property
+    def errors(self) -> list[HostReleases]:
+        return [h for h in self.hosts if h.error]
+
+    @property
+    def drift(self) -> bool:
+        return len({h.current for h in self.hosts if not h.error}) > 1
+
+
+def plan_rollback(found: Sequence[HostReleases]) -> RollbackPlan:
+    ok = [h for h in found if not h.error]
+    if not ok or len(ok) < len(found):
+        return RollbackPlan(tuple(found), (), None)
+    common = set(ok[0].releases).intersection(*(h.releases for h in ok[1:]))
+    currents = {h.current for h in ok}
+    if len(currents) == 1:
+        common -= currents
+    previous = {h.previous for h in ok}
+    default = next(iter(previous)) if len(previous) == 1 and None not in previous else None
+    return RollbackPlan(tuple(found), tuple(sorted(common, reverse=True)), default)
+
+
+def release_subject(workspace: Path, release: str) -> Optional[str]:
+    """The subject of the commit a release was built from, if the workspace knows it."""
+    sha = release.rsplit("-", 1)[-1]
+    try:
+        import git
+
+        return git.Repo(workspace).commit(sha).summary
+    except Exception:  # no workspace, unknown commit: the release id says enough
+        return None

@@ -1,0 +1,188 @@
+"""What every run of the engine shares: the lock, the stages, the events, the result.
+
+A *run* is a build (:mod:`relconsole.pipeline`) or a rollback
+(:mod:`relconsole.rollback`). :class:`Run` takes the deploy lock and connects before its
+first stage, runs its stages in order reporting each as events, turns the way it ended
+into a :class:`~relconsole.events.RunResult`, and releases the lock however it ended.
+Subclasses say which stages they have (:meth:`Run.steps`) and what each does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar, Optional
+
+from relconsole import lock as lk
+from relconsole.config import Config, Host, Service, Settings
+from relconsole.errors import Cancelled, StageFailed
+from relconsole.events import (BuildFinished, BuildStarted, Output, RunResult, Sink, Stage,
+                               StageFinished, StageStarted)
+from relconsole.fanout import describe
+from relconsole.fleet import Fleet
+from relconsole.hosts.connect import Connector, open_transport
+from relconsole.secrets import Masker, SecretError
+from relconsole.secrets import resolve as resolve_secret
+from relconsole.stages.checkout import Commit
+
+Step = tuple[Stage, Callable[[], None]]
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` readable by the user only: it holds workspaces and logs."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class Run:
+    """One run of one service. Use ``run_build`` or ``run_rollback`` rather than this."""
+
+    config: Config
+    service: Service
+    hosts: list[Host]
+    branch: str
+    sink: Sink
+    cancel: threading.Event
+    connector: Connector = open_transport
+    action: ClassVar[str] = "run"
+    commit: Optional[Commit] = None
+    release: Optional[str] = None
+    #: Per host, the release ``current`` pointed to before this run switched it.
+    previous: dict[str, Optional[str]] = field(default_factory=dict)
+    rolled_back: Optional[str] = None
+    masker: Masker = field(default_factory=Masker)
+    #: Secret values for the checks' environment, read when the run starts.
+    secret_env: dict[str, str] = field(default_factory=dict)
+    #: The stage running now: where an unexpected error is reported.
+    current_stage: Optional[Stage] = None
+
+    def __post_init__(self) -> None:
+        self.fleet = Fleet(self.service, self.hosts, self.settings, self.sink, self.connector)
+        self.local_lock = lk.LocalLock(self.settings.state_dir, self.service.name)
+
+    # -- what a subclass says ---------------------------------------------------
+    def steps(self) -> list[Step]:
+        """The stages of this run, in order, with the work of each."""
+        raise NotImplementedError
+
+    def roll_back_automatically(self) -> None:
+        """Called when a stage fails or is cancelled after :attr:`previous` was set (the
+        fleet switched): bring every host back. Runs that never switch need nothing."""
+
+    # -- plumbing ---------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return self.config.settings
+
+    def say(self, stage: Stage, line: str, host: Optional[str] = None,
+            stream: str = "info") -> None:
+        self.sink(Output(stage=stage, line=line, host=host, stream=stream))
+
+    def check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
+
+    def stage(self, name: Stage, work: Callable[[], None], cancellable: bool = True) -> None:
+        if cancellable:
+            self.check_cancel()
+        self.current_stage = name
+        self.sink(StageStarted(stage=name))
+        started = time.monotonic()
+        try:
+            work()
+        except (Cancelled, StageFailed) as exc:
+            self.sink(StageFinished(stage=name, ok=False, seconds=time.monotonic() - started,
+                                    error=str(exc), cancelled=isinstance(exc, Cancelled)))
+            raise
+        self.sink(StageFinished(stage=name, ok=True, seconds=time.monotonic() - started))
+
+    def begin(self, stage: Stage) -> None:
+        """Lock this machine, connect to every host, lock every host: in that order, so a
+        second run on this machine is refused at once, before any connection."""
+        ensure_private_dir(self.settings.state_dir)
+        self.read_secrets()
+        info = lk.LockInfo.mine(self.branch, self.action)
+        self.local_lock.acquire(info)
+        self.fleet.connect(stage)
+        self.check_cancel()
+        self.fleet.lock(stage, info)
+
+    def read_secrets(self) -> None:
+        """Read the secrets this run needs and mask their values from now on."""
+        refs = [(f"secret {name}", name, ref) for name, ref in self.service.secrets]
+        refs += [(f"host {h.name} key_passphrase", None, h.key_passphrase)
+                 for h in self.hosts if h.key_passphrase]
+        for label, env_name, ref in refs:
+            try:
+                value = resolve_secret(ref)
+            except SecretError as exc:
+                raise StageFailed(f"{label}: {exc}") from None
+            self.masker.add([value])
+            if env_name:
+                self.secret_env[env_name] = value
+
+    def end(self) -> None:
+        self.fleet.unlock()
+        self.fleet.close()
+        self.local_lock.release()
+
+    def do_supervisor(self) -> None:
+        failed = self.fleet.restart(Stage.SUPERVISOR, self.cancel)
+        if failed:
+            raise StageFailed(describe(failed))
+
+    # -- the whole run ----------------------------------------------------------
+    def run(self) -> BuildFinished:
+        started = time.monotonic()
+        steps = self.steps()
+        self.sink(BuildStarted(service=self.service.name, branch=self.branch,
+                               hosts=tuple(h.name for h in self.hosts),
+                               stages=tuple(stage for stage, _ in steps), action=self.action))
+        error: Optional[str] = None
+        result = RunResult.SUCCESS
+        holder: Optional[str] = None
+        try:
+            for name, work in steps:
+                try:
+                    self.stage(name, work)
+                except (StageFailed, Cancelled):
+                    # Once switched, a failed verify or a cancel must not leave the new
+                    # release half-started: every host goes back to what ran before.
+                    if self.previous:
+                        self.roll_back_automatically()
+                    raise
+        except Cancelled:
+            error, result = "cancelled", RunResult.CANCELLED
+        except lk.LockHeld as exc:
+            error, result = str(exc), RunResult.LOCKED
+            holder = exc.holder.describe() if exc.holder else None
+        except StageFailed as exc:
+            error, result = str(exc), RunResult.FAILED
+        except Exception as exc:  # a bug: still end cleanly (lock released) and say so
+            error, result = f"internal error: {type(exc).__name__}: {exc}", RunResult.FAILED
+            where = self.current_stage or steps[0][0]
+            for line in traceback.format_exc().splitlines():  # kept in the history log
+                self.say(where, line, stream="err")
+        finally:
+            self.end()
+        if self.rolled_back:
+            error = f"{error} — rolled back to release {self.rolled_back}"
+            if result is RunResult.FAILED:
+                result = RunResult.ROLLED_BACK
+        finished = BuildFinished(result=result, seconds=time.monotonic() - started,
+                                 service=self.service.name,
+                                 sha=self.commit.sha if self.commit else None,
+                                 release=self.release, error=error,
+                                 rolled_back=self.rolled_back, holder=holder)
+        self.sink(finished)
+        return finished
+
+
+def rolled_back_to(previous: dict[str, Optional[str]]) -> str:
+    """The release(s) an automatic rollback returned the hosts to, for one line."""
+    releases = sorted({r for r in previous.values() if r})
+    return releases[0] if len(releases) == 1 else ", ".join(releases)

@@ -1,0 +1,183 @@
+"""The checkout stage: one git workspace per service, brought to the branch tip, clean.
+
+GitPython drives git with argument lists (no shell), so a branch name never reaches a
+shell. Clone and fetch, the two that talk to the network, run as plain subprocesses in
+their own process group instead: GitPython's ``kill_after_timeout`` is ignored for
+clone and leaves git's ssh child running, and a hung origin must neither hang the build
+nor outlive a cancel. The worktree is only touched after a fetch succeeded: an unreachable origin
+or a deleted branch leaves the last good workspace as it was. A git that a stop signal
+ended (Ctrl-C reaches the whole process group) means the build was cancelled, not that
+git failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import git
+
+from relconsole.errors import Cancelled, StageFailed
+
+# How git ends when the operator's Ctrl-C or a service manager's SIGTERM reached it too
+# (they signal the whole process group): killed by the signal, or exiting 128 + signal.
+_INTERRUPTED = {-signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGINT, 128 + signal.SIGTERM}
+
+
+class CheckoutError(StageFailed):
+    """git could not bring the workspace to the commit (origin, branch, disk...)."""
+
+
+def _failed(what: str, exc: git.GitCommandError) -> Exception:
+    """The error for a git command that failed: a cancel when a stop signal ended it."""
+    if exc.status in _INTERRUPTED:
+        return Cancelled()
+    return CheckoutError(f"{what}: {git_error(exc)}")
+
+
+def workspace_path(state_dir: Path, service: str) -> Path:
+    """Where a service's clone lives."""
+    return state_dir / "workspaces" / service
+
+
+@contextlib.contextmanager
+def workspace_lock(workspace: Path, timeout: float = 600.0):
+    """One git at a time in a workspace, across processes: a build's checkout and the
+    console's pending-commits fetch would otherwise race for git's ref locks."""
+    workspace.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(workspace.parent / f".{workspace.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise CheckoutError(f"workspace {workspace} stayed busy for {timeout:g}s") \
+                        from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    subject: str
+    author: str
+
+
+def git_error(exc: git.GitCommandError) -> str:
+    lines = [ln.strip() for ln in str(exc.stderr or "").splitlines() if ln.strip()]
+    # git prefixes its words with "stderr: '" in GitPython's repr; keep only git's own.
+    lines = [ln.removeprefix("stderr: ").strip("'").strip() for ln in lines]
+    return "; ".join(ln for ln in lines if ln) or str(exc)
+
+
+def _run_git(args: list[str], what: str, timeout: float,
+             cancel: Optional[threading.Event]) -> None:
+    """A networked git command, killed with its children on timeout or cancel."""
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")  # never wait for a password prompt
+    if "GIT_SSH_COMMAND" not in env and "GIT_SSH" not in env:
+        env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
+    proc = subprocess.Popen(["git", *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, err = proc.communicate(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            timed_out = time.monotonic() > deadline
+            if not timed_out and not (cancel is not None and cancel.is_set()):
+                continue
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            if timed_out:
+                raise CheckoutError(f"{what}: git timed out after {timeout:g}s "
+                                    "(settings.command_timeout)") from None
+            raise Cancelled() from None
+    if proc.returncode in _INTERRUPTED:
+        raise Cancelled()
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
+        raise CheckoutError(f"{what}: {'; '.join(lines[-5:]) or f'git exited {proc.returncode}'}")
+
+
+def _open_or_clone(workspace: Path, url: str, log: Callable[[str], None],
+                   timeout: float, cancel: Optional[threading.Event]) -> git.Repo:
+    if (workspace / ".git").is_dir():
+        try:
+            repo = git.Repo(workspace)
+            if repo.remotes and "origin" in repo.remotes:
+                if repo.remotes.origin.url != url:
+                    log(f"origin changed to {url}")
+                    repo.remotes.origin.set_url(url)
+                return repo
+        except (git.InvalidGitRepositoryError, git.GitCommandError, ValueError):
+            pass
+        log(f"workspace {workspace} is not usable; cloning afresh")
+        shutil.rmtree(workspace)
+    log(f"cloning {url}")
+    workspace.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # --no-hardlinks: a local origin's object files would otherwise be shared, with
+        # the origin's permissions; the workspace must be this user's alone.
+        _run_git(["clone", "--quiet", "--no-checkout", "--no-hardlinks", "--", url,
+                  str(workspace)], f"cannot clone {url}", timeout, cancel)
+    except (CheckoutError, Cancelled):
+        shutil.rmtree(workspace, ignore_errors=True)
+        raise
+    return git.Repo(workspace)
+
+
+def checkout(workspace: Path, url: str, branch: str, log: Callable[[str], None],
+             timeout: float = 600.0, cancel: Optional[threading.Event] = None) -> Commit:
+    """Bring ``workspace`` to the tip of ``origin/<branch>``, with no stale files.
+
+    Clone and fetch are killed after ``timeout`` seconds, or when ``cancel`` is set.
+    """
+    with workspace_lock(workspace, timeout):
+        return _checkout_locked(workspace, url, branch, log, timeout, cancel)
+
+
+def fetch(workspace: Path, url: str, timeout: float,
+          cancel: Optional[threading.Event] = None) -> None:
+    """Update every ``origin/*`` ref; the worktree is not touched."""
+    _run_git(["-C", str(workspace), "fetch", "--quiet", "--prune", "--no-tags", "origin",
+              "+refs/heads/*:refs/remotes/origin/*"], f"cannot fetch from {url}", timeout, cancel)
+
+
+def _checkout_locked(workspace: Path, url: str, branch: str, log: Callable[[str], None],
+                     timeout: float, cancel: Optional[threading.Event]) -> Commit:
+    repo = _open_or_clone(workspace, url, log, timeout, cancel)
+    log(f"fetching {branch} from {url}")
+    fetch(workspace, url, timeout, cancel)
+    ref = f"origin/{branch}"
+    try:
+        sha = repo.git.rev_parse("--verify", "--quiet", f"refs/remotes/{ref}^{{commit}}")
+    except git.GitCommandError:
+        known = sorted(r.remote_head for r in repo.remotes.origin.refs if r.remote_head != "HEAD")
+        raise CheckoutError(f"branch '{branch}' not found in {url} "
+                            f"(branches: {', '.join(known) or 'none'})") from None
+    try:
+        repo.git.checkout("--force", "--detach", sha)
+        repo.git.reset("--hard", sha)
+        repo.git.clean("-ffdx")  # untracked and ignored files from an earlier build
+    except git.GitCommandError as exc:
+        raise _failed(f"cannot check out {sha[:12]}", exc) from None
+    commit = repo.commit(sha)
+    subject = commit.message.splitlines()[0] if commit.message else ""
+    log(f"at {sha[:12]} {subject} ({commit.author.name})")
+    return Commit(sha=sha, subject=subject, author=f"{commit.author.name} <{commit.author.email}>")

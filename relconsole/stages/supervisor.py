@@ -1,0 +1,143 @@
+"""The supervisor stage on one host: update, restart, and verify by parsed state.
+
+``supervisorctl`` exits 0 while a program is BACKOFF or STARTING, so success is
+judged from ``supervisorctl status`` rows: every process of every program must be
+RUNNING with a new pid, and still so at least ``settle`` seconds after the restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Callable, Optional, Sequence
+
+from relconsole.config import Host
+from relconsole.errors import Cancelled, StageFailed
+from relconsole.hosts.base import CommandFailed, Result, Transport, run_step
+from relconsole.status import supervisorctl as sv
+from relconsole.status.reader import status_rows
+
+# A program's log lines shown when it failed to start.
+_TAIL_LINES = 15
+
+
+class VerifyFailed(StageFailed):
+    pass
+
+
+def _pids(rows: Sequence[sv.ProcessStatus]) -> dict[str, int | None]:
+    return {row.name: row.pid for row in rows}
+
+
+def _checked(t: Transport, command: str, step: str, timeout: float, log) -> Result:
+    res = run_step(t, command, step, timeout=timeout, on_line=lambda line, _s: log(line),
+                   sudo=True)
+    if not res.ok:
+        raise CommandFailed(t.name, step, res)
+    return res
+
+
+def _tail(t: Transport, host: Host, name: str, timeout: float) -> list[str]:
+    lines: list[str] = []
+    for stream in ("stdout", "stderr"):
+        res = run_step(t, sv.tail_command(host.supervisorctl, name, stream),
+                       f"supervisorctl tail {stream}", timeout=timeout, sudo=True)
+        lines += [f"  {stream}| {ln}" for ln in res.stdout.splitlines()[-_TAIL_LINES:] if ln.strip()]
+    return lines
+
+
+@contextlib.contextmanager
+def _waking(poke: Optional[Callable[[], None]]):
+    """Keep supervisord awake while supervisorctl waits on it.
+
+    supervisord notices a stopped child or an elapsed startsecs only when its main loop
+    turns, which happens once a second unless a request wakes it: a restart waits ~2 s
+    where ~1 s is the program's own startsecs. A cheap request every 0.1 s (the status
+    helper's, ~1 ms, on another channel of the same connection) halves that.
+    """
+    if poke is None:
+        yield
+        return
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.wait(0.1):
+            try:
+                poke()
+            except Exception:  # a missed wake-up only costs time
+                pass
+
+    thread = threading.Thread(target=loop, name="supervisord-wake", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def restart_and_verify(t: Transport, host: Host, programs: Sequence[str], *,
+                       timeout: float, log: Callable[[str], None], cancel: threading.Event,
+                       settle: float = 1.0, verify_timeout: float = 60.0,
+                       read_rows: Optional[Callable[[], list[sv.ProcessStatus]]] = None,
+                       poke: Optional[Callable[[], None]] = None) -> None:
+    """Bring ``programs`` up on the new release and prove they stay up.
+
+    ``read_rows`` reads the host's status (a :class:`StatusReader`'s fast path, say);
+    by default ``supervisorctl status``. ``poke``, when given, is a cheap request to
+    supervisord, sent every 0.1 s while update and restart wait on it (see _waking).
+    """
+    read_rows = read_rows or (lambda: status_rows(t, host, timeout))
+    before = _pids(read_rows()) if programs else {}
+    with _waking(poke):
+        _checked(t, sv.update_command(host.supervisorctl), "supervisorctl update", timeout, log)
+    if not programs:
+        log("no programs configured: nothing to restart")
+        return
+    if cancel.is_set():
+        raise Cancelled()
+    # restart's exit code is not the verdict: a spawn error, an unknown program or a
+    # supervisord that went away all show in the verify below, with better words.
+    with _waking(poke):
+        run_step(t, sv.restart_command(host.supervisorctl, programs), "supervisorctl restart",
+                 timeout=timeout, on_line=lambda line, _s: log(line), sudo=True)
+    restarted = time.monotonic()
+    _verify(t, host, programs, before, restarted, timeout=timeout, log=log,
+            settle=settle, verify_timeout=verify_timeout, cancel=cancel, read_rows=read_rows)
+
+
+def _verify(t: Transport, host: Host, programs: Sequence[str], before: dict[str, int | None],
+            restarted: float, *, timeout: float, log, settle: float, verify_timeout: float,
+            cancel: threading.Event, read_rows: Callable[[], list[sv.ProcessStatus]]) -> None:
+    while True:
+        rows = read_rows()
+        waiting = []
+        for program in programs:
+            procs = [r for r in rows if r.belongs_to(program)]
+            if not procs:
+                raise VerifyFailed(f"program '{program}' is not known to supervisor on {t.name}")
+            for proc in procs:
+                if proc.state in sv.FAILED_STATES or proc.state == sv.State.STOPPED:
+                    lines = [f"{proc.name} is {proc.state.value}: {proc.description}"]
+                    lines += _tail(t, host, proc.name, timeout)
+                    for line in lines:
+                        log(line)
+                    raise VerifyFailed(f"{proc.name} is {proc.state.value} ({proc.description})")
+                if proc.state != sv.State.RUNNING or proc.pid == before.get(proc.name):
+                    waiting.append(f"{proc.name} {proc.state.value}")
+        elapsed = time.monotonic() - restarted
+        # Up for `settle` seconds by supervisor's own clock (restart already waited
+        # startsecs), or by ours: either way it survived its start.
+        settled = elapsed >= settle or all(
+            (r.uptime or 0) >= settle for p in programs for r in rows if r.belongs_to(p))
+        if not waiting and settled:
+            for program in programs:
+                for proc in (r for r in rows if r.belongs_to(program)):
+                    log(f"{proc.name} RUNNING pid {proc.pid}")
+            return
+        if elapsed > verify_timeout:
+            raise VerifyFailed(f"not running after {verify_timeout:g}s: {', '.join(waiting)}")
+        if cancel.is_set():
+            raise Cancelled()
+        time.sleep(min(0.25, max(0.05, settle - elapsed)))

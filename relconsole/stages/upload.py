@@ -1,0 +1,76 @@
+"""The upload stage's parts: the release as one tar, and unpacking it on a host.
+
+The tree of the commit (``git archive``), a ``REVISION`` file and the configured
+``files`` become one tar written once to a private temporary file; every host then
+reads it as one stream through one exec channel (``tar -x`` into a partial release
+directory, renamed when complete). No SFTP, no file-by-file round trips.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+import time
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import git
+
+from relconsole import release as rel
+from relconsole.config import FileUpload
+from relconsole.hosts.base import CommandFailed, Transport
+from relconsole.stages.checkout import CheckoutError, _failed
+
+
+def write_release_tar(workspace: Path, sha: str, files: tuple[FileUpload, ...],
+                      out: BinaryIO) -> list[tuple[int, str]]:
+    """Write the tree of ``sha`` as one tar, plus REVISION and the configured ``files``.
+
+    ``files`` go under ``.relconsole/files/<n>/`` inside the release and are only
+    copied to their ``dest`` at the switch: until every host holds the release,
+    nothing outside the release directory changes. Returns (n, name) pairs staged.
+    """
+    repo = git.Repo(workspace)
+    try:
+        repo.archive(out, sha, format="tar")
+    except git.GitCommandError as exc:
+        raise _failed(f"cannot archive {sha[:12]}", exc) from None
+    out.flush()
+    out.seek(0)
+    staged = []
+    with tarfile.open(fileobj=out, mode="a") as tar:
+        _add_bytes(tar, "REVISION", (sha + "\n").encode())
+        for index, upload in enumerate(files):
+            matches = sorted(p for p in workspace.glob(upload.src) if p.is_file() or p.is_symlink())
+            if not matches:
+                raise CheckoutError(f"files: '{upload.src}' matches no file in the checkout")
+            for match in matches:
+                if match.is_symlink():  # could point at anything on this machine
+                    raise CheckoutError(f"files: '{match.relative_to(workspace)}' is a symlink; "
+                                        "refusing to upload what it points to")
+                tar.add(str(match), arcname=f"{rel.STAGED_FILES}/{index}/{match.name}")
+                staged.append((index, match.name))
+    out.seek(0)
+    return staged
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def extract(t: Transport, base: str, release: str, tar_path: Path, *, timeout: float,
+            cancel: threading.Event, log: Callable[[str], None]) -> None:
+    """Unpack the release tar into ``releases/<release>`` on one host."""
+    started = time.monotonic()
+    size = tar_path.stat().st_size
+    with open(tar_path, "rb") as data:
+        res = t.put_stream(rel.extract_command(base, release), data, timeout=timeout, sudo=True,
+                           cancel=cancel)
+    if not res.ok:
+        raise CommandFailed(t.name, "unpacking the release", res)
+    log(f"unpacked {size / 1e6:.1f} MB into releases/{release} "
+        f"in {time.monotonic() - started:.2f}s")

@@ -1,0 +1,185 @@
+# relconsole-fastpoll helper: one JSON line per request line.
+#
+# This file runs ON THE HOST, not in relconsole: relconsole.status.fastpath reads it
+# as package data and starts it over the open connection of the host as
+# ``python3 -I -S -c SOURCE TARGET ARGV0``. So: stdlib only, Python >= 3.6 syntax
+# (a test parses it so), no single quotes (it travels shell-quoted, twice under sudo).
+# The protocol is described in relconsole/status/fastpath.py.
+import base64, configparser, http.client, json, os, shutil, socket, sys, xmlrpc.client
+
+FIELDS = ("name", "group", "statename", "pid", "start", "now", "description")
+DEFAULT_URL = "http://localhost:9001"
+TIMEOUT = 10
+
+
+class Fatal(Exception):
+    pass
+
+
+def say(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def norm(path):
+    return os.path.normpath(os.path.abspath(os.path.expanduser(path)))
+
+
+def find_config(argv0):
+    # The search list of supervisorctl (supervisor/options.py), in its order.
+    paths = []
+    script = shutil.which(argv0) if argv0 else None
+    if script:
+        here = os.path.dirname(os.path.dirname(script))
+        paths += [os.path.join(here, "etc", "supervisord.conf"), os.path.join(here, "supervisord.conf")]
+    paths += ["supervisord.conf", "etc/supervisord.conf", "/etc/supervisord.conf",
+              "/etc/supervisor/supervisord.conf"]
+    for path in paths:
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def read_config(path):
+    parser = configparser.RawConfigParser(inline_comment_prefixes=(";", "#"), strict=False)
+    try:
+        with open(path) as f:
+            parser.read_file(f)
+    except OSError as e:
+        raise Fatal("could not read config file %s: %s" % (path, e.strerror or e))
+    except (configparser.Error, ValueError) as e:
+        raise Fatal("could not parse config file %s: %s" % (path, " ".join(str(e).split())))
+    if not parser.has_section("supervisorctl"):
+        raise Fatal("%s does not include a [supervisorctl] section" % path)
+    env = dict(("ENV_" + k, v) for k, v in os.environ.items())
+
+    def get(key, default, expansions):
+        if not parser.has_option("supervisorctl", key):
+            return default
+        try:
+            return parser.get("supervisorctl", key) % expansions
+        except Exception as e:
+            raise Fatal("cannot expand %s in [supervisorctl] of %s: %s" % (key, path, e))
+
+    url = get("serverurl", DEFAULT_URL, dict(env, here=os.path.dirname(norm(path))))
+    return url, get("username", None, env), get("password", None, env)
+
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        http.client.HTTPConnection.__init__(self, "localhost", timeout=TIMEOUT)
+        self.socket_path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class Refused(Exception):
+    def __init__(self, status, reason):
+        Exception.__init__(self, "%s %s" % (status, reason))
+        self.status = status
+
+
+class Server:
+    def __init__(self, url, username=None, password=None):
+        if url.startswith("unix://"):
+            path = norm(url[7:])
+            self.url = "unix://" + path
+            self.connect = lambda: UnixConnection(path)
+        elif url.startswith("http://"):
+            hostport = url[7:].split("/", 1)[0]
+            self.url = url
+            self.connect = lambda: http.client.HTTPConnection(hostport, timeout=TIMEOUT)
+        else:
+            raise Fatal("Unknown protocol for serverurl %s" % url)
+        self.headers = {"Content-Type": "text/xml", "Accept": "text/xml"}
+        if username is not None and password is not None:
+            token = base64.b64encode(("%s:%s" % (username, password)).encode()).decode()
+            self.headers["Authorization"] = "Basic " + token
+        self.body = xmlrpc.client.dumps((), "supervisor.getAllProcessInfo").encode()
+        self.conn = None
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def all_process_info(self):
+        # One HTTP connection kept across polls, as supervisorctl keeps its own; one
+        # that supervisord dropped meanwhile is retried once on a fresh one.
+        for reused in (self.conn is not None, False):
+            if self.conn is None:
+                self.conn = self.connect()
+            try:
+                self.conn.request("POST", "/RPC2", self.body, self.headers)
+                response = self.conn.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException):
+                self.close()
+                if reused:
+                    continue
+                raise
+            if response.status != 200:
+                self.close()
+                raise Refused(response.status, response.reason)
+            if response.will_close:
+                self.close()
+            return xmlrpc.client.loads(data)[0][0]
+        raise AssertionError("unreachable")
+
+    def answer(self):
+        try:
+            infos = self.all_process_info()
+        except xmlrpc.client.Fault as e:
+            return {"ok": False, "lasting": False, "error": "supervisord: %s" % e.faultString}
+        except PermissionError:
+            return {"ok": False, "lasting": True, "error": "%s: permission denied" % self.url}
+        except FileNotFoundError:
+            return {"ok": False, "lasting": False, "error": "%s no such file" % self.url}
+        except ConnectionRefusedError:
+            return {"ok": False, "lasting": False, "error": "%s refused connection" % self.url}
+        except Refused as e:
+            return {"ok": False, "lasting": e.status == 401, "error": "%s: %s" % (self.url, e)}
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            return {"ok": False, "lasting": False, "error": "%s: %s" % (self.url, e or type(e).__name__)}
+        return {"ok": True, "processes": [dict((k, i.get(k)) for k in FIELDS) for i in infos]}
+
+
+def main():
+    target = sys.argv[1] if len(sys.argv) > 1 else ""
+    argv0 = sys.argv[2] if len(sys.argv) > 2 else ""
+    path = None
+    try:
+        if target.startswith(("unix://", "http://")):
+            server = Server(target)
+        else:
+            path = target or find_config(argv0)
+            server = Server(*read_config(path)) if path else Server(DEFAULT_URL)
+    except Fatal as e:
+        say({"ok": False, "lasting": True, "error": str(e)})
+        return 2
+    say({"hello": 1, "serverurl": server.url, "config": path})
+    for line in sys.stdin.buffer:
+        request = line.strip()
+        if request == b"status":
+            try:
+                say(server.answer())
+            except Exception as e:  # a bug here must not pass for a supervisord answer
+                say({"ok": False, "lasting": True, "error": "helper: %s: %s" % (type(e).__name__, e)})
+        elif request:
+            say({"ok": False, "lasting": True, "error": "unknown request %r" % request[:40]})
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (BrokenPipeError, KeyboardInterrupt):
+        sys.exit(1)

@@ -1,0 +1,72 @@
+"""``relconsole --unlock SVC``: remove a deploy lock left by a run that is gone.
+
+Refused while a run of this machine holds the service's lock (cancel that instead).
+On each host the lock's holder is read first and named in the answer; the unlock is
+recorded in the history like a run.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from relconsole import lock as lk
+from relconsole.config import Config, Host
+from relconsole.errors import StageFailed
+from relconsole.events import Event, Output, Stage
+from relconsole.fleet import Fleet
+from relconsole.history import History
+from relconsole.hosts.base import Transport
+from relconsole.hosts.connect import Connector, open_transport
+
+
+def force_unlock(config: Config, service_name: str, connector: Connector = open_transport,
+                 trigger: str = "headless") -> tuple[bool, list[str]]:
+    """Remove the service's lock on every host, if no live run holds it.
+
+    Returns (ok, lines to show).
+    """
+    service = config.services[service_name]
+    holder = lk.LocalLock(config.settings.state_dir, service.name).holder()
+    if holder is not None:
+        return False, [f"{service.name} is being deployed from this machine right now by "
+                       f"{holder.describe()}; cancel that build instead of unlocking"]
+    lines: list[str] = []
+
+    def collect(event: Event) -> None:
+        if isinstance(event, Output):
+            lines.append(f"{event.host}: {event.line}")
+
+    fleet = Fleet(service, config.hosts_of(service), config.settings, collect, connector)
+
+    def remove(host: Host, t: Transport) -> None:
+        found = lk.parse_holder(t.run(lk.read_command(fleet.base(t)),
+                                      timeout=config.settings.command_timeout, sudo=True).stdout)
+        if found is None:
+            lines.append(f"{host.name}: not locked")
+            return
+        fleet.run(t, lk.force_release_command(fleet.base(t)), "removing the lock")
+        lines.append(f"{host.name}: removed the lock held by {found.describe()}")
+
+    ok = True
+    failed: dict[str, str] = {}
+    try:
+        # Fleet's stages only label its own narration, which this collects by host.
+        fleet.connect(Stage.SWITCH)
+        failed = fleet.each(Stage.SWITCH, remove, report=False).failed
+    except StageFailed as exc:
+        ok = False
+        lines.append(str(exc))
+    finally:
+        fleet.close()
+    lines += [f"{name}: {error}" for name, error in failed.items()]
+    ok = ok and not failed
+    try:
+        history = History(config.settings.state_dir)
+        row, _ = history.start(service=service.name, action="unlock", who=lk.who(),
+                               trigger=trigger, branch=None, hosts=list(service.hosts))
+        history.update(row, result="success" if ok else "failed", duration=0.0,
+                       log="\n".join(lines))
+        history.close()
+    except (sqlite3.Error, OSError) as exc:
+        lines.append(f"history not recorded: {exc}")
+    return ok, lines
