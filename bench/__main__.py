@@ -23,8 +23,11 @@ PARTS = [
 
 def main() -> int:
     quick = "--quick" in sys.argv
-    print(f"relconsole benchmarks, {time.strftime('%Y-%m-%d %H:%M')}, {platform.node()}, "
-          f"{platform.machine()}, Python {platform.python_version()}", flush=True)
+    print(
+        f"relconsole benchmarks, {time.strftime('%Y-%m-%d %H:%M')}, {platform.node()}, "
+        f"{platform.machine()}, Python {platform.python_version()}",
+        flush=True,
+    )
     failed = 0
     for title, module, full, short in PARTS:
         print(f"\n== {title} ({module}) ==", flush=True)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from gitorigin import sample_service_files  # noqa: E402
+from gitorigin import sample_service_files
 
 
 def tree_files(n_files: int, size: int = 2048) -> dict[str, str]:
@@ -49,8 +49,9 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def row(metric: str, ours: float, theirs: float, alt: str, unit: str = "s",
-        target: str = "") -> list[str]:
+def row(
+    metric: str, ours: float, theirs: float, alt: str, unit: str = "s", target: str = ""
+) -> list[str]:
     fmt = (lambda v: f"{v * 1000:.0f} ms") if unit == "s" else (lambda v: f"{v:g} {unit}")
     ratio = ours / theirs if theirs else float("nan")
     return [metric, fmt(ours), f"{alt}: {fmt(theirs)}", f"{ratio:.2f}x", target]

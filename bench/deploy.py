@@ -31,15 +31,15 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import alternate, median, print_table, row, service_tree, timed, tree_files
 from deployconfig import write_config
 from gitorigin import make_origin
 from testbed import SUPERVISORCTL, start_testbed
 
+from bench.common import alternate, median, print_table, row, service_tree, timed, tree_files
 from relconsole.config import load_config
 from relconsole.events import StageFinished
-from relconsole.pipeline import run_build
 from relconsole.hosts.base import open_transport
+from relconsole.pipeline import run_build
 
 TREE_FILES = 300  # the deployed service: sample app + a lib/ of this many files
 
@@ -50,8 +50,12 @@ def relconsole_build(config_path: Path, origin, counter: list) -> float:
     config = load_config(config_path)
     stages: list[StageFinished] = []
     started = time.perf_counter()
-    done = run_build(config, "svc", lambda e: stages.append(e) if isinstance(e, StageFinished)
-                     else None, threading.Event())
+    done = run_build(
+        config,
+        "svc",
+        lambda e: stages.append(e) if isinstance(e, StageFinished) else None,
+        threading.Event(),
+    )
     wall = time.perf_counter() - started
     assert done.ok, done.error
     return wall
@@ -66,10 +70,12 @@ def ansible_files(tmp: Path, bed, hosts, release_tar: Path, conf: Path) -> tuple
             f"ansible_ssh_private_key_file={bed.client_key} "
             f"ansible_python_interpreter=/usr/bin/python3 "
             f"ansible_ssh_common_args='-o UserKnownHostsFile={bed.known_hosts} "
-            f"-o StrictHostKeyChecking=yes'")
+            f"-o StrictHostKeyChecking=yes'"
+        )
     inventory.write_text("\n".join(lines) + "\n")
     playbook = tmp / "deploy.yml"
-    playbook.write_text(textwrap.dedent(f"""\
+    playbook.write_text(
+        textwrap.dedent(f"""\
         - hosts: targets
           gather_facts: false
           tasks:
@@ -80,7 +86,8 @@ def ansible_files(tmp: Path, bed, hosts, release_tar: Path, conf: Path) -> tuple
                       state: link, force: true}}
             - command: "{SUPERVISORCTL} update"
             - command: "{SUPERVISORCTL} restart ans"
-        """))
+        """)
+    )
     return inventory, playbook
 
 
@@ -131,22 +138,34 @@ def bench(bed, tmp: Path, runs: int) -> list[list[str]]:
         h.sshd_log.write_text("")
     relconsole_build(cfg_all, origin, counter)
     conns = sorted({h.accepted_connections() for h in bed.hosts})
-    rows.append(["ssh connections per host per build", "/".join(map(str, conns)),
-                 "-", "-", "exactly 1"])
+    rows.append(
+        ["ssh connections per host per build", "/".join(map(str, conns)), "-", "-", "exactly 1"]
+    )
     print("connections:", conns, flush=True)
 
-    ten, one = alternate(lambda: relconsole_build(cfg_all, origin, counter),
-                         lambda: relconsole_build(cfg_one, origin, counter), runs)
-    rows.append(row(f"deploy to {len(bed.hosts)} hosts (no checks)", median(ten), median(one),
-                    "relconsole to 1 host", target="<= 1.5x"))
+    ten, one = alternate(
+        lambda: relconsole_build(cfg_all, origin, counter),
+        lambda: relconsole_build(cfg_one, origin, counter),
+        runs,
+    )
+    rows.append(
+        row(
+            f"deploy to {len(bed.hosts)} hosts (no checks)",
+            median(ten),
+            median(one),
+            "relconsole to 1 host",
+            target="<= 1.5x",
+        )
+    )
     print("deploy 10 vs 1:", ten, one, flush=True)
 
     # The alternatives deploy the same tree: a tar made once, and a checked-out folder.
     workdir = tmp / "tree"
     subprocess.run(["git", "clone", "-q", origin.url, str(workdir)], check=True)
     release_tar = tmp / "release.tar"
-    subprocess.run(["git", "-C", str(workdir), "archive", "-o", str(release_tar), "HEAD"],
-                   check=True)
+    subprocess.run(
+        ["git", "-C", str(workdir), "archive", "-o", str(release_tar), "HEAD"], check=True
+    )
     conf_ans = tmp / "ans.conf"
     conf_ans.write_text(program_conf("ans", "/srv/ans"))
     inventory, playbook = ansible_files(tmp, bed, bed.hosts, release_tar, conf_ans)
@@ -154,8 +173,16 @@ def bench(bed, tmp: Path, runs: int) -> list[list[str]]:
 
     def ansible() -> float:
         rid[0] += 1
-        cmd = ["ansible-playbook", "-i", str(inventory), "-f", str(len(bed.hosts)),
-               "-e", f"rid=r{rid[0]}", str(playbook)]
+        cmd = [
+            "ansible-playbook",
+            "-i",
+            str(inventory),
+            "-f",
+            str(len(bed.hosts)),
+            "-e",
+            f"rid=r{rid[0]}",
+            str(playbook),
+        ]
         started = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - started
@@ -172,8 +199,10 @@ def bench(bed, tmp: Path, runs: int) -> list[list[str]]:
         rid[0] += 1
         base = f"/srv/fab/releases/r{rid[0]}"
         started = time.perf_counter()
-        group = ThreadingGroup(*[f"root@{h.address}:{h.port}" for h in bed.hosts],
-                               connect_kwargs={"key_filename": str(bed.client_key)})
+        group = ThreadingGroup(
+            *[f"root@{h.address}:{h.port}" for h in bed.hosts],
+            connect_kwargs={"key_filename": str(bed.client_key)},
+        )
         dirs = sorted({str(Path(base) / p.parent.relative_to(workdir)) for p in files})
         group.run("mkdir -p " + " ".join(map(shlex.quote, dirs)), hide=True)
         for p in files:
@@ -186,18 +215,32 @@ def bench(bed, tmp: Path, runs: int) -> list[list[str]]:
 
     ansible()  # warm up: first runs set up ControlPersist sockets and python caches
     ours, theirs = alternate(lambda: relconsole_build(cfg_all, origin, counter), ansible, runs)
-    rows.append(row(f"{len(bed.hosts)}-host deploy", median(ours), median(theirs),
-                    "ansible-playbook", target="faster"))
+    rows.append(
+        row(
+            f"{len(bed.hosts)}-host deploy",
+            median(ours),
+            median(theirs),
+            "ansible-playbook",
+            target="faster",
+        )
+    )
     print("vs ansible:", ours, theirs, flush=True)
-    ours, theirs = alternate(lambda: relconsole_build(cfg_all, origin, counter), fabric_script,
-                             max(2, runs // 2))
-    rows.append(row(f"{len(bed.hosts)}-host deploy", median(ours), median(theirs),
-                    "fabric per-file put", target="faster"))
+    ours, theirs = alternate(
+        lambda: relconsole_build(cfg_all, origin, counter), fabric_script, max(2, runs // 2)
+    )
+    rows.append(
+        row(
+            f"{len(bed.hosts)}-host deploy",
+            median(ours),
+            median(theirs),
+            "fabric per-file put",
+            target="faster",
+        )
+    )
     print("vs fabric:", ours, theirs, flush=True)
 
     rows += bench_upload(bed, tmp, runs)
     return rows
-
 
 
 def bench_upload(bed, tmp: Path, runs: int) -> list[list[str]]:
@@ -225,8 +268,9 @@ def bench_upload(bed, tmp: Path, runs: int) -> list[list[str]]:
             subprocess.run(["tar", "cf", str(tar_file), "-C", str(tree), "."], check=True)
             t = open_transport(config.hosts[host.name], config.settings)
             with open(tar_file, "rb") as data:
-                res = t.run_with_input(f"mkdir -p {dest} && tar -x -f - -C {dest}", data,
-                                       timeout=120)
+                res = t.run_with_input(
+                    f"mkdir -p {dest} && tar -x -f - -C {dest}", data, timeout=120
+                )
             t.close()
             assert res.ok, res.stdout
 
@@ -236,18 +280,40 @@ def bench_upload(bed, tmp: Path, runs: int) -> list[list[str]]:
 
     def tar_pipe() -> float:
         dest = target()
-        return timed(lambda: subprocess.run(
-            f"tar cf - -C {tree} . | {ssh} 'mkdir -p {dest} && tar xf - -C {dest}'",
-            shell=True, check=True))
+        return timed(
+            lambda: subprocess.run(
+                f"tar cf - -C {tree} . | {ssh} 'mkdir -p {dest} && tar xf - -C {dest}'",
+                shell=True,
+                check=True,
+            )
+        )
 
     def scp() -> float:
         dest = target()
         host.ssh(f"mkdir -p {dest}")
-        argv = ["scp", "-q", "-r", "-F", "/dev/null", "-i", str(bed.client_key),
-                "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                "-o", f"UserKnownHostsFile={bed.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-                "-o", "KexAlgorithms=curve25519-sha256", "-P", str(host.port),
-                str(tree), f"root@{host.address}:{dest}/"]
+        argv = [
+            "scp",
+            "-q",
+            "-r",
+            "-F",
+            "/dev/null",
+            "-i",
+            str(bed.client_key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={bed.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "KexAlgorithms=curve25519-sha256",
+            "-P",
+            str(host.port),
+            str(tree),
+            f"root@{host.address}:{dest}/",
+        ]
         return timed(lambda: subprocess.run(argv, check=True))
 
     # Warm up page cache and sshd first: the first extractions of a fresh tree are
@@ -257,10 +323,16 @@ def bench_upload(bed, tmp: Path, runs: int) -> list[list[str]]:
     a, b = alternate(ours, tar_pipe, max(runs, 7))
     c, d = alternate(ours, scp, max(3, runs // 2))
     print("upload:", a, b, c, d, flush=True)
-    return [row("upload 2,000-file tree (1 host)", median(a), median(b), "tar | ssh tar x",
-                target="<= 1.1x"),
-            row("upload 2,000-file tree (1 host)", median(c), median(d), "scp -r",
-                target="<= 0.5x")]
+    return [
+        row(
+            "upload 2,000-file tree (1 host)",
+            median(a),
+            median(b),
+            "tar | ssh tar x",
+            target="<= 1.1x",
+        ),
+        row("upload 2,000-file tree (1 host)", median(c), median(d), "scp -r", target="<= 0.5x"),
+    ]
 
 
 if __name__ == "__main__":

@@ -17,13 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from deployconfig import write_config  # noqa: E402
-from gitorigin import make_origin, sample_service_files  # noqa: E402
-from testbed import start_testbed  # noqa: E402
+from deployconfig import write_config
+from gitorigin import make_origin, sample_service_files
+from testbed import start_testbed
 
-from relconsole.config import load_config  # noqa: E402
-from relconsole.pipeline import run_build  # noqa: E402
-from relconsole.hosts.ssh import connect  # noqa: E402
+from relconsole.config import load_config
+from relconsole.hosts.ssh import connect
+from relconsole.pipeline import run_build
 
 
 def main() -> None:
@@ -65,11 +65,15 @@ def main() -> None:
         finally:
             bed.close()
     med = statistics.median
-    print(f"3-host build (checkout+check+upload+supervisor), {args.runs} runs: "
-          f"median {med(walls):.2f}s, min {min(walls):.2f}s, max {max(walls):.2f}s")
+    print(
+        f"3-host build (checkout+check+upload+supervisor), {args.runs} runs: "
+        f"median {med(walls):.2f}s, min {min(walls):.2f}s, max {max(walls):.2f}s"
+    )
     print(f"SSH connections accepted per host per build: {conns}")
-    print(f"one extra command: open connection median {med(reused) * 1000:.1f} ms; "
-          f"fresh connection (connect+auth+command) median {med(fresh) * 1000:.1f} ms")
+    print(
+        f"one extra command: open connection median {med(reused) * 1000:.1f} ms; "
+        f"fresh connection (connect+auth+command) median {med(fresh) * 1000:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -48,12 +48,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from deployconfig import write_config  # noqa: E402
-from testbed import SUPERVISORCTL, FakeHost, start_testbed  # noqa: E402
+from deployconfig import write_config
+from testbed import SUPERVISORCTL, FakeHost, start_testbed
 
-from relconsole.config import load_config  # noqa: E402
-from relconsole.status.fastpath import HELPER_MARK  # noqa: E402
-from relconsole.status.poller import StatusPoller  # noqa: E402
+from relconsole.config import load_config
+from relconsole.status.fastpath import HELPER_MARK
+from relconsole.status.poller import StatusPoller
 
 PROGRAMS = """\
 [program:api]
@@ -126,8 +126,10 @@ def session_cpu(host: FakeHost) -> dict[str, int]:
 def listener_cpu(host: FakeHost) -> dict[str, int]:
     listener = _pid_file(host.root / "sshd.pid")
     supervisord = _ticks(_pid_file(host.root / "etc-supervisor" / "supervisord.pid"), False)
-    return {"sshd+children": _ticks(listener, children=True) - _ticks(listener, children=False),
-            "supervisord": supervisord}
+    return {
+        "sshd+children": _ticks(listener, children=True) - _ticks(listener, children=False),
+        "supervisord": supervisord,
+    }
 
 
 def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
@@ -139,8 +141,13 @@ def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 
 def naive_tick(hosts: list[FakeHost], pool: ThreadPoolExecutor, command: str) -> None:
     def one(host: FakeHost) -> None:
-        proc = subprocess.run([*host.ssh_argv(), command], capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=60)
+        proc = subprocess.run(
+            [*host.ssh_argv(), command],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
         if command != "true":
             assert "api" in proc.stdout and "RUNNING" in proc.stdout, proc.stdout + proc.stderr
 
@@ -150,7 +157,9 @@ def naive_tick(hosts: list[FakeHost], pool: ThreadPoolExecutor, command: str) ->
 def poller_tick(poller: StatusPoller) -> None:
     statuses = poller.poll()
     for st in statuses:
-        assert st.error is None and {r.name.split(":")[-1]: r.state.value for r in st.rows} == EXPECTED, st
+        assert (
+            st.error is None and {r.name.split(":")[-1]: r.state.value for r in st.rows} == EXPECTED
+        ), st
 
 
 def timed(fn, *args) -> float:
@@ -210,13 +219,14 @@ def main() -> None:
             try:
                 poller_tick(fast)  # connect, start the helpers
                 poller_tick(slow)  # connect
-                assert all(fast.via(h.name) == "fast" for h in hosts), \
-                    [fast.fast_path_off(h.name) for h in hosts]
+                assert all(fast.via(h.name) == "fast" for h in hosts), [
+                    fast.fast_path_off(h.name) for h in hosts
+                ]
                 walls: dict[str, list[float]] = {"fast": [], "naive": [], "slow": [], "true": []}
                 naive_cpu: list[float] = []
                 for run in range(args.runs):
                     order = ["fast", "naive", "slow", "true"]
-                    for way in (order if run % 2 == 0 else order[::-1]):
+                    for way in order if run % 2 == 0 else order[::-1]:
                         if way == "fast":
                             walls[way].append(timed(poller_tick, fast))
                         elif way == "slow":
@@ -225,18 +235,24 @@ def main() -> None:
                             walls[way].append(timed(naive_tick, bed.hosts, pool, "true"))
                         else:
                             before = [listener_cpu(h) for h in bed.hosts]
-                            walls[way].append(timed(naive_tick, bed.hosts, pool,
-                                                    f"{SUPERVISORCTL} status"))
+                            walls[way].append(
+                                timed(naive_tick, bed.hosts, pool, f"{SUPERVISORCTL} status")
+                            )
                             time.sleep(0.2)  # let each listener reap its connection's sshd
                             after = [listener_cpu(h) for h in bed.hosts]
-                            naive_cpu.append(med(sum(_delta(a, b).values()) for a, b in zip(after, before))
-                                             * 1000 / os.sysconf("SC_CLK_TCK"))
+                            naive_cpu.append(
+                                med(sum(_delta(a, b).values()) for a, b in zip(after, before))
+                                * 1000
+                                / os.sysconf("SC_CLK_TCK")
+                            )
                 one_host = [timed(fast.poll_host, hosts[0]) for _ in range(50)]
                 cpu = {"fast": [], "slow": []}
                 splits = {"fast": [], "slow": []}
                 for pair in range(max(1, args.runs // 3)):
-                    for way in (("fast", "slow") if pair % 2 == 0 else ("slow", "fast")):
-                        poller, polls = (fast, args.fast_polls) if way == "fast" else (slow, args.ctl_polls)
+                    for way in ("fast", "slow") if pair % 2 == 0 else ("slow", "fast"):
+                        poller, polls = (
+                            (fast, args.fast_polls) if way == "fast" else (slow, args.ctl_polls)
+                        )
                         total, split = cpu_block(bed.hosts, poller, polls)
                         cpu[way].append(total)
                         splits[way].append(split)
@@ -252,28 +268,53 @@ def main() -> None:
         print(f"{metric:<62} {ours:>10.1f} {theirs:>12.1f} {unit:<3} {ours / theirs:>7.3f}")
 
     n = len(bed.hosts)
-    print(f"\n{n} hosts, {args.runs} alternating runs, medians "
-          f"(CPU: {max(1, args.runs // 3)} block pairs of {args.fast_polls} fast / "
-          f"{args.ctl_polls} supervisorctl ticks)\n")
+    print(
+        f"\n{n} hosts, {args.runs} alternating runs, medians "
+        f"(CPU: {max(1, args.runs // 3)} block pairs of {args.fast_polls} fast / "
+        f"{args.ctl_polls} supervisorctl ticks)\n"
+    )
     print(f"{'metric':<62} {'relconsole':>10} {'alternative':>12} {'':<3} {'ratio':>7}")
-    row(f"poll tick over {n} hosts: fast path vs naive ssh", med(walls["fast"]) * 1e3,
-        med(walls["naive"]) * 1e3, "ms")
-    row("remote CPU per poll per host: helper vs supervisorctl", med(cpu["fast"]), med(cpu["slow"]), "ms")
+    row(
+        f"poll tick over {n} hosts: fast path vs naive ssh",
+        med(walls["fast"]) * 1e3,
+        med(walls["naive"]) * 1e3,
+        "ms",
+    )
+    row(
+        "remote CPU per poll per host: helper vs supervisorctl",
+        med(cpu["fast"]),
+        med(cpu["slow"]),
+        "ms",
+    )
     print("\ninformative")
-    row(f"poll tick over {n} hosts: fast vs supervisorctl, open conn.", med(walls["fast"]) * 1e3,
-        med(walls["slow"]) * 1e3, "ms")
-    row(f"poll tick over {n} hosts: fast vs naive `ssh host true`", med(walls["fast"]) * 1e3,
-        med(walls["true"]) * 1e3, "ms")
+    row(
+        f"poll tick over {n} hosts: fast vs supervisorctl, open conn.",
+        med(walls["fast"]) * 1e3,
+        med(walls["slow"]) * 1e3,
+        "ms",
+    )
+    row(
+        f"poll tick over {n} hosts: fast vs naive `ssh host true`",
+        med(walls["fast"]) * 1e3,
+        med(walls["true"]) * 1e3,
+        "ms",
+    )
     row("remote CPU per poll per host: helper vs naive ssh", med(cpu["fast"]), med(naive_cpu), "ms")
     print(f"  one host alone (poll_host, fast path): median {med(one_host) * 1e3:.2f} ms")
     for way in ("fast", "slow"):
         parts = {k: statistics.mean(s[k] for s in splits[way]) for k in splits[way][0]}
-        print(f"  remote CPU split, {'fast path' if way == 'fast' else 'supervisorctl on open conn.'}: "
-              + ", ".join(f"{k} {v:.2f} ms" for k, v in parts.items()))
-    print(f"  walls fast min/max {min(walls['fast']) * 1e3:.1f}/{max(walls['fast']) * 1e3:.1f} ms; "
-          f"naive {min(walls['naive']) * 1e3:.0f}/{max(walls['naive']) * 1e3:.0f} ms")
-    print(f"  ssh connections accepted per host: {sorted(set(conns))} (expected 2 pollers + "
-          f"2 naive per run = {2 + 2 * args.runs})")
+        print(
+            f"  remote CPU split, {'fast path' if way == 'fast' else 'supervisorctl on open conn.'}: "
+            + ", ".join(f"{k} {v:.2f} ms" for k, v in parts.items())
+        )
+    print(
+        f"  walls fast min/max {min(walls['fast']) * 1e3:.1f}/{max(walls['fast']) * 1e3:.1f} ms; "
+        f"naive {min(walls['naive']) * 1e3:.0f}/{max(walls['naive']) * 1e3:.0f} ms"
+    )
+    print(
+        f"  ssh connections accepted per host: {sorted(set(conns))} (expected 2 pollers + "
+        f"2 naive per run = {2 + 2 * args.runs})"
+    )
 
 
 if __name__ == "__main__":

@@ -25,10 +25,12 @@ def main() -> None:
     def quiet(argv):
         return lambda: timed(lambda: subprocess.run(argv, stdout=subprocess.DEVNULL, check=True))
 
-    ours, theirs = alternate(quiet([script, "--help"]), quiet([sys.executable, "-c", "pass"]),
-                             args.runs)
-    print_table([row("relconsole --help", median(ours), median(theirs), "python -c pass",
-                     target="<= 3x")])
+    ours, theirs = alternate(
+        quiet([script, "--help"]), quiet([sys.executable, "-c", "pass"]), args.runs
+    )
+    print_table(
+        [row("relconsole --help", median(ours), median(theirs), "python -c pass", target="<= 3x")]
+    )
 
 
 if __name__ == "__main__":

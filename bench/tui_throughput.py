@@ -26,11 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import alternate, median
 from deployconfig import write_config
 from gitorigin import make_origin, sample_service_files
 from testbed import start_testbed
 
+from bench.common import alternate, median
 from relconsole.config import load_config
 from relconsole.headless.render import format_table
 from relconsole.history import History
@@ -58,9 +58,12 @@ def last_duration(state_dir: Path) -> float:
 def headless_run(config_path: Path, state_dir: Path) -> tuple[float, float]:
     next_second()
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "relconsole", "--config", str(config_path),
-                           "--build", "svc"], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "relconsole", "--config", str(config_path), "--build", "svc"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"headless build failed: {proc.stderr}")
@@ -98,8 +101,9 @@ async def tui_build(config_path: Path, lines: int) -> tuple[float, list[float], 
     return wall, stalls, shown
 
 
-def tui_run(config_path: Path, state_dir: Path, lines: int, all_stalls: list[float],
-            kept: list[int]) -> tuple[float, float]:
+def tui_run(
+    config_path: Path, state_dir: Path, lines: int, all_stalls: list[float], kept: list[int]
+) -> tuple[float, float]:
     next_second()
     wall, stalls, shown = asyncio.run(tui_build(config_path, lines))
     all_stalls.extend(stalls)
@@ -123,39 +127,59 @@ def main() -> None:
         try:
             origin = make_origin(tmp / "git")
             origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
-            check = {"name": "chatty",
-                     "run": f"python3 -c \"for i in range({args.lines}): print('line', i)\""}
-            config_path = write_config(tmp, bed, origin.url, hosts=["h1", "h2"],
-                                       checks=[check])
+            check = {
+                "name": "chatty",
+                "run": f"python3 -c \"for i in range({args.lines}): print('line', i)\"",
+            }
+            config_path = write_config(tmp, bed, origin.url, hosts=["h1", "h2"], checks=[check])
             state_dir = tmp / "state"
             # Warm up: the workspace clone, the first release, page cache.
             headless_run(config_path, state_dir)
 
             stalls: list[float] = []
             kept: list[int] = []
-            headless, tui = alternate(lambda: headless_run(config_path, state_dir),
-                                      lambda: tui_run(config_path, state_dir, args.lines,
-                                                      stalls, kept),
-                                      args.runs)
+            headless, tui = alternate(
+                lambda: headless_run(config_path, state_dir),
+                lambda: tui_run(config_path, state_dir, args.lines, stalls, kept),
+                args.runs,
+            )
         finally:
             bed.close()
 
     h_wall, t_wall = median([w for w, _ in headless]), median([w for w, _ in tui])
     h_eng, t_eng = median([d for _, d in headless]), median([d for _, d in tui])
     ms = [s * 1000 for s in stalls]
-    table = [["metric", "TUI", "headless", "ratio", "target"],
-             ["wall time (median)", f"{t_wall:.2f} s", f"{h_wall:.2f} s",
-              f"{t_wall / h_wall:.2f}x", "≤ 1.5x"],
-             ["engine duration (median)", f"{t_eng:.2f} s", f"{h_eng:.2f} s",
-              f"{t_eng / h_eng:.2f}x", ""],
-             ["stall p50", f"{pct(ms, 50):.1f} ms", "", "", ""],
-             ["stall p99", f"{pct(ms, 99):.1f} ms", "", "", "≤ 50 ms"],
-             ["stall max", f"{max(ms):.1f} ms", "", "", ""]]
-    print(f"{args.lines:,} lines of check output, 2 hosts, {args.runs} runs each (A/B "
-          f"alternating); {len(ms)} probe ticks; check pane kept {statistics.median(kept):,.0f}"
-          " lines")
-    print("wall times  TUI: " + ", ".join(f"{w:.2f}" for w, _ in tui)
-          + "   headless: " + ", ".join(f"{w:.2f}" for w, _ in headless))
+    table = [
+        ["metric", "TUI", "headless", "ratio", "target"],
+        [
+            "wall time (median)",
+            f"{t_wall:.2f} s",
+            f"{h_wall:.2f} s",
+            f"{t_wall / h_wall:.2f}x",
+            "≤ 1.5x",
+        ],
+        [
+            "engine duration (median)",
+            f"{t_eng:.2f} s",
+            f"{h_eng:.2f} s",
+            f"{t_eng / h_eng:.2f}x",
+            "",
+        ],
+        ["stall p50", f"{pct(ms, 50):.1f} ms", "", "", ""],
+        ["stall p99", f"{pct(ms, 99):.1f} ms", "", "", "≤ 50 ms"],
+        ["stall max", f"{max(ms):.1f} ms", "", "", ""],
+    ]
+    print(
+        f"{args.lines:,} lines of check output, 2 hosts, {args.runs} runs each (A/B "
+        f"alternating); {len(ms)} probe ticks; check pane kept {statistics.median(kept):,.0f}"
+        " lines"
+    )
+    print(
+        "wall times  TUI: "
+        + ", ".join(f"{w:.2f}" for w, _ in tui)
+        + "   headless: "
+        + ", ".join(f"{w:.2f}" for w, _ in headless)
+    )
     print(format_table(table), flush=True)
 
 

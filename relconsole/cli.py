@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from relconsole.headless.exit import Exit
 
@@ -18,43 +19,74 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="relconsole",
         description="Release console: checkout → check → upload → supervisor. "
-                    "Without --build or --status it opens the console (TUI).",
+        "Without --build or --status it opens the console (TUI).",
         epilog="exit codes: 0 ok, 1 build failed or host unreachable, 2 usage or config "
-               "error, 130 interrupted (143 on SIGTERM)")
-    p.add_argument("--config", metavar="PATH",
-                   help="config file (default: $RELCONSOLE_CONFIG, else ./config.toml)")
+        "error, 130 interrupted (143 on SIGTERM)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $RELCONSOLE_CONFIG, else ./config.toml)",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--build", metavar="SVC", help="build and deploy SVC headless")
-    mode.add_argument("--status", metavar="SVC", nargs="?", const="",
-                      help="one `supervisorctl status` of SVC's hosts (all hosts if no SVC)")
-    mode.add_argument("--rollback", metavar="SVC",
-                      help="switch SVC's hosts back to the previous release (or --to), "
-                           "restart and verify")
-    mode.add_argument("--history", metavar="SVC", nargs="?", const="",
-                      help="builds and rollbacks, newest first (all services if no SVC)")
-    mode.add_argument("--pending", metavar="SVC",
-                      help="what each host of SVC runs, and the commits not deployed yet")
-    mode.add_argument("--trust", metavar="HOST",
-                      help="show HOST's ssh key fingerprint and add it to known_hosts once "
-                           "you confirm")
-    mode.add_argument("--unlock", metavar="SVC",
-                      help="remove SVC's deploy lock left by a build that is gone")
-    p.add_argument("--demo", action="store_true",
-                   help="use the demo sandbox (two local hosts, a sample service 'web'); "
-                        "made on first use under the user's data directory")
-    p.add_argument("--stop-demo", action="store_true",
-                   help="stop the demo sandbox's supervisord processes and exit")
+    mode.add_argument(
+        "--status",
+        metavar="SVC",
+        nargs="?",
+        const="",
+        help="one `supervisorctl status` of SVC's hosts (all hosts if no SVC)",
+    )
+    mode.add_argument(
+        "--rollback",
+        metavar="SVC",
+        help="switch SVC's hosts back to the previous release (or --to), restart and verify",
+    )
+    mode.add_argument(
+        "--history",
+        metavar="SVC",
+        nargs="?",
+        const="",
+        help="builds and rollbacks, newest first (all services if no SVC)",
+    )
+    mode.add_argument(
+        "--pending",
+        metavar="SVC",
+        help="what each host of SVC runs, and the commits not deployed yet",
+    )
+    mode.add_argument(
+        "--trust",
+        metavar="HOST",
+        help="show HOST's ssh key fingerprint and add it to known_hosts once you confirm",
+    )
+    mode.add_argument(
+        "--unlock", metavar="SVC", help="remove SVC's deploy lock left by a build that is gone"
+    )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="use the demo sandbox (two local hosts, a sample service 'web'); "
+        "made on first use under the user's data directory",
+    )
+    p.add_argument(
+        "--stop-demo",
+        action="store_true",
+        help="stop the demo sandbox's supervisord processes and exit",
+    )
     p.add_argument("--branch", metavar="B", help="with --build: build branch B instead")
     p.add_argument("--hosts", metavar="H1,H2", help="with --build: only these of SVC's hosts")
     p.add_argument("--to", metavar="RELEASE", help="with --rollback: the release to go back to")
     p.add_argument("--yes", action="store_true", help="with --trust: do not ask")
-    p.add_argument("--json", action="store_true", help="machine-readable output (JSON lines / array)")
+    p.add_argument(
+        "--json", action="store_true", help="machine-readable output (JSON lines / array)"
+    )
     p.add_argument("--version", action="version", version=_version())
     return p
 
 
 def _version() -> str:
     from relconsole import __version__
+
     return f"relconsole {__version__}"
 
 

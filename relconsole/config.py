@@ -398,7 +398,7 @@ def _address(value: str) -> str:
         return value
     if not _ADDRESS_RE.fullmatch(value) or value.startswith("-"):
         raise ValueError(
-            f"invalid address {_q(value)}: expected a hostname, an IP address or \"local\""
+            f'invalid address {_q(value)}: expected a hostname, an IP address or "local"'
         )
     return value
 
@@ -486,9 +486,11 @@ BOOLEAN = _Kind("a boolean (true or false)", lambda v: isinstance(v, bool))
 # in _read_value.
 STRINGS = _Kind("an array of strings", lambda v: isinstance(v, (list, tuple)))
 TABLES = _Kind("an array of tables", lambda v: isinstance(v, (list, tuple)))
-SECRET_TABLE = _Kind("a table of NAME = \"env:VAR\" or \"file:PATH\"",
-                     lambda v: isinstance(v, (dict, tuple)),
-                     lambda v: tuple(v.items()) if isinstance(v, dict) else v)
+SECRET_TABLE = _Kind(
+    'a table of NAME = "env:VAR" or "file:PATH"',
+    lambda v: isinstance(v, (dict, tuple)),
+    lambda v: tuple(v.items()) if isinstance(v, dict) else v,
+)
 
 _REQUIRED = object()
 
@@ -523,8 +525,9 @@ HOST_SCHEMA: dict[str, _Key] = {
     "supervisorctl": _Key(STRING, "supervisorctl", _single_line),
     "sudo": _Key(BOOLEAN, False),
     "root": _path_key(None),
-    "key_passphrase": _Key(STRING, None, lambda v, ctx: check_reference(v, ctx.dir),
-                           needs_ctx=True),
+    "key_passphrase": _Key(
+        STRING, None, lambda v, ctx: check_reference(v, ctx.dir), needs_ctx=True
+    ),
 }
 
 CHECK_SCHEMA: dict[str, _Key] = {
@@ -622,11 +625,7 @@ def _did_you_mean(key: str, allowed: list[str]) -> list[str]:
 
 def _unknown_key(ctx: _Ctx, where: _Where, key: str, allowed: list[str]) -> ConfigError:
     close = _did_you_mean(key, allowed)
-    hint = (
-        f" (did you mean {_q(close[0])}?)"
-        if close
-        else f" (allowed: {', '.join(allowed)})"
-    )
+    hint = f" (did you mean {_q(close[0])}?)" if close else f" (allowed: {', '.join(allowed)})"
     return ctx.error(where, key, "unknown key" + hint)
 
 
@@ -697,11 +696,13 @@ def _read_host(ctx: _Ctx, name: str, raw: dict) -> Host:
     local = values["address"] == LOCAL
     if local and values["root"] is None:
         raise ctx.error(
-            where, "root", "missing required key 'root' (required with address = \"local\")",
+            where,
+            "root",
+            "missing required key 'root' (required with address = \"local\")",
             show_key=False,
         )
     if not local and values["root"] is not None:
-        raise ctx.error(where, "root", "only allowed with address = \"local\"")
+        raise ctx.error(where, "root", 'only allowed with address = "local"')
     if values["user"] is None:
         values["user"] = _local_user(ctx, where)
     return Host(name=name, **values)
@@ -749,9 +750,7 @@ def _parse_document(data: str | bytes, ctx: _Ctx) -> dict:
             line = text[: exc.start].count("\n") + 1
             raise ConfigError("not valid Unicode text", file=ctx.file, line=line) from None
     else:
-        raise ConfigError(
-            f"expected text or bytes, got {type(data).__name__}", file=ctx.file
-        )
+        raise ConfigError(f"expected text or bytes, got {type(data).__name__}", file=ctx.file)
     text = text.removeprefix("\ufeff")  # tolerate a UTF-8 byte order mark
     try:
         return tomllib.loads(text)
@@ -819,9 +818,7 @@ def load_config(path: Path) -> Config:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(
-            f"no such file (set --config or {ENV_VAR})", file=shown
-        ) from None
+        raise ConfigError(f"no such file (set --config or {ENV_VAR})", file=shown) from None
     except IsADirectoryError:
         raise ConfigError("is a directory, not a config file", file=shown) from None
     except PermissionError:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import git
 
@@ -33,8 +34,10 @@ class Deployed:
 
 def deployed_command(base: str) -> str:
     current = posixpath.join(base, "current")
-    return (f"printf 'current=%s\\n' \"$(readlink {q(current)} || true)\"; "
-            f"cat {q(posixpath.join(current, 'REVISION'))} 2>/dev/null || true")
+    return (
+        f"printf 'current=%s\\n' \"$(readlink {q(current)} || true)\"; "
+        f"cat {q(posixpath.join(current, 'REVISION'))} 2>/dev/null || true"
+    )
 
 
 def parse_deployed(host: str, output: str) -> Deployed:
@@ -47,21 +50,26 @@ def parse_deployed(host: str, output: str) -> Deployed:
     return Deployed(host, release, sha)
 
 
-def read_deployed(service: Service, hosts: Sequence[Host], on_host: OnHost,
-                  timeout: float) -> list[Deployed]:
+def read_deployed(
+    service: Service, hosts: Sequence[Host], on_host: OnHost, timeout: float
+) -> list[Deployed]:
     """Each host's current release and sha, with drift flagged.
 
     ``on_host(host, work)`` runs ``work(transport)`` on that host's open connection
     (``StatusPoller.on_host``), so no extra connection is opened.
     """
+
     def one(host: Host) -> Deployed:
-        res = on_host(host, lambda t: t.run(deployed_command(t.path(service.path)),
-                                            timeout=timeout, sudo=True))
+        res = on_host(
+            host,
+            lambda t: t.run(deployed_command(t.path(service.path)), timeout=timeout, sudo=True),
+        )
         return parse_deployed(host.name, res.stdout)
 
     results = fan_out(hosts, lambda h: h.name, one, thread_name="deployed")
-    return flag_drift([o.value if o.ok and o.value else Deployed(o.host, error=o.error)
-                       for o in results])
+    return flag_drift(
+        [o.value if o.ok and o.value else Deployed(o.host, error=o.error) for o in results]
+    )
 
 
 def flag_drift(found: list[Deployed]) -> list[Deployed]:
@@ -70,12 +78,19 @@ def flag_drift(found: list[Deployed]) -> list[Deployed]:
     if len(releases) <= 1:
         return found
     usual = releases.most_common(1)[0][0]
-    return [Deployed(d.host, d.release, d.sha, d.error, drift=d.error is None and d.release != usual)
-            for d in found]
+    return [
+        Deployed(d.host, d.release, d.sha, d.error, drift=d.error is None and d.release != usual)
+        for d in found
+    ]
 
 
-def pending_commits(workspace: Path, branch: str, deployed_sha: Optional[str],
-                    limit: int = 50, timeout: float = 60.0) -> list[Commit]:
+def pending_commits(
+    workspace: Path,
+    branch: str,
+    deployed_sha: Optional[str],
+    limit: int = 50,
+    timeout: float = 60.0,
+) -> list[Commit]:
     """Commits on ``origin/<branch>`` that ``deployed_sha`` lacks, newest first.
 
     Fetches first (bounded by ``timeout``, one git at a time in the workspace). With
@@ -90,8 +105,10 @@ def pending_commits(workspace: Path, branch: str, deployed_sha: Optional[str],
             fetch(workspace, repo.remotes.origin.url, timeout)
         tip = f"refs/remotes/origin/{branch}"
         span = f"{deployed_sha}..{tip}" if deployed_sha else tip
-        return [Commit(c.hexsha, c.summary, c.author.name)
-                for c in repo.iter_commits(span, max_count=limit)]
+        return [
+            Commit(c.hexsha, str(c.summary), c.author.name or "")
+            for c in repo.iter_commits(span, max_count=limit)
+        ]
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise ValueError("no workspace yet: build once to see pending commits") from None
     except git.GitCommandError as exc:
@@ -132,7 +149,7 @@ def read_pending(workspace: Path, branch: str, deployed: Sequence[Deployed]) -> 
 
 
 def drift_summary(deployed: Sequence[Deployed]) -> Optional[str]:
-    """"h2 runs 20260101-…" style words when hosts run different releases."""
+    """ "h2 runs 20260101-…" style words when hosts run different releases."""
     if not any(d.drift for d in deployed):
         return None
     usual = Counter(d.release for d in deployed if d.error is None).most_common(1)[0][0]

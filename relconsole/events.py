@@ -9,9 +9,10 @@ Events are small frozen dataclasses: safe to hand across threads, cheap to build
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 
 class Stage(StrEnum):

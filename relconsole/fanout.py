@@ -14,9 +14,10 @@ others. An exception from the work becomes that host's error, never the caller's
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterable, Iterator, Optional, Sequence, TypeVar
+from typing import Generic, Optional, TypeVar
 
 from relconsole.errors import Cancelled, RelconsoleError
 
@@ -90,21 +91,33 @@ def attempt(host: str, work: Callable[[], T]) -> Outcome[T]:
     try:
         value = work()
     except Cancelled:
-        return Outcome(host, False, error="cancelled", cancelled=True,
-                       seconds=time.monotonic() - started)
+        return Outcome(
+            host, False, error="cancelled", cancelled=True, seconds=time.monotonic() - started
+        )
     except RelconsoleError as exc:
         error = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         return Outcome(host, False, error=error, exc=exc, seconds=time.monotonic() - started)
     except Exception as exc:  # a bug must not leave a fleet half-done: report it
-        return Outcome(host, False, error=f"internal error: {type(exc).__name__}: {exc}",
-                       exc=exc, seconds=time.monotonic() - started)
+        return Outcome(
+            host,
+            False,
+            error=f"internal error: {type(exc).__name__}: {exc}",
+            exc=exc,
+            seconds=time.monotonic() - started,
+        )
     return Outcome(host, True, value=value, seconds=time.monotonic() - started)
 
 
-def fan_out(hosts: Sequence[H], name: Callable[[H], str], work: Callable[[H], T], *,
-            max_parallel: int = DEFAULT_MAX_PARALLEL, pool: Optional[Executor] = None,
-            thread_name: str = "host",
-            on_done: Optional[Callable[[Outcome[T]], None]] = None) -> HostResults[T]:
+def fan_out(
+    hosts: Sequence[H],
+    name: Callable[[H], str],
+    work: Callable[[H], T],
+    *,
+    max_parallel: int = DEFAULT_MAX_PARALLEL,
+    pool: Optional[Executor] = None,
+    thread_name: str = "host",
+    on_done: Optional[Callable[[Outcome[T]], None]] = None,
+) -> HostResults[T]:
     """``work(host)`` for every host in parallel (at most ``max_parallel`` at once, or on
     ``pool``), collected as :class:`HostResults` in the order of ``hosts``.
 

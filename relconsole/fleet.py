@@ -9,8 +9,9 @@ hosts or none, switch all hosts or none.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence, TypeVar
+from typing import Optional, TypeVar
 
 from relconsole import lock as lk
 from relconsole import release as rel
@@ -18,8 +19,14 @@ from relconsole.config import FileUpload, Host, Service, Settings
 from relconsole.errors import Cancelled, StageFailed
 from relconsole.events import HostFinished, Output, Sink, Stage
 from relconsole.fanout import HostResults, Outcome, describe, fan_out
-from relconsole.hosts.base import (CommandFailed, HostKeyRefused, HostUnreachable, Result,
-                                   Transport, run_step)
+from relconsole.hosts.base import (
+    CommandFailed,
+    HostKeyRefused,
+    HostUnreachable,
+    Result,
+    Transport,
+    run_step,
+)
 from relconsole.hosts.connect import Connector
 from relconsole.stages.supervisor import restart_and_verify
 from relconsole.status.reader import StatusReader, SupervisorUnreachable
@@ -45,8 +52,9 @@ class Fleet:
     readers: dict[str, StatusReader] = field(default_factory=dict)
 
     # -- plumbing ---------------------------------------------------------------
-    def say(self, stage: Stage, line: str, host: Optional[str] = None,
-            stream: str = "info") -> None:
+    def say(
+        self, stage: Stage, line: str, host: Optional[str] = None, stream: str = "info"
+    ) -> None:
         self.sink(Output(stage=stage, line=line, host=host, stream=stream))
 
     def base(self, t: Transport) -> str:
@@ -59,9 +67,14 @@ class Fleet:
             raise CommandFailed(t.name, step, res)
         return res
 
-    def each(self, stage: Stage, work: Callable[[Host, Transport], T],
-             hosts: Optional[Sequence[Host]] = None, report: bool = True,
-             housekeeping: bool = False) -> HostResults[T]:
+    def each(
+        self,
+        stage: Stage,
+        work: Callable[[Host, Transport], T],
+        hosts: Optional[Sequence[Host]] = None,
+        report: bool = True,
+        housekeeping: bool = False,
+    ) -> HostResults[T]:
         """Run ``work`` on every host in parallel and collect outcomes, never raising.
 
         ``report``: send each host's :class:`HostFinished` as it finishes.
@@ -72,14 +85,24 @@ class Fleet:
             self.last_stage = stage
 
         def done(outcome: Outcome[T]) -> None:
-            self.sink(HostFinished(stage=stage, host=outcome.host, ok=outcome.ok,
-                                   seconds=outcome.seconds, error=outcome.error,
-                                   cancelled=outcome.cancelled))
+            self.sink(
+                HostFinished(
+                    stage=stage,
+                    host=outcome.host,
+                    ok=outcome.ok,
+                    seconds=outcome.seconds,
+                    error=outcome.error,
+                    cancelled=outcome.cancelled,
+                )
+            )
 
-        return fan_out(targets, lambda h: h.name,
-                       lambda h: work(h, self.transports[h.name]) if h.name in self.transports
-                       else work(h, None),  # type: ignore[arg-type]  # connect() makes it
-                       thread_name=str(stage), on_done=done if report else None)
+        return fan_out(
+            targets,
+            lambda h: h.name,
+            lambda h: work(h, self.transports[h.name]),
+            thread_name=str(stage),
+            on_done=done if report else None,
+        )
 
     # -- connections and the lock -------------------------------------------------
     def on_host(self, host: Host, work: Callable[[Transport], T]) -> T:
@@ -93,7 +116,7 @@ class Fleet:
         except HostUnreachable:
             pass
         fresh = self.connector(host, self.settings)  # HostUnreachable again: the caller says so
-        old, self.transports[host.name] = self.transports.get(host.name), fresh
+        old, self.transports[host.name] = self.transports[host.name], fresh
         try:
             old.close()
         except Exception:  # it is dead already
@@ -104,13 +127,17 @@ class Fleet:
     def connect(self, stage: Stage) -> None:
         """One connection per host, opened once and reused by every later step."""
 
-        def open_one(host: Host, _none) -> None:
+        def open_one(host: Host) -> None:
             started = time.monotonic()
             self.transports[host.name] = self.connector(host, self.settings)
-            self.say(stage, f"connected to {host.label} in {time.monotonic() - started:.2f}s",
-                     host=host.name)
+            self.say(
+                stage,
+                f"connected to {host.label} in {time.monotonic() - started:.2f}s",
+                host=host.name,
+            )
 
-        failed = self.each(stage, open_one, report=False).failed
+        self.last_stage = stage
+        failed = fan_out(self.hosts, lambda h: h.name, open_one, thread_name="connect").failed
         for name, error in failed.items():
             self.sink(HostFinished(stage=stage, host=name, ok=False, seconds=0.0, error=error))
         if failed:
@@ -121,8 +148,13 @@ class Fleet:
         holders: dict[str, Optional[lk.LockInfo]] = {}
 
         def take(host: Host, t: Transport) -> None:
-            res = run_step(t, lk.acquire_command(self.base(t), info), "taking the deploy lock",
-                           timeout=self.settings.command_timeout, sudo=True)
+            res = run_step(
+                t,
+                lk.acquire_command(self.base(t), info),
+                "taking the deploy lock",
+                timeout=self.settings.command_timeout,
+                sudo=True,
+            )
             if res.ok:
                 self.locked[host.name] = info.token
             elif "HELD" in res.stdout:
@@ -145,18 +177,29 @@ class Fleet:
         locked = [h for h in self.hosts if h.name in self.locked and h.name in self.transports]
 
         def release(host: Host, _t) -> None:
-            res = self.on_host(host, lambda t: t.run(
-                lk.release_command(self.base(t), self.locked[host.name]),
-                timeout=self.settings.command_timeout, sudo=True))
+            res = self.on_host(
+                host,
+                lambda t: t.run(
+                    lk.release_command(self.base(t), self.locked[host.name]),
+                    timeout=self.settings.command_timeout,
+                    sudo=True,
+                ),
+            )
             if not res.ok:
                 raise CommandFailed(host.name, "releasing the deploy lock", res)
 
-        failed = self.each(self.last_stage, release, hosts=locked, report=False,
-                           housekeeping=True).failed
+        failed = self.each(
+            self.last_stage, release, hosts=locked, report=False, housekeeping=True
+        ).failed
         for name, error in failed.items():
-            self.say(self.last_stage, f"the deploy lock stays on this host ({error}); once it "
-                                      f"is reachable, remove it with: relconsole --unlock "
-                                      f"{self.service.name}", host=name, stream="err")
+            self.say(
+                self.last_stage,
+                f"the deploy lock stays on this host ({error}); once it "
+                f"is reachable, remove it with: relconsole --unlock "
+                f"{self.service.name}",
+                host=name,
+                stream="err",
+            )
         self.locked.clear()
 
     def status_reader(self, host: Host, t: Transport) -> StatusReader:
@@ -189,8 +232,11 @@ class Fleet:
         return rel.parse_releases(res.stdout)
 
     def revision(self, t: Transport, release: str) -> Optional[str]:
-        res = t.run(rel.revision_command(self.base(t), release),
-                    timeout=self.settings.command_timeout, sudo=True)
+        res = t.run(
+            rel.revision_command(self.base(t), release),
+            timeout=self.settings.command_timeout,
+            sudo=True,
+        )
         sha = res.stdout.strip()
         return sha if res.ok and sha else None
 
@@ -198,18 +244,27 @@ class Fleet:
         """Best effort: take a release that will never be switched to off ``hosts``."""
 
         def remove(host: Host, _t) -> None:
-            res = self.on_host(host, lambda t: t.run(
-                rel.remove_release_command(self.base(t), release),
-                timeout=self.settings.command_timeout, sudo=True))
+            res = self.on_host(
+                host,
+                lambda t: t.run(
+                    rel.remove_release_command(self.base(t), release),
+                    timeout=self.settings.command_timeout,
+                    sudo=True,
+                ),
+            )
             if not res.ok:
                 raise CommandFailed(host.name, "rm", res)
             self.say(stage, "removed the partial release", host=host.name)
 
         failed = self.each(stage, remove, hosts=hosts, report=False).failed
         for name, error in failed.items():
-            self.say(stage, f"could not remove the partial release releases/{release} ({error}); "
-                            "it is never switched to, and the next upload removes it",
-                     host=name, stream="err")
+            self.say(
+                stage,
+                f"could not remove the partial release releases/{release} ({error}); "
+                "it is never switched to, and the next upload removes it",
+                host=name,
+                stream="err",
+            )
 
     def switch(self, stage: Stage, target: dict[str, str]) -> dict[str, Optional[str]]:
         """Point every host's ``current`` at ``target[host]``, or none of them.
@@ -221,18 +276,25 @@ class Fleet:
 
         def switch_one(host: Host, t: Transport) -> None:
             release = target[host.name]
-            res = self.run(t, rel.switch_command(self.base(t), release, self.staged_files(t)),
-                           "switching current")
+            res = self.run(
+                t,
+                rel.switch_command(self.base(t), release, self.staged_files(t)),
+                "switching current",
+            )
             previous[host.name] = rel.parse_previous(res.stdout)
-            self.say(stage, f"current -> releases/{release} (was {previous[host.name] or 'none'})",
-                     host=host.name)
+            self.say(
+                stage,
+                f"current -> releases/{release} (was {previous[host.name] or 'none'})",
+                host=host.name,
+            )
 
         failed = self.each(stage, switch_one).failed
         if failed:
             switched = [h for h in self.hosts if h.name in previous]
             self.switch_back(stage, {h.name: previous[h.name] for h in switched})
-            raise StageFailed(f"switch failed on {describe(failed)} — "
-                              f"switched {len(switched)} host(s) back")
+            raise StageFailed(
+                f"switch failed on {describe(failed)} — switched {len(switched)} host(s) back"
+            )
         return previous
 
     def switch_back(self, stage: Stage, previous: dict[str, Optional[str]]) -> dict[str, str]:
@@ -242,13 +304,19 @@ class Fleet:
             release = previous[host.name]
 
             def switch(t: Transport) -> None:
-                command = (rel.switch_command(self.base(t), release, self.staged_files(t))
-                           if release else rel.unlink_current_command(self.base(t)))
+                command = (
+                    rel.switch_command(self.base(t), release, self.staged_files(t))
+                    if release
+                    else rel.unlink_current_command(self.base(t))
+                )
                 self.run(t, command, "switching back")
 
             self.on_host(host, switch)
-            self.say(stage, f"current -> {'releases/' + release if release else 'none'} "
-                            f"(switched back)", host=host.name)
+            self.say(
+                stage,
+                f"current -> {'releases/' + release if release else 'none'} (switched back)",
+                host=host.name,
+            )
 
         hosts = [h for h in self.hosts if h.name in previous]
         return self.each(stage, back, hosts=hosts).failed
@@ -266,13 +334,18 @@ class Fleet:
             if res.ok:
                 self.say(stage, f"pruned {len(doomed)} old release(s)", host=host.name)
             else:
-                self.say(stage, f"could not prune old releases: {res.tail(2)}", host=host.name,
-                         stream="err")
+                self.say(
+                    stage,
+                    f"could not prune old releases: {res.tail(2)}",
+                    host=host.name,
+                    stream="err",
+                )
 
         self.each(stage, prune_one, report=False)
 
-    def restart(self, stage: Stage, cancel,
-                hosts: Optional[Sequence[Host]] = None) -> dict[str, str]:
+    def restart(
+        self, stage: Stage, cancel, hosts: Optional[Sequence[Host]] = None
+    ) -> dict[str, str]:
         """update, restart and verify the service's programs on every host (or ``hosts``).
 
         Hosts where supervisord itself did not answer are also noted in
@@ -282,14 +355,21 @@ class Fleet:
         def restart_one(host: Host, t: Transport) -> None:
             reader = self.status_reader(host, t)
             timeout = self.settings.command_timeout
-            restart_and_verify(t, host, self.service.programs, timeout=timeout,
-                               log=lambda line: self.say(stage, line, host=host.name, stream="out"),
-                               cancel=cancel, read_rows=lambda: reader.rows(timeout),
-                               poke=lambda: reader.poke(timeout))
+            restart_and_verify(
+                t,
+                host,
+                self.service.programs,
+                timeout=timeout,
+                log=lambda line: self.say(stage, line, host=host.name, stream="out"),
+                cancel=cancel,
+                read_rows=lambda: reader.rows(timeout),
+                poke=lambda: reader.poke(timeout),
+            )
 
         outcomes = self.each(stage, restart_one, hosts=hosts)
-        self.unreachable_supervisors = {o.host for o in outcomes
-                                        if isinstance(o.exc, SupervisorUnreachable)}
+        self.unreachable_supervisors = {
+            o.host for o in outcomes if isinstance(o.exc, SupervisorUnreachable)
+        }
         if outcomes.cancelled:
             raise Cancelled()
         return outcomes.failed

@@ -13,11 +13,20 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
-from relconsole.events import (BuildFinished, BuildStarted, CommitResolved, Event, HostFinished,
-                               Output, Sink, StageFinished)
+from relconsole.events import (
+    BuildFinished,
+    BuildStarted,
+    CommitResolved,
+    Event,
+    HostFinished,
+    Output,
+    Sink,
+    StageFinished,
+)
 from relconsole.lock import who
 
 #: The console output kept per build: the most recent bytes win.
@@ -47,8 +56,10 @@ CREATE TABLE IF NOT EXISTS builds (
 );
 """
 
-_SUMMARY = ("number, service, action, who, trigger, branch, sha, subject, release, hosts, "
-            "started, duration, result, error")
+_SUMMARY = (
+    "number, service, action, who, trigger, branch, sha, subject, release, hosts, "
+    "started, duration, result, error"
+)
 
 
 class History:
@@ -57,8 +68,9 @@ class History:
         self.path = state_dir / "history.sqlite3"
         if not self.path.exists():
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False,
-                                   isolation_level=None)
+        self._db = sqlite3.connect(
+            self.path, timeout=10, check_same_thread=False, isolation_level=None
+        )
         self._db.row_factory = sqlite3.Row
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
@@ -67,23 +79,33 @@ class History:
         with self._lock:  # never under a query running in another thread
             self._db.close()
 
-    def start(self, *, service: str, action: str, who: str, trigger: str,
-              branch: Optional[str], hosts: list[str]) -> tuple[int, int]:
+    def start(
+        self,
+        *,
+        service: str,
+        action: str,
+        who: str,
+        trigger: str,
+        branch: Optional[str],
+        hosts: list[str],
+    ) -> tuple[int, int]:
         """A new row, numbered next for ``service`` (safe across processes)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 number = self._db.execute(
-                    "SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE service = ?",
-                    (service,)).fetchone()[0]
+                    "SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE service = ?", (service,)
+                ).fetchone()[0]
                 cur = self._db.execute(
                     "INSERT INTO builds (service, number, action, who, trigger, branch, hosts, "
                     "started, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')",
-                    (service, number, action, who, trigger, branch, json.dumps(hosts), time.time()))
+                    (service, number, action, who, trigger, branch, json.dumps(hosts), time.time()),
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        assert cur.lastrowid is not None
         return cur.lastrowid, number
 
     def update(self, row_id: int, **fields) -> None:
@@ -108,8 +130,9 @@ class History:
 
     def get(self, service: str, number: int) -> Optional[dict]:
         with self._lock:
-            r = self._db.execute("SELECT * FROM builds WHERE service = ? AND number = ?",
-                                 (service, number)).fetchone()
+            r = self._db.execute(
+                "SELECT * FROM builds WHERE service = ? AND number = ?", (service, number)
+            ).fetchone()
         return _row(r) if r else None
 
 
@@ -142,24 +165,47 @@ class HistoryRecorder:
             self._append(f"[{event.where}] {event.line}")
         elif isinstance(event, BuildStarted):
             self.row_id, self.number = self.history.start(
-                service=event.service, action=event.action, who=self.who, trigger=self.trigger,
-                branch=event.branch, hosts=list(event.hosts))
-            self._append(f"{event.action} #{self.number} of {event.service} ({event.branch}) "
-                         f"by {self.who} on {', '.join(event.hosts)}")
+                service=event.service,
+                action=event.action,
+                who=self.who,
+                trigger=self.trigger,
+                branch=event.branch,
+                hosts=list(event.hosts),
+            )
+            self._append(
+                f"{event.action} #{self.number} of {event.service} ({event.branch}) "
+                f"by {self.who} on {', '.join(event.hosts)}"
+            )
         elif isinstance(event, CommitResolved) and self.row_id:
             self.history.update(self.row_id, sha=event.sha, subject=event.subject)
         elif isinstance(event, StageFinished):
-            self._stages[event.stage] = {"ok": event.ok, "seconds": round(event.seconds, 3),
-                                         "error": event.error}
-            self._append(f"<-- {event.stage} {'ok' if event.ok else 'FAILED: ' + str(event.error)}"
-                         f" ({event.seconds:.1f}s)")
+            self._stages[event.stage] = {
+                "ok": event.ok,
+                "seconds": round(event.seconds, 3),
+                "error": event.error,
+            }
+            self._append(
+                f"<-- {event.stage} {'ok' if event.ok else 'FAILED: ' + str(event.error)}"
+                f" ({event.seconds:.1f}s)"
+            )
         elif isinstance(event, HostFinished):
             self._hosts.setdefault(event.host, {})[event.stage] = {
-                "ok": event.ok, "seconds": round(event.seconds, 3), "error": event.error}
+                "ok": event.ok,
+                "seconds": round(event.seconds, 3),
+                "error": event.error,
+            }
         elif isinstance(event, BuildFinished) and self.row_id:
-            self.history.update(self.row_id, result=event.result.recorded, duration=event.seconds,
-                                error=event.error, release=event.release, sha=event.sha,
-                                stages=self._stages, host_results=self._hosts, log=self.log())
+            self.history.update(
+                self.row_id,
+                result=event.result.recorded,
+                duration=event.seconds,
+                error=event.error,
+                release=event.release,
+                sha=event.sha,
+                stages=self._stages,
+                host_results=self._hosts,
+                log=self.log(),
+            )
 
     def _append(self, line: str) -> None:
         with self._lock:
@@ -177,14 +223,37 @@ class HistoryRecorder:
 
 def history_table(rows: list[dict]) -> list[list[str]]:
     """``--history`` rows as table cells, newest first."""
-    table = [["SERVICE", "#", "ACTION", "RESULT", "BRANCH", "SHA", "RELEASE", "STARTED",
-              "SECONDS", "WHO", "TRIGGER"]]
+    table = [
+        [
+            "SERVICE",
+            "#",
+            "ACTION",
+            "RESULT",
+            "BRANCH",
+            "SHA",
+            "RELEASE",
+            "STARTED",
+            "SECONDS",
+            "WHO",
+            "TRIGGER",
+        ]
+    ]
     for r in rows:
-        table.append([r["service"], str(r["number"]), r["action"], r["result"], r["branch"] or "",
-                      (r["sha"] or "")[:12], r["release"] or "",
-                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])),
-                      "" if r["duration"] is None else f"{r['duration']:.1f}", r["who"],
-                      r["trigger"]])
+        table.append(
+            [
+                r["service"],
+                str(r["number"]),
+                r["action"],
+                r["result"],
+                r["branch"] or "",
+                (r["sha"] or "")[:12],
+                r["release"] or "",
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])),
+                "" if r["duration"] is None else f"{r['duration']:.1f}",
+                r["who"],
+                r["trigger"],
+            ]
+        )
     return table
 
 

@@ -23,9 +23,10 @@ import posixpath
 import socket
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Optional
 
 from relconsole.errors import StageFailed
 from relconsole.fanout import fan_out
@@ -53,20 +54,32 @@ class LockInfo:
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @classmethod
-    def mine(cls, branch: str, action: str = "build") -> "LockInfo":
-        return cls(user=getpass.getuser(), machine=socket.gethostname(), pid=os.getpid(),
-                   started=time.time(), branch=branch, action=action)
+    def mine(cls, branch: str, action: str = "build") -> LockInfo:
+        return cls(
+            user=getpass.getuser(),
+            machine=socket.gethostname(),
+            pid=os.getpid(),
+            started=time.time(),
+            branch=branch,
+            action=action,
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> Optional["LockInfo"]:
+    def from_json(cls, text: str) -> Optional[LockInfo]:
         try:
             data = json.loads(text)
-            return cls(user=str(data["user"]), machine=str(data["machine"]), pid=int(data["pid"]),
-                       started=float(data["started"]), branch=str(data["branch"]),
-                       action=str(data.get("action", "build")), token=str(data.get("token", "")))
+            return cls(
+                user=str(data["user"]),
+                machine=str(data["machine"]),
+                pid=int(data["pid"]),
+                started=float(data["started"]),
+                branch=str(data["branch"]),
+                action=str(data.get("action", "build")),
+                token=str(data.get("token", "")),
+            )
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -85,8 +98,10 @@ class LockInfo:
 
     def describe(self, now: Optional[float] = None) -> str:
         held = max(0, int((now or time.time()) - self.started))
-        text = (f"{self.user}@{self.machine} (pid {self.pid}, {self.action} of {self.branch}) "
-                f"for {held // 60}m{held % 60:02d}s")
+        text = (
+            f"{self.user}@{self.machine} (pid {self.pid}, {self.action} of {self.branch}) "
+            f"for {held // 60}m{held % 60:02d}s"
+        )
         return text + (" — STALE: that process is gone" if self.stale else "")
 
 
@@ -159,17 +174,18 @@ def acquire_command(base: str, info: LockInfo) -> str:
     lock = remote_lock_dir(base)
     # Only an existing lock folder means "held"; any other mkdir failure (permission,
     # disk) is reported as the error it is.
-    return (f"mkdir -p {q(base)} && if err=$(mkdir {q(lock)} 2>&1); then "
-            f"printf '%s\\n' {q(info.to_json())} > {q(lock + '/info')}; "
-            f"elif [ -d {q(lock)} ]; then echo HELD; cat {q(lock + '/info')} 2>/dev/null; exit 3; "
-            f"else printf '%s\\n' \"$err\" >&2; exit 1; fi")
+    return (
+        f"mkdir -p {q(base)} && if err=$(mkdir {q(lock)} 2>&1); then "
+        f"printf '%s\\n' {q(info.to_json())} > {q(lock + '/info')}; "
+        f"elif [ -d {q(lock)} ]; then echo HELD; cat {q(lock + '/info')} 2>/dev/null; exit 3; "
+        f"else printf '%s\\n' \"$err\" >&2; exit 1; fi"
+    )
 
 
 def release_command(base: str, token: str) -> str:
     """Remove the lock only if it is still ours (an --unlock may have replaced it)."""
     lock = remote_lock_dir(base)
-    return (f"if grep -qF {q(token)} {q(lock + '/info')} 2>/dev/null; then "
-            f"rm -rf {q(lock)}; fi")
+    return f"if grep -qF {q(token)} {q(lock + '/info')} 2>/dev/null; then rm -rf {q(lock)}; fi"
 
 
 def read_command(base: str) -> str:
@@ -214,7 +230,7 @@ class ServiceLock:
         return f"{who} on {', '.join(self.where)}"
 
 
-def local_locks(config: "Config", skip: Iterable[str] = ()) -> dict[str, ServiceLock]:
+def local_locks(config: Config, skip: Iterable[str] = ()) -> dict[str, ServiceLock]:
     """Services whose lock on this machine another process holds (``skip``: not probed)."""
     found = {}
     skipped = set(skip)
@@ -230,16 +246,25 @@ def local_locks(config: "Config", skip: Iterable[str] = ()) -> dict[str, Service
     return found
 
 
-def remote_locks(config: "Config", hosts: Sequence["Host"], on_host: "OnHost",
-                 timeout: float) -> dict[str, ServiceLock]:
+def remote_locks(
+    config: Config, hosts: Sequence[Host], on_host: OnHost, timeout: float
+) -> dict[str, ServiceLock]:
     """Services locked on any of ``hosts``: one command per host for all its services."""
-    def one(host: "Host") -> list[tuple[str, LockInfo]]:
+
+    def one(host: Host) -> list[tuple[str, LockInfo]]:
         services = [s for s in config.services.values() if host.name in s.hosts]
         if not services:
             return []
-        res = on_host(host, lambda t: t.run("; ".join(
-            f"echo {q(_MARK + s.name)}; {read_command(t.path(s.path))}" for s in services),
-            timeout=timeout, sudo=True))
+        res = on_host(
+            host,
+            lambda t: t.run(
+                "; ".join(
+                    f"echo {q(_MARK + s.name)}; {read_command(t.path(s.path))}" for s in services
+                ),
+                timeout=timeout,
+                sudo=True,
+            ),
+        )
         return [(name, info) for name, info in parse_locks(res.stdout) if not is_mine(info)]
 
     # A host that did not answer: the status poll says why.

@@ -19,9 +19,10 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Optional, Sequence
+from typing import BinaryIO, ClassVar, Optional, cast
 
 from relconsole import release as rel
 from relconsole.config import Config, Host, Service
@@ -38,7 +39,7 @@ from relconsole.stages.checkout import checkout, workspace_path
 from relconsole.stages.upload import extract, write_release_tar
 from relconsole.unlock import force_unlock
 
-__all__ = ["Build", "Connector", "run_build", "run_rollback", "force_unlock"]
+__all__ = ["Build", "Connector", "force_unlock", "run_build", "run_rollback"]
 
 
 @dataclass
@@ -48,8 +49,12 @@ class Build(Run):
     action: ClassVar[str] = "build"
 
     def steps(self) -> list[Step]:
-        return [(Stage.CHECKOUT, self.do_checkout), (Stage.CHECK, self.do_checks),
-                (Stage.UPLOAD, self.do_upload), (Stage.SUPERVISOR, self.do_supervisor)]
+        return [
+            (Stage.CHECKOUT, self.do_checkout),
+            (Stage.CHECK, self.do_checks),
+            (Stage.UPLOAD, self.do_upload),
+            (Stage.SUPERVISOR, self.do_supervisor),
+        ]
 
     @property
     def workspace(self) -> Path:
@@ -58,26 +63,46 @@ class Build(Run):
     def do_checkout(self) -> None:
         self.begin(Stage.CHECKOUT)
         self.check_cancel()
-        self.commit = checkout(self.workspace, self.service.repo, self.branch,
-                               log=lambda line: self.say(Stage.CHECKOUT, line),
-                               timeout=self.settings.command_timeout, cancel=self.cancel)
+        self.commit = checkout(
+            self.workspace,
+            self.service.repo,
+            self.branch,
+            log=lambda line: self.say(Stage.CHECKOUT, line),
+            timeout=self.settings.command_timeout,
+            cancel=self.cancel,
+        )
         self.check_cancel()  # a cancel while git worked cancels this stage, not the next
-        self.sink(CommitResolved(branch=self.branch, sha=self.commit.sha,
-                                 subject=self.commit.subject, author=self.commit.author))
+        self.sink(
+            CommitResolved(
+                branch=self.branch,
+                sha=self.commit.sha,
+                subject=self.commit.subject,
+                author=self.commit.author,
+            )
+        )
 
     def do_checks(self) -> None:
         if not self.service.checks:
             self.say(Stage.CHECK, "no checks configured")
             return
         assert self.commit is not None
-        env = dict(os.environ, **self.secret_env, RELCONSOLE_SERVICE=self.service.name,
-                   RELCONSOLE_BRANCH=self.branch, RELCONSOLE_SHA=self.commit.sha)
+        env = dict(
+            os.environ,
+            **self.secret_env,
+            RELCONSOLE_SERVICE=self.service.name,
+            RELCONSOLE_BRANCH=self.branch,
+            RELCONSOLE_SHA=self.commit.sha,
+        )
         for check in self.service.checks:
             self.check_cancel()
             self.say(Stage.CHECK, f"$ {check.run}  [{check.name}]")
-            result = run_check(check, self.workspace, env,
-                               emit=lambda line: self.say(Stage.CHECK, line, stream="out"),
-                               cancel=self.cancel)
+            result = run_check(
+                check,
+                self.workspace,
+                env,
+                emit=lambda line: self.say(Stage.CHECK, line, stream="out"),
+                cancel=self.cancel,
+            )
             if result.cancelled:
                 raise Cancelled()
             if not result.ok:
@@ -90,19 +115,30 @@ class Build(Run):
         self.say(Stage.UPLOAD, f"release {release}")
         tmp_dir = ensure_private_dir(self.settings.state_dir / "tmp")
         with tempfile.NamedTemporaryFile(dir=tmp_dir, suffix=".tar") as tar:
-            write_release_tar(self.workspace, self.commit.sha, self.service.files, tar)
+            write_release_tar(
+                self.workspace, self.commit.sha, self.service.files, cast(BinaryIO, tar)
+            )
             size = tar.seek(0, os.SEEK_END)
             self.say(Stage.UPLOAD, f"release tar {size / 1e6:.1f} MB to {len(self.hosts)} host(s)")
-            outcomes = self.fleet.each(Stage.UPLOAD, lambda h, t: extract(
-                t, self.fleet.base(t), release, Path(tar.name),
-                timeout=self.settings.command_timeout, cancel=self.cancel,
-                log=lambda line: self.say(Stage.UPLOAD, line, host=h.name)))
+            outcomes = self.fleet.each(
+                Stage.UPLOAD,
+                lambda h, t: extract(
+                    t,
+                    self.fleet.base(t),
+                    release,
+                    Path(tar.name),
+                    timeout=self.settings.command_timeout,
+                    cancel=self.cancel,
+                    log=lambda line: self.say(Stage.UPLOAD, line, host=h.name),
+                ),
+            )
         if outcomes.failed or self.cancel.is_set():
             # Every host: a failed one may have left a partial the remove also clears.
             self.fleet.remove_release(Stage.UPLOAD, release, self.hosts)
             self.check_cancel()
-            raise StageFailed(f"upload failed on {outcomes.describe_failures()} — "
-                              "no host was switched")
+            raise StageFailed(
+                f"upload failed on {outcomes.describe_failures()} — no host was switched"
+            )
         self.previous = self.fleet.switch(Stage.UPLOAD, {h.name: release for h in self.hosts})
         self.fleet.prune(Stage.UPLOAD, self.service.keep_releases, self.previous)
 
@@ -111,8 +147,12 @@ class Build(Run):
         before, restarted, verified."""
         missing = [name for name, release in self.previous.items() if not release]
         if missing or not self.previous:
-            self.say(Stage.SUPERVISOR, f"no previous release on {', '.join(missing) or 'any host'}"
-                                       ": cannot roll back automatically", stream="err")
+            self.say(
+                Stage.SUPERVISOR,
+                f"no previous release on {', '.join(missing) or 'any host'}"
+                ": cannot roll back automatically",
+                stream="err",
+            )
             return
 
         # Hosts whose supervisord did not answer cannot be restarted by trying again.
@@ -122,20 +162,29 @@ class Build(Run):
             failed = self.fleet.switch_back(Stage.ROLLBACK, self.previous)
             if failed:
                 raise StageFailed(f"could not switch back: {describe(failed)}")
-            failed = self.fleet.restart(Stage.ROLLBACK, threading.Event(),
-                                        hosts=[h for h in self.hosts if h.name not in down])
+            failed = self.fleet.restart(
+                Stage.ROLLBACK,
+                threading.Event(),
+                hosts=[h for h in self.hosts if h.name not in down],
+            )
             if failed:
                 raise StageFailed(f"the previous release does not run either: {describe(failed)}")
             for name in sorted(down):
-                self.say(Stage.ROLLBACK, f"current -> releases/{self.previous[name]} again; not "
-                                         "restarted: supervisord is not answering", host=name,
-                         stream="err")
+                self.say(
+                    Stage.ROLLBACK,
+                    f"current -> releases/{self.previous[name]} again; not "
+                    "restarted: supervisord is not answering",
+                    host=name,
+                    stream="err",
+                )
             self.rolled_back = rolled_back_to(self.previous)
             first = self.hosts[0].name
             release = self.previous[first]
             sha = self.fleet.revision(self.fleet.transports[first], release) if release else None
-            self.say(Stage.ROLLBACK, f"rolled back to release {self.rolled_back} "
-                                     f"(sha {(sha or 'unknown')[:12]})")
+            self.say(
+                Stage.ROLLBACK,
+                f"rolled back to release {self.rolled_back} (sha {(sha or 'unknown')[:12]})",
+            )
 
         try:
             self.stage(Stage.ROLLBACK, work, cancellable=False)  # a cancel is what got us here
@@ -143,16 +192,24 @@ class Build(Run):
             pass  # reported by the stage; the build has failed either way
 
 
-def hosts_to_deploy(config: Config, service: Service,
-                    only_hosts: Optional[Sequence[str]]) -> list[Host]:
+def hosts_to_deploy(
+    config: Config, service: Service, only_hosts: Optional[Sequence[str]]
+) -> list[Host]:
     hosts = config.hosts_of(service)
     return [h for h in hosts if h.name in set(only_hosts)] if only_hosts else hosts
 
 
-def run_build(config: Config, service_name: str, sink: Sink,
-              cancel: Optional[threading.Event] = None, *, branch: Optional[str] = None,
-              only_hosts: Optional[Sequence[str]] = None, trigger: str = "headless",
-              connector: Connector = open_transport) -> BuildFinished:
+def run_build(
+    config: Config,
+    service_name: str,
+    sink: Sink,
+    cancel: Optional[threading.Event] = None,
+    *,
+    branch: Optional[str] = None,
+    only_hosts: Optional[Sequence[str]] = None,
+    trigger: str = "headless",
+    connector: Connector = open_transport,
+) -> BuildFinished:
     """Build and deploy ``service_name``; every step is reported through ``sink``.
 
     Args:
@@ -170,8 +227,13 @@ def run_build(config: Config, service_name: str, sink: Sink,
     """
     service = config.services[service_name]
     masker = Masker()
-    return Build(config=config, service=service,
-                 hosts=hosts_to_deploy(config, service, only_hosts),
-                 branch=branch or service.branch,
-                 sink=masker.wrap(recording(config.settings.state_dir, sink, trigger)),
-                 masker=masker, cancel=cancel or threading.Event(), connector=connector).run()
+    return Build(
+        config=config,
+        service=service,
+        hosts=hosts_to_deploy(config, service, only_hosts),
+        branch=branch or service.branch,
+        sink=masker.wrap(recording(config.settings.state_dir, sink, trigger)),
+        masker=masker,
+        cancel=cancel or threading.Event(),
+        connector=connector,
+    ).run()

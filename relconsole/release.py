@@ -12,8 +12,9 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from datetime import datetime, timezone
-from typing import Iterable, Optional
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Optional
 
 from relconsole.config import FileUpload
 
@@ -24,7 +25,7 @@ PARTIAL_PREFIX = ".partial-"
 
 def new_release_id(sha: str, now: Optional[datetime] = None) -> str:
     """Sortable by time, readable, and naming the commit: ``20261126-070707-1a2b3c4``."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"{now:%Y%m%d-%H%M%S}-{sha[:7]}"
 
 
@@ -53,11 +54,14 @@ def extract_command(base: str, release: str) -> str:
     """
     releases = posixpath.join(base, "releases")
     target, partial = release_dir(base, release), partial_dir(base, release)
-    return (f"mkdir -p {q(releases)} && rm -rf {q(releases)}/{PARTIAL_PREFIX}* && "
-            f"{{ test ! -e {q(target)} || {{ echo {q(target + ' already exists')} >&2; exit 1; }}; }} && "
-            f"mkdir {q(partial)} && "
-            f"{{ tar -x -f - -C {q(partial)} && mv -T {q(partial)} {q(target)} || "
-            f"{{ rc=$?; rm -rf {q(partial)}; exit $rc; }}; }}")
+    return (
+        f"mkdir -p {q(releases)} && rm -rf {q(releases)}/{PARTIAL_PREFIX}* && "
+        f"{{ test ! -e {q(target)} || "
+        f"{{ echo {q(target + ' already exists')} >&2; exit 1; }}; }} && "
+        f"mkdir {q(partial)} && "
+        f"{{ tar -x -f - -C {q(partial)} && mv -T {q(partial)} {q(target)} || "
+        f"{{ rc=$?; rm -rf {q(partial)}; exit $rc; }}; }}"
+    )
 
 
 def remove_release_command(base: str, release: str) -> str:
@@ -78,8 +82,10 @@ def switch_command(base: str, release: str, files: Iterable[FileUpload]) -> str:
     for index, upload in enumerate(files):
         # Guarded: an older release (switched back to) may not have staged this entry.
         staged = posixpath.join(target, STAGED_FILES, str(index))
-        lines.append(f"if [ -d {q(staged)} ]; then mkdir -p {q(upload.dest)}; "
-                     f"cp -R {q(staged + '/.')} {q(upload.dest)}; fi")
+        lines.append(
+            f"if [ -d {q(staged)} ]; then mkdir -p {q(upload.dest)}; "
+            f"cp -R {q(staged + '/.')} {q(upload.dest)}; fi"
+        )
     lines.append(f"ln -sfn {q(target)} {q(tmp)}")
     lines.append(f"mv -T {q(tmp)} {q(current)}")
     return "\n".join(lines)
@@ -105,8 +111,9 @@ def release_from_link(line: str, key: str) -> Optional[str]:
 
 def parse_previous(output: str) -> Optional[str]:
     """The release id ``current`` pointed to before a switch, from its ``previous=`` line."""
-    return next((r for r in (release_from_link(ln, "previous") for ln in output.splitlines())
-                 if r), None)
+    return next(
+        (r for r in (release_from_link(ln, "previous") for ln in output.splitlines()) if r), None
+    )
 
 
 def previous_release(current: Optional[str], releases: Iterable[str]) -> Optional[str]:
@@ -118,8 +125,10 @@ def previous_release(current: Optional[str], releases: Iterable[str]) -> Optiona
 def list_releases_command(base: str) -> str:
     releases = posixpath.join(base, "releases")
     current = posixpath.join(base, "current")
-    return (f"printf 'current=%s\\n' \"$(readlink {q(current)} || true)\"; "
-            f"ls -1 {q(releases)} 2>/dev/null || true")
+    return (
+        f"printf 'current=%s\\n' \"$(readlink {q(current)} || true)\"; "
+        f"ls -1 {q(releases)} 2>/dev/null || true"
+    )
 
 
 def parse_releases(output: str) -> tuple[Optional[str], list[str]]:
@@ -134,8 +143,9 @@ def parse_releases(output: str) -> tuple[Optional[str], list[str]]:
     return current, sorted(releases)
 
 
-def releases_to_prune(releases: list[str], keep: int, current: Optional[str],
-                      previous: Optional[str]) -> list[str]:
+def releases_to_prune(
+    releases: list[str], keep: int, current: Optional[str], previous: Optional[str]
+) -> list[str]:
     """The oldest releases beyond ``keep``; never the current or the previous one."""
     newest = set(sorted(releases)[-keep:]) if keep > 0 else set()
     protected = newest | {current, previous}

@@ -9,9 +9,10 @@ by both.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Optional, Sequence
+from typing import ClassVar, Optional
 
 from relconsole import release as rel
 from relconsole.config import Config, Host, Service
@@ -44,8 +45,10 @@ class Rollback(Run):
             current, releases = self.fleet.list_releases(t)
             if self.to:
                 if self.to not in releases:
-                    raise StageFailed(f"release {self.to} is not on this host "
-                                      f"(it has: {', '.join(releases) or 'none'})")
+                    raise StageFailed(
+                        f"release {self.to} is not on this host "
+                        f"(it has: {', '.join(releases) or 'none'})"
+                    )
                 targets[host.name] = self.to
                 return
             previous = rel.previous_release(current, releases)
@@ -55,33 +58,50 @@ class Rollback(Run):
 
         found = self.fleet.each(Stage.SWITCH, find, report=False)
         if found.failed:
-            raise StageFailed(f"cannot roll back: {found.describe_failures()} — "
-                              "nothing was switched")
+            raise StageFailed(
+                f"cannot roll back: {found.describe_failures()} — nothing was switched"
+            )
         if len(set(targets.values())) > 1:
             listed = ", ".join(f"{h}: {r}" for h, r in targets.items())
-            raise StageFailed(f"hosts run different releases, so 'previous' differs ({listed}); "
-                              "choose one with --to RELEASE — nothing was switched")
+            raise StageFailed(
+                f"hosts run different releases, so 'previous' differs ({listed}); "
+                "choose one with --to RELEASE — nothing was switched"
+            )
         self.release = next(iter(targets.values()))
         sha = self.fleet.revision(self.fleet.transports[self.hosts[0].name], self.release)
         if sha:
             self.commit = Commit(sha=sha, subject="", author="")
-        self.say(Stage.SWITCH, f"rolling back to release {self.release} "
-                               f"(sha {(sha or 'unknown')[:12]})")
+        self.say(
+            Stage.SWITCH, f"rolling back to release {self.release} (sha {(sha or 'unknown')[:12]})"
+        )
         self.previous = self.fleet.switch(Stage.SWITCH, targets)
 
 
-def run_rollback(config: Config, service_name: str, sink: Sink,
-                 cancel: Optional[threading.Event] = None, *, to: Optional[str] = None,
-                 trigger: str = "headless", connector: Connector = open_transport) -> BuildFinished:
+def run_rollback(
+    config: Config,
+    service_name: str,
+    sink: Sink,
+    cancel: Optional[threading.Event] = None,
+    *,
+    to: Optional[str] = None,
+    trigger: str = "headless",
+    connector: Connector = open_transport,
+) -> BuildFinished:
     """Switch every host of ``service_name`` back to the previous release (or ``to``),
     all or none, then restart and verify its programs as a build does."""
     service = config.services[service_name]
     masker = Masker()
-    return Rollback(config=config, service=service, hosts=config.hosts_of(service),
-                    branch=service.branch,
-                    sink=masker.wrap(recording(config.settings.state_dir, sink, trigger)),
-                    masker=masker, cancel=cancel or threading.Event(), connector=connector,
-                    to=to).run()
+    return Rollback(
+        config=config,
+        service=service,
+        hosts=config.hosts_of(service),
+        branch=service.branch,
+        sink=masker.wrap(recording(config.settings.state_dir, sink, trigger)),
+        masker=masker,
+        cancel=cancel or threading.Event(),
+        connector=connector,
+        to=to,
+    ).run()
 
 
 # --------------------------------------------------------------------------- planning
@@ -100,12 +120,18 @@ class HostReleases:
         return rel.previous_release(self.current, self.releases)
 
 
-def read_releases(service: Service, hosts: Sequence[Host], on_host: OnHost,
-                  timeout: float) -> list[HostReleases]:
+def read_releases(
+    service: Service, hosts: Sequence[Host], on_host: OnHost, timeout: float
+) -> list[HostReleases]:
     """Each host's current release and every release it holds, in parallel."""
+
     def one(host: Host) -> HostReleases:
-        res = on_host(host, lambda t: t.run(rel.list_releases_command(t.path(service.path)),
-                                            timeout=timeout, sudo=True))
+        res = on_host(
+            host,
+            lambda t: t.run(
+                rel.list_releases_command(t.path(service.path)), timeout=timeout, sudo=True
+            ),
+        )
         if not res.ok:
             return HostReleases(host.name, error=f"cannot list releases: {res.tail(2)}")
         current, releases = rel.parse_releases(res.stdout)
@@ -151,6 +177,6 @@ def release_subject(workspace: Path, release: str) -> Optional[str]:
     try:
         import git
 
-        return git.Repo(workspace).commit(sha).summary
+        return str(git.Repo(workspace).commit(sha).summary)
     except Exception:  # no workspace, unknown commit: the release id says enough
         return None

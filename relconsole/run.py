@@ -12,15 +12,24 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Optional
+from typing import ClassVar, Optional
 
 from relconsole import lock as lk
 from relconsole.config import Config, Host, Service, Settings
 from relconsole.errors import Cancelled, StageFailed
-from relconsole.events import (BuildFinished, BuildStarted, Output, RunResult, Sink, Stage,
-                               StageFinished, StageStarted)
+from relconsole.events import (
+    BuildFinished,
+    BuildStarted,
+    Output,
+    RunResult,
+    Sink,
+    Stage,
+    StageFinished,
+    StageStarted,
+)
 from relconsole.fanout import describe
 from relconsole.fleet import Fleet
 from relconsole.hosts.connect import Connector, open_transport
@@ -78,8 +87,9 @@ class Run:
     def settings(self) -> Settings:
         return self.config.settings
 
-    def say(self, stage: Stage, line: str, host: Optional[str] = None,
-            stream: str = "info") -> None:
+    def say(
+        self, stage: Stage, line: str, host: Optional[str] = None, stream: str = "info"
+    ) -> None:
         self.sink(Output(stage=stage, line=line, host=host, stream=stream))
 
     def check_cancel(self) -> None:
@@ -95,8 +105,15 @@ class Run:
         try:
             work()
         except (Cancelled, StageFailed) as exc:
-            self.sink(StageFinished(stage=name, ok=False, seconds=time.monotonic() - started,
-                                    error=str(exc), cancelled=isinstance(exc, Cancelled)))
+            self.sink(
+                StageFinished(
+                    stage=name,
+                    ok=False,
+                    seconds=time.monotonic() - started,
+                    error=str(exc),
+                    cancelled=isinstance(exc, Cancelled),
+                )
+            )
             raise
         self.sink(StageFinished(stage=name, ok=True, seconds=time.monotonic() - started))
 
@@ -113,9 +130,14 @@ class Run:
 
     def read_secrets(self) -> None:
         """Read the secrets this run needs and mask their values from now on."""
-        refs = [(f"secret {name}", name, ref) for name, ref in self.service.secrets]
-        refs += [(f"host {h.name} key_passphrase", None, h.key_passphrase)
-                 for h in self.hosts if h.key_passphrase]
+        refs: list[tuple[str, Optional[str], str]] = [
+            (f"secret {name}", name, ref) for name, ref in self.service.secrets
+        ]
+        refs += [
+            (f"host {h.name} key_passphrase", None, h.key_passphrase)
+            for h in self.hosts
+            if h.key_passphrase
+        ]
         for label, env_name, ref in refs:
             try:
                 value = resolve_secret(ref)
@@ -139,9 +161,15 @@ class Run:
     def run(self) -> BuildFinished:
         started = time.monotonic()
         steps = self.steps()
-        self.sink(BuildStarted(service=self.service.name, branch=self.branch,
-                               hosts=tuple(h.name for h in self.hosts),
-                               stages=tuple(stage for stage, _ in steps), action=self.action))
+        self.sink(
+            BuildStarted(
+                service=self.service.name,
+                branch=self.branch,
+                hosts=tuple(h.name for h in self.hosts),
+                stages=tuple(stage for stage, _ in steps),
+                action=self.action,
+            )
+        )
         error: Optional[str] = None
         result = RunResult.SUCCESS
         holder: Optional[str] = None
@@ -173,11 +201,16 @@ class Run:
             error = f"{error} — rolled back to release {self.rolled_back}"
             if result is RunResult.FAILED:
                 result = RunResult.ROLLED_BACK
-        finished = BuildFinished(result=result, seconds=time.monotonic() - started,
-                                 service=self.service.name,
-                                 sha=self.commit.sha if self.commit else None,
-                                 release=self.release, error=error,
-                                 rolled_back=self.rolled_back, holder=holder)
+        finished = BuildFinished(
+            result=result,
+            seconds=time.monotonic() - started,
+            service=self.service.name,
+            sha=self.commit.sha if self.commit else None,
+            release=self.release,
+            error=error,
+            rolled_back=self.rolled_back,
+            holder=holder,
+        )
         self.sink(finished)
         return finished
 

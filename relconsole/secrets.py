@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from relconsole.errors import RelconsoleError
 from relconsole.events import Event, Sink
@@ -29,8 +29,10 @@ def check_reference(ref: str, base_dir: Path) -> str:
     """Validate a reference at config load; ``file:`` paths become absolute."""
     kind, sep, rest = ref.partition(":")
     if not sep or kind not in ("env", "file") or not rest:
-        raise ValueError("must be a reference, env:NAME or file:PATH — secret values never "
-                         "go in the config itself")
+        raise ValueError(
+            "must be a reference, env:NAME or file:PATH — secret values never "
+            "go in the config itself"
+        )
     if kind == "env":
         if not ENV_NAME.match(rest):
             raise ValueError(f"env:{rest} is not an environment variable name")
@@ -73,9 +75,12 @@ class Masker:
         if not self.values:
             return event
         # Plain strings only: a Stage (a str enum) is the engine's own word, not data.
-        changes = {f.name: self.mask(getattr(event, f.name)) for f in dataclasses.fields(event)
-                   if type(getattr(event, f.name)) is str}
-        return dataclasses.replace(event, **changes)
+        changes = {
+            f.name: self.mask(getattr(event, f.name))
+            for f in dataclasses.fields(event)
+            if type(getattr(event, f.name)) is str
+        }
+        return dataclasses.replace(event, **changes)  # type: ignore[arg-type]
 
     def wrap(self, sink: Sink) -> Sink:
         return lambda event: sink(self.event(event))

@@ -19,8 +19,12 @@ from relconsole.hosts.base import Transport
 from relconsole.hosts.connect import Connector, open_transport
 
 
-def force_unlock(config: Config, service_name: str, connector: Connector = open_transport,
-                 trigger: str = "headless") -> tuple[bool, list[str]]:
+def force_unlock(
+    config: Config,
+    service_name: str,
+    connector: Connector = open_transport,
+    trigger: str = "headless",
+) -> tuple[bool, list[str]]:
     """Remove the service's lock on every host, if no live run holds it.
 
     Returns (ok, lines to show).
@@ -28,8 +32,10 @@ def force_unlock(config: Config, service_name: str, connector: Connector = open_
     service = config.services[service_name]
     holder = lk.LocalLock(config.settings.state_dir, service.name).holder()
     if holder is not None:
-        return False, [f"{service.name} is being deployed from this machine right now by "
-                       f"{holder.describe()}; cancel that build instead of unlocking"]
+        return False, [
+            f"{service.name} is being deployed from this machine right now by "
+            f"{holder.describe()}; cancel that build instead of unlocking"
+        ]
     lines: list[str] = []
 
     def collect(event: Event) -> None:
@@ -39,8 +45,11 @@ def force_unlock(config: Config, service_name: str, connector: Connector = open_
     fleet = Fleet(service, config.hosts_of(service), config.settings, collect, connector)
 
     def remove(host: Host, t: Transport) -> None:
-        found = lk.parse_holder(t.run(lk.read_command(fleet.base(t)),
-                                      timeout=config.settings.command_timeout, sudo=True).stdout)
+        found = lk.parse_holder(
+            t.run(
+                lk.read_command(fleet.base(t)), timeout=config.settings.command_timeout, sudo=True
+            ).stdout
+        )
         if found is None:
             lines.append(f"{host.name}: not locked")
             return
@@ -62,10 +71,17 @@ def force_unlock(config: Config, service_name: str, connector: Connector = open_
     ok = ok and not failed
     try:
         history = History(config.settings.state_dir)
-        row, _ = history.start(service=service.name, action="unlock", who=lk.who(),
-                               trigger=trigger, branch=None, hosts=list(service.hosts))
-        history.update(row, result="success" if ok else "failed", duration=0.0,
-                       log="\n".join(lines))
+        row, _ = history.start(
+            service=service.name,
+            action="unlock",
+            who=lk.who(),
+            trigger=trigger,
+            branch=None,
+            hosts=list(service.hosts),
+        )
+        history.update(
+            row, result="success" if ok else "failed", duration=0.0, log="\n".join(lines)
+        )
         history.close()
     except (sqlite3.Error, OSError) as exc:
         lines.append(f"history not recorded: {exc}")

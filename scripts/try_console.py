@@ -29,10 +29,10 @@ from deployconfig import write_config  # noqa: E402
 from gitorigin import make_origin, sample_service_files  # noqa: E402
 from testbed import start_testbed  # noqa: E402
 
-from relconsole.ui.app import RelconsoleApp  # noqa: E402
 from relconsole.config import load_config  # noqa: E402
 from relconsole.lock import LOCK_DIR, LockInfo  # noqa: E402
 from relconsole.pipeline import run_build  # noqa: E402
+from relconsole.ui.app import RelconsoleApp  # noqa: E402
 
 
 def next_second() -> None:
@@ -50,12 +50,20 @@ def main(hosts: int) -> None:
         svc.commit(sample_service_files("svc", "/srv/svc", "v1"), "first release of svc")
         api = make_origin(tmp, "api")
         api.commit(sample_service_files("api", "/srv/api", "v1"), "api: first release")
-        path = write_config(tmp, bed, svc.url, settings={"poll_interval": 2},
-                            checks=[{"name": "tests", "run": "sh tests/test_ok.sh"},
-                                    {"name": "lint", "run": "echo '[bold]not markup[/] ok'"}])
+        path = write_config(
+            tmp,
+            bed,
+            svc.url,
+            settings={"poll_interval": 2},
+            checks=[
+                {"name": "tests", "run": "sh tests/test_ok.sh"},
+                {"name": "lint", "run": "echo '[bold]not markup[/] ok'"},
+            ],
+        )
         doc = tomllib.loads(path.read_text())
-        doc["services"]["api"] = dict(doc["services"]["svc"], repo=api.url, path="/srv/api",
-                                      programs=["api"])
+        doc["services"]["api"] = dict(
+            doc["services"]["svc"], repo=api.url, path="/srv/api", programs=["api"]
+        )
         path.write_text(tomli_w.dumps(doc))
         config = load_config(path)
         for name in ("svc", "api"):
@@ -68,8 +76,9 @@ def main(hosts: int) -> None:
         if not finished.ok:
             raise SystemExit(f"deploying svc again failed: {finished.error}")
         svc.commit({"VERSION": "v3\n"}, "svc: a change [not deployed yet]")
-        other = LockInfo(user="alice", machine="build-box-2", pid=4242,
-                         started=time.time() - 754, branch="main")
+        other = LockInfo(
+            user="alice", machine="build-box-2", pid=4242, started=time.time() - 754, branch="main"
+        )
         lock = bed.hosts[0].path("/srv/api") / LOCK_DIR
         lock.mkdir(parents=True)
         (lock / "info").write_text(other.to_json() + "\n")

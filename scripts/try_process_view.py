@@ -28,8 +28,8 @@ from textual.app import App  # noqa: E402
 
 from relconsole.config import load_config  # noqa: E402
 from relconsole.pipeline import run_build  # noqa: E402
-from relconsole.ui.process_screen import ProcessScreen  # noqa: E402
 from relconsole.status.poller import StatusPoller  # noqa: E402
+from relconsole.ui.process_screen import ProcessScreen  # noqa: E402
 
 TICK = """\
 import itertools, time

@@ -12,8 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gitorigin import make_origin  # noqa: E402
-from testbed import TestBed, start_testbed  # noqa: E402
+from gitorigin import make_origin
+from testbed import TestBed, start_testbed
 
 
 @pytest.fixture(scope="session")

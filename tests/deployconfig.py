@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import tomli_w
-
 from testbed import SUPERVISORCTL, TestBed
 
 
-def write_config(tmp_path: Path, bed: TestBed, origin_url: str, *, service: str = "svc",
-                 hosts: Sequence[str] | None = None, user: str = "root", sudo: bool = False,
-                 checks: Sequence[dict] | None = None, programs: Sequence[str] | None = None,
-                 path: str | None = None, known_hosts: Path | None = None, keep_releases: int = 3,
-                 settings: dict | None = None, extra_hosts: dict | None = None) -> Path:
+def write_config(
+    tmp_path: Path,
+    bed: TestBed,
+    origin_url: str,
+    *,
+    service: str = "svc",
+    hosts: Sequence[str] | None = None,
+    user: str = "root",
+    sudo: bool = False,
+    checks: Sequence[dict] | None = None,
+    programs: Sequence[str] | None = None,
+    path: str | None = None,
+    known_hosts: Path | None = None,
+    keep_releases: int = 3,
+    settings: dict | None = None,
+    extra_hosts: dict | None = None,
+) -> Path:
     """A config with every bed host as [hosts.hN] and one service deploying to ``hosts``."""
     host_names = list(hosts or [h.name for h in bed.hosts])
     doc = {
@@ -26,8 +37,14 @@ def write_config(tmp_path: Path, bed: TestBed, origin_url: str, *, service: str 
             **(settings or {}),
         },
         "hosts": {
-            h.name: {"address": h.address, "port": h.port, "user": user,
-                     "key": str(bed.client_key), "supervisorctl": SUPERVISORCTL, "sudo": sudo}
+            h.name: {
+                "address": h.address,
+                "port": h.port,
+                "user": user,
+                "key": str(bed.client_key),
+                "supervisorctl": SUPERVISORCTL,
+                "sudo": sudo,
+            }
             for h in bed.hosts
         },
         "services": {
@@ -38,8 +55,11 @@ def write_config(tmp_path: Path, bed: TestBed, origin_url: str, *, service: str 
                 "path": path or f"/srv/{service}",
                 "programs": list(programs if programs is not None else [service]),
                 "keep_releases": keep_releases,
-                "checks": list(checks if checks is not None else
-                               [{"name": "tests", "run": "sh tests/test_ok.sh"}]),
+                "checks": list(
+                    checks
+                    if checks is not None
+                    else [{"name": "tests", "run": "sh tests/test_ok.sh"}]
+                ),
                 "files": [{"src": "deploy/supervisor/*.conf", "dest": "/etc/supervisor/conf.d"}],
             }
         },

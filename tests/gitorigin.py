@@ -25,7 +25,9 @@ class Origin:
     def url(self) -> str:
         return str(self.path)
 
-    def commit(self, files: dict[str, str | bytes | None], message: str, branch: str = "main") -> str:
+    def commit(
+        self, files: dict[str, str | bytes | None], message: str, branch: str = "main"
+    ) -> str:
         """Write files (paths relative to the repo root; None deletes one),
         commit them on branch (created from main if new), push, return the sha.
 

@@ -13,9 +13,9 @@ from deployconfig import write_config
 from gitorigin import sample_service_files
 from textual.widgets import Button, Input, Log
 
+from relconsole.config import load_config
 from relconsole.ui.app import RelconsoleApp
 from relconsole.ui.build_view import BuildBanner, StageStrip
-from relconsole.config import load_config
 from relconsole.ui.dialogs import QuitWhileBuilding
 from relconsole.ui.fleet_list import HostList, ServiceTable
 
@@ -39,8 +39,12 @@ async def wait_for(pilot, predicate, what: str, timeout: float = 30.0) -> None:
 async def build_end(pilot, app: RelconsoleApp, timeout: float = 60.0):
     """Wait until the screen has shown the end of the build; returns the engine's verdict."""
     main = app.main_screen
-    await wait_for(pilot, lambda: not main.build_running and main.build_view.finished is not None,
-                   "the build to finish", timeout)
+    await wait_for(
+        pilot,
+        lambda: not main.build_running and main.build_view.finished is not None,
+        "the build to finish",
+        timeout,
+    )
     return main.build_view.finished
 
 
@@ -66,13 +70,16 @@ def banner(app: RelconsoleApp) -> BuildBanner:
 def gate_check(tmp_path) -> tuple[dict, object]:
     """A check that waits until the test opens the gate (creates a file)."""
     gate = tmp_path / "gate"
-    return ({"name": "gate", "run": f"echo waiting; while [ ! -e {gate} ]; do sleep 0.05; done"},
-            gate)
+    return (
+        {"name": "gate", "run": f"echo waiting; while [ ! -e {gate} ]; do sleep 0.05; done"},
+        gate,
+    )
 
 
 @pytest.mark.parametrize("press", ["click", "key"])
 async def test_build_runs_all_stages_and_each_host_pane_holds_its_own_output(
-        bed, origin, tmp_path, press):
+    bed, origin, tmp_path, press
+):
     sha = origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "first release")
     app = make_app(tmp_path, bed, origin)
     async with app.run_test(size=SIZE) as pilot:
@@ -110,8 +117,12 @@ async def test_failing_check_fails_in_strip_and_banner_and_uploads_nothing(bed, 
         finished = await build_end(pilot, app)
 
         assert not finished.ok
-        assert states(app) == {"checkout": "ok", "check": "failed", "upload": "pending",
-                               "supervisor": "pending"}
+        assert states(app) == {
+            "checkout": "ok",
+            "check": "failed",
+            "upload": "pending",
+            "supervisor": "pending",
+        }
         assert banner(app).has_class("-failed")
         text = banner(app).content.plain
         assert "BUILD FAILED" in text and "check 'tests' failed with exit code 1" in text
@@ -166,7 +177,8 @@ async def test_quit_while_building_can_cancel_the_build_and_quit(bed, origin, tm
 
 @pytest.mark.parametrize("how", ["escape", "click"])
 async def test_cancel_during_a_slow_check_stops_quickly_and_shows_cancelled(
-        bed, origin, tmp_path, how):
+    bed, origin, tmp_path, how
+):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
     app = make_app(tmp_path, bed, origin, checks=[SLOW_CHECK])
     async with app.run_test(size=SIZE) as pilot:
@@ -182,8 +194,12 @@ async def test_cancel_during_a_slow_check_stops_quickly_and_shows_cancelled(
 
         assert time.monotonic() - asked < 10
         assert finished.cancelled and not finished.ok
-        assert states(app) == {"checkout": "ok", "check": "cancelled", "upload": "pending",
-                               "supervisor": "pending"}
+        assert states(app) == {
+            "checkout": "ok",
+            "check": "cancelled",
+            "upload": "pending",
+            "supervisor": "pending",
+        }
         assert banner(app).has_class("-cancelled")
         assert "BUILD CANCELLED" in banner(app).content.plain
         assert str(app.main_screen.query_one("#build", Button).label) == "▶ Build svc"
@@ -192,8 +208,10 @@ async def test_cancel_during_a_slow_check_stops_quickly_and_shows_cancelled(
 
 
 async def test_output_is_shown_literally_never_as_markup(bed, origin, tmp_path):
-    check = {"name": "markup",
-             "run": "echo '[bold]x[/] and [' ; printf '\\033[31mred\\033[0m [link]\\n'; exit 1"}
+    check = {
+        "name": "markup",
+        "run": "echo '[bold]x[/] and [' ; printf '\\033[31mred\\033[0m [link]\\n'; exit 1",
+    }
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "fix [red]alert[/] [")
     app = make_app(tmp_path, bed, origin, checks=[check])
     async with app.run_test(size=SIZE) as pilot:
@@ -279,8 +297,8 @@ async def test_a_full_pane_keeps_showing_the_newest_lines():
     """Past max_lines the Log prunes; the screen must still follow the newest output."""
     from textual.app import App
 
-    from relconsole.ui.build_view import MAX_LINES, BuildView
     from relconsole.events import Output, StageStarted
+    from relconsole.ui.build_view import MAX_LINES, BuildView
 
     class Harness(App):
         def compose(self):
@@ -293,8 +311,12 @@ async def test_a_full_pane_keeps_showing_the_newest_lines():
         bv.apply([StageStarted(stage="check")])
         bv.apply([Output(stage="check", line=f"line {i}") for i in range(MAX_LINES + 500)])
         await pilot.pause()
-        bv.apply([Output(stage="check", line=f"line {i}") for i in range(MAX_LINES + 500,
-                                                                         MAX_LINES + 600)])
+        bv.apply(
+            [
+                Output(stage="check", line=f"line {i}")
+                for i in range(MAX_LINES + 500, MAX_LINES + 600)
+            ]
+        )
         await pilot.pause()
         assert len(bv.stage_log("check").lines) == MAX_LINES
         assert f"line {MAX_LINES + 599}" in app.export_screenshot().replace("&#160;", " ")

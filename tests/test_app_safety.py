@@ -15,9 +15,9 @@ from test_app import build_end, lines, view, wait_for
 from test_build_e2e import build
 from textual.widgets import DataTable, Log
 
-from relconsole.ui.app import RelconsoleApp
 from relconsole.config import load_config
 from relconsole.lock import LOCK_DIR, LockInfo
+from relconsole.ui.app import RelconsoleApp
 from relconsole.ui.dialogs import ConfirmUnlock, RollbackDialog
 from relconsole.ui.fleet_list import HostList, PendingList, ServiceTable
 from relconsole.ui.history_screen import BuildLogScreen, HistoryScreen
@@ -58,7 +58,8 @@ def pending_text(app) -> str:
 
 
 async def test_history_screen_lists_builds_and_opens_a_log_with_the_checks_output(
-        bed, origin, tmp_path):
+    bed, origin, tmp_path
+):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
     path = config_path(tmp_path, bed, origin)
     app = make_app(path)
@@ -66,23 +67,32 @@ async def test_history_screen_lists_builds_and_opens_a_log_with_the_checks_outpu
         await pilot.press("b")
         assert (await build_end(pilot, app)).ok
         await pilot.press("h")
-        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen)
-                       and len(history_rows(app.screen)) == 1, "the first build in the history")
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, HistoryScreen) and len(history_rows(app.screen)) == 1,
+            "the first build in the history",
+        )
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is app.main_screen, "the main screen")
 
-        sha = origin.commit(sample_service_files("svc", "/srv/svc", "v2", check_fails=True),
-                            "v2 broken")
+        sha = origin.commit(
+            sample_service_files("svc", "/srv/svc", "v2", check_fails=True), "v2 broken"
+        )
         await pilot.press("b")
         assert not (await build_end(pilot, app)).ok
         await pilot.press("h")
-        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen)
-                       and len(history_rows(app.screen)) == 2, "both builds in the history")
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, HistoryScreen) and len(history_rows(app.screen)) == 2,
+            "both builds in the history",
+        )
         history = app.screen
         rows = history_rows(history)
         # Newest first: number, service, action, result, branch, short sha, ..., trigger.
-        assert [r[:6] for r in rows] == [["2", "svc", "build", "failed", "main", sha[:7]],
-                                         ["1", "svc", "build", "success", "main", rows[1][5]]]
+        assert [r[:6] for r in rows] == [
+            ["2", "svc", "build", "failed", "main", sha[:7]],
+            ["1", "svc", "build", "success", "main", rows[1][5]],
+        ]
         assert all(r[8] == "tui" and "@" in r[9] for r in rows)
         table = history.query_one("#history", DataTable)
         assert table.get_row_at(0)[3].style == "bold red"  # the result is coloured
@@ -94,8 +104,11 @@ async def test_history_screen_lists_builds_and_opens_a_log_with_the_checks_outpu
         await pilot.press("enter")  # the cursor is on the newest: the failed build
         await wait_for(pilot, lambda: isinstance(app.screen, BuildLogScreen), "the log screen")
         log = app.screen.query_one(Log)
-        await wait_for(pilot, lambda: any("check failed on purpose" in ln for ln in log.lines),
-                       "the check's output in the recorded log")
+        await wait_for(
+            pilot,
+            lambda: any("check failed on purpose" in ln for ln in log.lines),
+            "the check's output in the recorded log",
+        )
         assert any(ln.startswith("[check]") for ln in log.lines)
         title = app.screen.query_one("#build-log-title").content.plain
         assert "build #2 of svc" in title and "failed" in title
@@ -108,12 +121,16 @@ async def test_history_screen_lists_builds_and_opens_a_log_with_the_checks_outpu
     app = make_app(path)
     async with app.run_test(size=SIZE) as pilot:
         table = app.main_screen.query_one(ServiceTable)
-        await wait_for(pilot, lambda: table.get_cell("svc", "last").plain == f"✘ {sha[:7]}",
-                       "the last result from the history")
+        await wait_for(
+            pilot,
+            lambda: table.get_cell("svc", "last").plain == f"✘ {sha[:7]}",
+            "the last result from the history",
+        )
 
 
 async def test_rollback_from_the_tui_returns_every_host_to_the_previous_release(
-        bed, origin, tmp_path):
+    bed, origin, tmp_path
+):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
     path = config_path(tmp_path, bed, origin)
     first, _ = build(path)
@@ -127,8 +144,11 @@ async def test_rollback_from_the_tui_returns_every_host_to_the_previous_release(
     app = make_app(path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("R")
-        await wait_for(pilot, lambda: isinstance(app.screen, RollbackDialog)
-                       and app.screen.target is not None, "the dialog to name the target")
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, RollbackDialog) and app.screen.target is not None,
+            "the dialog to name the target",
+        )
         dialog = app.screen
         assert dialog.target == first.release
         text = dialog.query_one("#rb-hosts").content.plain
@@ -141,8 +161,10 @@ async def test_rollback_from_the_tui_returns_every_host_to_the_previous_release(
         assert finished.release == first.release and finished.sha == first.sha
         strip = view(app).strip
         assert strip.shown() == ["switch", "supervisor"]
-        assert {s: strip.cell(s).state for s in strip.shown()} == {"switch": "ok",
-                                                                   "supervisor": "ok"}
+        assert {s: strip.cell(s).state for s in strip.shown()} == {
+            "switch": "ok",
+            "supervisor": "ok",
+        }
         banner = view(app).banner.content.plain
         assert "ROLLED BACK" in banner and first.release in banner
         assert any(f"current -> releases/{first.release}" in ln for ln in lines(app, "switch"))
@@ -157,7 +179,8 @@ async def test_rollback_from_the_tui_returns_every_host_to_the_previous_release(
 
 
 async def test_pending_lists_a_commit_made_after_the_last_build_and_drift_shows(
-        bed, origin, tmp_path):
+    bed, origin, tmp_path
+):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
     path = config_path(tmp_path, bed, origin)
     first, _ = build(path)
@@ -165,14 +188,20 @@ async def test_pending_lists_a_commit_made_after_the_last_build_and_drift_shows(
 
     app = make_app(path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "hosts run the tip of main" in pending_text(app),
-                       "the pending list to say everything is deployed")
+        await wait_for(
+            pilot,
+            lambda: "hosts run the tip of main" in pending_text(app),
+            "the pending list to say everything is deployed",
+        )
         # The release id, or its sha and time where the column is narrow.
         assert first.sha[:7] in hosts_text(app) and "drift" not in hosts_text(app)
         origin.commit({"VERSION": "v2\n"}, "second change")
         await pilot.press("f")
-        await wait_for(pilot, lambda: "second change" in pending_text(app),
-                       "the new commit in the pending list")
+        await wait_for(
+            pilot,
+            lambda: "second change" in pending_text(app),
+            "the new commit in the pending list",
+        )
         pending = app.main_screen.query_one(PendingList)
         assert pending.border_subtitle == "1 commit(s)"
 
@@ -183,17 +212,22 @@ async def test_pending_lists_a_commit_made_after_the_last_build_and_drift_shows(
         await wait_for(pilot, lambda: "drift" in hosts_text(app), "the drift to show")
         text = hosts_text(app)
         assert on_h1.sha[:7] in text and first.sha[:7] in text
-        await wait_for(pilot, lambda: "different commits" in pending_text(app),
-                       "the pending list to say the hosts differ")
+        await wait_for(
+            pilot,
+            lambda: "different commits" in pending_text(app),
+            "the pending list to say the hosts differ",
+        )
 
 
 async def test_a_locked_service_shows_its_holder_and_a_build_is_refused_then_unlocked(
-        bed, origin, tmp_path):
+    bed, origin, tmp_path
+):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
     path = config_path(tmp_path, bed, origin)
     # Another machine's build holds the lock on h1.
-    other = LockInfo(user="alice", machine="build-box-2", pid=4242, started=time.time() - 90,
-                     branch="main")
+    other = LockInfo(
+        user="alice", machine="build-box-2", pid=4242, started=time.time() - 90, branch="main"
+    )
     lock = bed.host("h1").path("/srv/svc") / LOCK_DIR
     lock.mkdir(parents=True)
     (lock / "info").write_text(other.to_json() + "\n")
@@ -201,11 +235,17 @@ async def test_a_locked_service_shows_its_holder_and_a_build_is_refused_then_unl
     app = make_app(path)
     async with app.run_test(size=SIZE) as pilot:
         table = app.main_screen.query_one(ServiceTable)
-        await wait_for(pilot, lambda: "🔒" in table.get_cell("svc", "service").plain,
-                       "the lock in the services list")
+        await wait_for(
+            pilot,
+            lambda: "🔒" in table.get_cell("svc", "service").plain,
+            "the lock in the services list",
+        )
         await wait_for(pilot, lambda: "alice@build-box-2" in hosts_text(app), "the holder")
-        await wait_for(pilot, lambda: "no workspace yet" in pending_text(app),
-                       "the pending list to say there is nothing to compare before a build")
+        await wait_for(
+            pilot,
+            lambda: "no workspace yet" in pending_text(app),
+            "the pending list to say there is nothing to compare before a build",
+        )
         assert "build of main" in hosts_text(app) and "on h1" in hosts_text(app)
         assert "locked by alice@build-box-2" in view(app).banner.content.plain
 
@@ -224,8 +264,11 @@ async def test_a_locked_service_shows_its_holder_and_a_build_is_refused_then_unl
         assert "alice@build-box-2" in str(app.screen.holder)
         await pilot.press("y")
         await wait_for(pilot, lambda: not lock.exists(), "the lock to be removed")
-        await wait_for(pilot, lambda: "🔒" not in table.get_cell("svc", "service").plain,
-                       "the lock to leave the services list")
+        await wait_for(
+            pilot,
+            lambda: "🔒" not in table.get_cell("svc", "service").plain,
+            "the lock to leave the services list",
+        )
 
 
 def test_rollback_plan_offers_releases_every_host_holds_and_preselects_the_previous():
@@ -262,8 +305,8 @@ def test_release_ids_shrink_to_sha_and_time_in_narrow_columns():
 async def test_a_stage_the_strip_does_not_know_gets_its_own_cell_and_pane():
     from textual.app import App
 
-    from relconsole.ui.build_view import BuildView
     from relconsole.events import BuildFinished, Output, RunResult, StageFinished, StageStarted
+    from relconsole.ui.build_view import BuildView
 
     class Harness(App):
         def compose(self):
@@ -274,16 +317,25 @@ async def test_a_stage_the_strip_does_not_know_gets_its_own_cell_and_pane():
         bv = app.query_one(BuildView)
         await bv.begin("svc", "main", ["h1"], action="rollback")
         assert bv.strip.shown() == ["switch", "supervisor"]
-        bv.apply([StageStarted(stage="switch"), StageFinished(stage="switch", ok=True, seconds=1),
-                  StageStarted(stage="db migrate"),
-                  Output(stage="db migrate", line="[bold]applied[/] 3", host="h1")])
+        bv.apply(
+            [
+                StageStarted(stage="switch"),
+                StageFinished(stage="switch", ok=True, seconds=1),
+                StageStarted(stage="db migrate"),
+                Output(stage="db migrate", line="[bold]applied[/] 3", host="h1"),
+            ]
+        )
         await pilot.pause()
         assert bv.strip.shown() == ["switch", "supervisor", "db migrate"]
         assert bv.strip.cell("db migrate").state == "running"
         assert list(bv.panes["db migrate"].lines) == ["h1: [bold]applied[/] 3"]
         assert bv.strip.selected == "db migrate"  # following the run
-        bv.apply([StageFinished(stage="db migrate", ok=False, seconds=1, error="boom"),
-                  BuildFinished(result=RunResult.FAILED, seconds=2, service="svc", error="boom")])
+        bv.apply(
+            [
+                StageFinished(stage="db migrate", ok=False, seconds=1, error="boom"),
+                BuildFinished(result=RunResult.FAILED, seconds=2, service="svc", error="boom"),
+            ]
+        )
         await pilot.pause()
         assert "ROLLBACK FAILED" in bv.banner.content.plain
         bv.select_stage_number(1)

@@ -11,9 +11,9 @@ import threading
 import time
 from pathlib import Path
 
-
 from deployconfig import write_config
 from gitorigin import sample_service_files
+
 from relconsole.config import load_config
 from relconsole.events import HostFinished, Output, StageFinished
 from relconsole.pipeline import run_build
@@ -32,8 +32,13 @@ def build(config_path: Path, service: str = "svc", **kwargs):
 
 
 def cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "relconsole", *args], capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "relconsole", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 def current_release(host, path="/srv/svc"):
@@ -47,8 +52,13 @@ def releases(host, path="/srv/svc"):
 
 
 def output_of(events, stage=None, host=None):
-    return [e.line for e in events if isinstance(e, Output)
-            and (stage is None or e.stage == stage) and (host is None or e.host == host)]
+    return [
+        e.line
+        for e in events
+        if isinstance(e, Output)
+        and (stage is None or e.stage == stage)
+        and (host is None or e.host == host)
+    ]
 
 
 def wait_for_log(host, text, program="svc", timeout=10.0):
@@ -82,14 +92,19 @@ def test_three_host_build_runs_new_code_under_supervisor(bed, origin, tmp_path):
         assert "svc RUNNING pid" in " ".join(output_of(events, "supervisor", host.name))
     stages = [e for e in events if isinstance(e, StageFinished)]
     assert [(s.stage, s.ok) for s in stages] == [
-        ("checkout", True), ("check", True), ("upload", True), ("supervisor", True)]
+        ("checkout", True),
+        ("check", True),
+        ("upload", True),
+        ("supervisor", True),
+    ]
     assert "checks passed" in output_of(events, "check")
 
 
 def test_second_build_of_another_branch_replaces_the_first(bed, origin, tmp_path):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
-    feature_sha = origin.commit(sample_service_files("svc", "/srv/svc", "v2-feature"), "feature",
-                                branch="feature")
+    feature_sha = origin.commit(
+        sample_service_files("svc", "/srv/svc", "v2-feature"), "feature", branch="feature"
+    )
     config = write_config(tmp_path, bed, origin.url)
     first, _ = build(config)
     assert first.ok, first.error
@@ -196,7 +211,9 @@ def test_unknown_host_key_is_refused_with_a_way_to_trust_it(bed, origin, tmp_pat
 def test_changed_host_key_is_refused(bed, origin, tmp_path):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
     other_key = tmp_path / "other"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True
+    )
     h1 = bed.hosts[0]
     keytype, key = other_key.with_suffix(".pub").read_text().split()[:2]
     forged = tmp_path / "known_hosts"
@@ -238,8 +255,9 @@ def test_sudo_that_wants_a_password_is_a_clear_error(bed, origin, tmp_path):
 
 def test_old_releases_are_pruned_but_never_current_or_previous(bed, origin, tmp_path):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
-    config = write_config(tmp_path, bed, origin.url, hosts=["h1"], keep_releases=2,
-                          programs=[], checks=[])
+    config = write_config(
+        tmp_path, bed, origin.url, hosts=["h1"], keep_releases=2, programs=[], checks=[]
+    )
     made = []
     for n in range(4):
         origin.commit({"VERSION": f"v{n}\n"}, f"v{n}")
@@ -262,7 +280,7 @@ def test_headless_cli_text_output_and_summary(bed, origin, tmp_path):
     assert "[check] checks passed" in out
     assert "[upload h2] " in out and "[supervisor h1] " in out
     assert "<-- upload ok" in out
-    summary = out[out.index("stage "):]
+    summary = out[out.index("stage ") :]
     assert "supervisor" in summary and "h1" in summary and "h2" in summary
     assert f"BUILD OK: svc {sha[:12]}" in out and "[markup]" in out
 
@@ -308,11 +326,19 @@ def test_unknown_service_and_hostile_branch_are_usage_errors(bed, origin, tmp_pa
 
 def test_sigint_during_checks_exits_130_and_uploads_nothing(bed, origin, tmp_path):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
-    config = write_config(tmp_path, bed, origin.url, hosts=["h1"],
-                          checks=[{"name": "slow", "run": "echo started; sleep 60"}])
-    proc = subprocess.Popen([sys.executable, "-m", "relconsole", "--config", str(config),
-                             "--build", "svc"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    config = write_config(
+        tmp_path,
+        bed,
+        origin.url,
+        hosts=["h1"],
+        checks=[{"name": "slow", "run": "echo started; sleep 60"}],
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relconsole", "--config", str(config), "--build", "svc"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stdout:
         if "[check] started" in line:
             break
@@ -332,8 +358,9 @@ def test_status_table_and_json(bed, origin, tmp_path):
     table = cli("--config", str(config), "--status", "svc")
     assert table.returncode == 0, table.stderr
     pid = bed.hosts[0].program_pid("svc")
-    assert any(line.split()[:4] == ["h1", "svc", "RUNNING", str(pid)]
-               for line in table.stdout.splitlines()), table.stdout
+    assert any(
+        line.split()[:4] == ["h1", "svc", "RUNNING", str(pid)] for line in table.stdout.splitlines()
+    ), table.stdout
 
     bed.hosts[1].stop_sshd()
     proc = cli("--config", str(config), "--status", "--json")
@@ -359,4 +386,5 @@ def test_a_bug_on_one_host_fails_the_build_with_a_message(bed, origin, tmp_path)
 
     assert not finished.ok and "boom" in finished.error
     assert not list((tmp_path / "state" / "locks").glob("*.lock")) or all(
-        p.read_text() == "" for p in (tmp_path / "state" / "locks").glob("*.lock"))
+        p.read_text() == "" for p in (tmp_path / "state" / "locks").glob("*.lock")
+    )

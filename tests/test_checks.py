@@ -4,8 +4,8 @@ import os
 import threading
 import time
 
-from relconsole.stages.check import run_check
 from relconsole.config import Check
+from relconsole.stages.check import run_check
 
 
 def run(cmd, tmp_path, timeout=30.0, cancel=None):
@@ -16,7 +16,9 @@ def run(cmd, tmp_path, timeout=30.0, cancel=None):
         lines.append(line)
         stamps.append(time.monotonic())
 
-    result = run_check(Check("c", cmd, timeout), tmp_path, os.environ, emit, cancel or threading.Event())
+    result = run_check(
+        Check("c", cmd, timeout), tmp_path, os.environ, emit, cancel or threading.Event()
+    )
     return result, lines, stamps
 
 

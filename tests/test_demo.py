@@ -21,16 +21,25 @@ def no_ssh_env(tmp_path):
             if tool.name.startswith(("ssh", "scp", "sftp")) or (bin_dir / tool.name).exists():
                 continue
             (bin_dir / tool.name).symlink_to(tool)
-    env = dict(os.environ, PATH=str(bin_dir), HOME=str(tmp_path / "home"),
-               XDG_DATA_HOME=str(tmp_path / "data"))
+    env = dict(
+        os.environ,
+        PATH=str(bin_dir),
+        HOME=str(tmp_path / "home"),
+        XDG_DATA_HOME=str(tmp_path / "data"),
+    )
     assert subprocess.run(["sh", "-c", "command -v ssh"], env=env).returncode != 0
     yield env
     subprocess.run([sys.executable, "-m", "relconsole", "--stop-demo"], env=env, timeout=60)
 
 
 def relconsole(env, *args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "relconsole", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "relconsole", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_demo_builds_and_runs_web_on_two_local_hosts(no_ssh_env, tmp_path):
@@ -43,7 +52,9 @@ def test_demo_builds_and_runs_web_on_two_local_hosts(no_ssh_env, tmp_path):
     assert status.returncode == 0, status.stderr
     rows = json.loads(status.stdout)
     assert {(r["host"], r["program"], r["state"]) for r in rows} == {
-        ("web1", "web", "RUNNING"), ("web2", "web", "RUNNING")}
+        ("web1", "web", "RUNNING"),
+        ("web2", "web", "RUNNING"),
+    }
     pids = {r["host"]: r["pid"] for r in rows}
     assert len(set(pids.values())) == 2
 

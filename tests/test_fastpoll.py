@@ -21,8 +21,8 @@ import pytest
 from deployconfig import write_config
 from testbed import SUPERVISORCTL
 
-from relconsole.status import supervisorctl as sv
 from relconsole.config import load_config
+from relconsole.status import supervisorctl as sv
 from relconsole.status.fastpath import HELPER_MARK, HELPER_SOURCE, helper_target
 from relconsole.status.poller import StatusPoller
 from relconsole.status.reader import status_rows
@@ -64,9 +64,16 @@ command=sleep 1000
 startsecs=0
 """
 
-EXPECTED = {"api": "RUNNING", "off": "STOPPED", "missing": "FATAL", "crash": "FATAL",
-            "once": "EXITED", "workers:workers_00": "RUNNING", "workers:workers_01": "RUNNING",
-            "site:web": "RUNNING"}
+EXPECTED = {
+    "api": "RUNNING",
+    "off": "STOPPED",
+    "missing": "FATAL",
+    "crash": "FATAL",
+    "once": "EXITED",
+    "workers:workers_00": "RUNNING",
+    "workers:workers_01": "RUNNING",
+    "site:web": "RUNNING",
+}
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -79,8 +86,10 @@ def add_programs(host) -> None:
     rpc = host.supervisor_rpc()
     deadline = time.monotonic() + 15
     while True:
-        states = {(i["name"] if i["name"] == i["group"] else f"{i['group']}:{i['name']}"):
-                  i["statename"] for i in rpc.getAllProcessInfo()}
+        states = {
+            (i["name"] if i["name"] == i["group"] else f"{i['group']}:{i['name']}"): i["statename"]
+            for i in rpc.getAllProcessInfo()
+        }
         if states == EXPECTED:
             host.sshd_log.write_text("")  # count only the poller's connections from here
             return
@@ -154,16 +163,24 @@ def test_helper_is_python36_syntax_without_single_quotes():
     assert "'" not in HELPER_SOURCE
 
 
-@pytest.mark.parametrize("command, target", [
-    ("supervisorctl", ("", "supervisorctl")),
-    (SUPERVISORCTL, ("/etc/supervisor/supervisord.conf", "supervisor.supervisorctl")),
-    ("/opt/venv/bin/supervisorctl -i -c/etc/s.conf", ("/etc/s.conf", "/opt/venv/bin/supervisorctl")),
-    ("supervisorctl --configuration=/etc/s.conf", ("/etc/s.conf", "supervisorctl")),
-    ("supervisorctl -u me -p secret -s unix:///run/s.sock -c /etc/s.conf",
-     ("unix:///run/s.sock", "supervisorctl")),
-    ("env X=1 supervisorctl status -c /not/an/option", ("", "supervisorctl")),
-    ("/usr/local/bin/sctl", ("", "/usr/local/bin/sctl")),
-])
+@pytest.mark.parametrize(
+    "command, target",
+    [
+        ("supervisorctl", ("", "supervisorctl")),
+        (SUPERVISORCTL, ("/etc/supervisor/supervisord.conf", "supervisor.supervisorctl")),
+        (
+            "/opt/venv/bin/supervisorctl -i -c/etc/s.conf",
+            ("/etc/s.conf", "/opt/venv/bin/supervisorctl"),
+        ),
+        ("supervisorctl --configuration=/etc/s.conf", ("/etc/s.conf", "supervisorctl")),
+        (
+            "supervisorctl -u me -p secret -s unix:///run/s.sock -c /etc/s.conf",
+            ("unix:///run/s.sock", "supervisorctl"),
+        ),
+        ("env X=1 supervisorctl status -c /not/an/option", ("", "supervisorctl")),
+        ("/usr/local/bin/sctl", ("", "/usr/local/bin/sctl")),
+    ],
+)
 def test_helper_target_reads_the_command_as_supervisorctl_would(command, target):
     assert helper_target(command) == target
 
@@ -183,7 +200,9 @@ def test_fast_path_gives_supervisorctls_rows(bed, mixed, tmp_path):
     assert {r.name: r.state.value for r in fast} == EXPECTED
     assert_same_rows(fast, ctl)
     assert all(r.pid for r in fast if r.state == sv.State.RUNNING)
-    assert {r.name: r.description for r in fast}["missing"] == "can't find command '/nonexistent/server'"
+    assert {r.name: r.description for r in fast}[
+        "missing"
+    ] == "can't find command '/nonexistent/server'"
 
 
 def test_fast_path_through_sudo_runs_the_helper_as_root(bed, mixed, tmp_path):
@@ -211,8 +230,10 @@ def test_many_polls_share_one_connection_and_one_helper(bed, mixed, tmp_path):
         assert [len(helper_pids(h)) for h in bed.hosts] == [1] * len(bed.hosts)
         # Commands keep working beside the helper, on the same connection.
         host = config.hosts[mixed.name]
-        res = poller.on_host(host, lambda t: t.run(sv.action_command(host.supervisorctl, "stop", ["api"]),
-                                                   timeout=10))
+        res = poller.on_host(
+            host,
+            lambda t: t.run(sv.action_command(host.supervisorctl, "stop", ["api"]), timeout=10),
+        )
         assert res.ok, res
         rows = {r.name: r for r in only(poller.poll(), host.name).rows}
         assert rows["api"].state == sv.State.STOPPED and rows["api"].pid is None
@@ -234,8 +255,9 @@ def test_a_killed_helper_is_replaced_on_the_next_poll(bed, mixed, tmp_path):
         after = only(poller.poll(), mixed.name)
 
         assert after.reachable, after.error
-        assert [(r.name, r.state, r.pid) for r in after.rows] == \
-            [(r.name, r.state, r.pid) for r in before.rows]
+        assert [(r.name, r.state, r.pid) for r in after.rows] == [
+            (r.name, r.state, r.pid) for r in before.rows
+        ]
         assert poller.via(mixed.name) == "fast"
         [new] = helper_pids(mixed)
         assert new != pid
@@ -280,7 +302,9 @@ def python3_unusable(bed):
     mask.remove()
 
 
-def test_without_python3_polls_with_supervisorctl_until_a_reconnect(bed, python3_unusable, tmp_path):
+def test_without_python3_polls_with_supervisorctl_until_a_reconnect(
+    bed, python3_unusable, tmp_path
+):
     host_bed = bed.hosts[0]
     add_programs(host_bed)
     config, poller = poller_for(tmp_path, bed)
@@ -318,8 +342,12 @@ def test_without_python3_polls_with_supervisorctl_until_a_reconnect(bed, python3
 
 def kill_connections_to(host) -> None:
     """Drop every established ssh connection to ``host``, as a host going down does."""
-    out = subprocess.run(["ss", "-Htnp", "state", "established", "src", f"{host.address}:{host.port}"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ss", "-Htnp", "state", "established", "src", f"{host.address}:{host.port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for pid in {int(p.split(",")[0]) for p in out.split("pid=")[1:]}:
         os.kill(pid, signal.SIGKILL)
 
@@ -332,12 +360,17 @@ def test_a_wrapper_whose_config_the_helper_cannot_find_falls_back(bed, mixed, tm
     stray = mixed.path("/etc/supervisor/etc/supervisord.conf")
     try:
         wrapper.parent.mkdir()
-        wrapper.write_text(f"#!/bin/sh\nexec {SUPERVISORCTL} \"$@\"\n")
+        wrapper.write_text(f'#!/bin/sh\nexec {SUPERVISORCTL} "$@"\n')
         wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
         stray.parent.mkdir()
         stray.write_text("[supervisorctl]\nserverurl=unix:///etc/supervisor/run/old.sock\n")
-        wrapped = {"address": mixed.address, "port": mixed.port, "user": "root",
-                   "key": str(bed.client_key), "supervisorctl": "/etc/supervisor/bin/sctl"}
+        wrapped = {
+            "address": mixed.address,
+            "port": mixed.port,
+            "user": "root",
+            "key": str(bed.client_key),
+            "supervisorctl": "/etc/supervisor/bin/sctl",
+        }
         config, poller = poller_for(tmp_path, bed, extra_hosts={mixed.name: wrapped})
         host = config.hosts[mixed.name]
         try:
@@ -372,8 +405,13 @@ def test_a_wrapper_whose_config_the_helper_cannot_find_falls_back(bed, mixed, tm
 
 
 def test_unreachable_host_is_reported_beside_fast_ones(bed, tmp_path):
-    ghost = {"address": bed.hosts[0].address, "port": 1, "user": "root",
-             "key": str(bed.client_key), "supervisorctl": SUPERVISORCTL}
+    ghost = {
+        "address": bed.hosts[0].address,
+        "port": 1,
+        "user": "root",
+        "key": str(bed.client_key),
+        "supervisorctl": SUPERVISORCTL,
+    }
     _config, poller = poller_for(tmp_path, bed, extra_hosts={"ghost": ghost})
     try:
         for _ in range(2):
@@ -390,9 +428,14 @@ def test_local_host_runs_the_helper_as_a_child(bed, mixed, tmp_path):
     """A local host (address = "local") talks to a supervisord on this machine."""
     pid = int(mixed.path("/etc/supervisor/supervisord.pid").read_text())
     conf = tmp_path / "local-supervisord.conf"
-    conf.write_text(f"[supervisorctl]\nserverurl=unix:///proc/{pid}/root/etc/supervisor/run/supervisor.sock\n")
-    local = {"address": "local", "root": str(tmp_path),
-             "supervisorctl": f"{sys.executable} -m supervisor.supervisorctl -c {conf}"}
+    conf.write_text(
+        f"[supervisorctl]\nserverurl=unix:///proc/{pid}/root/etc/supervisor/run/supervisor.sock\n"
+    )
+    local = {
+        "address": "local",
+        "root": str(tmp_path),
+        "supervisorctl": f"{sys.executable} -m supervisor.supervisorctl -c {conf}",
+    }
     config = load_config(write_config(tmp_path, bed, "file:///unused", extra_hosts={"loc": local}))
     host = config.hosts["loc"]
     poller = StatusPoller([host], config.settings)
@@ -405,7 +448,9 @@ def test_local_host_runs_the_helper_as_a_child(bed, mixed, tmp_path):
     assert_same_rows(fast, ctl)
 
 
-def test_supervisord_down_is_reported_in_supervisorctls_words_and_back_up_is_fast(bed, mixed, tmp_path):
+def test_supervisord_down_is_reported_in_supervisorctls_words_and_back_up_is_fast(
+    bed, mixed, tmp_path
+):
     _config, poller = poller_for(tmp_path, bed)
     try:
         assert only(poller.poll(), mixed.name).reachable

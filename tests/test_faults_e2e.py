@@ -18,18 +18,19 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import git
 import pytest
-
 from deployconfig import write_config
 from gitorigin import sample_service_files
-from relconsole.history import History
-from relconsole.lock import LOCK_DIR
 from test_build_e2e import cli, current_release, releases
 from testbed import SUPERVISORCTL, process_alive
+
+from relconsole.history import History
+from relconsole.lock import LOCK_DIR
 
 # -- running relconsole --------------------------------------------------------------
 
@@ -41,8 +42,12 @@ class Run:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "relconsole", "--config", str(config), *args, "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-            env={**os.environ, **(env_extra or {})})
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            env={**os.environ, **(env_extra or {})},
+        )
         self.events: list[dict] = []
         self.stderr = ""
         self._lines: queue.Queue = queue.Queue()
@@ -101,12 +106,16 @@ class Run:
         return self.proc.returncode
 
     def lines(self, host: Optional[str] = None) -> list[str]:
-        return [e["line"] for e in self.events if e["event"] == "output"
-                and (host is None or e["host"] == host)]
+        return [
+            e["line"]
+            for e in self.events
+            if e["event"] == "output" and (host is None or e["host"] == host)
+        ]
 
     def stage(self, name: str) -> Optional[dict]:
-        return next((e for e in self.events if e["event"] == "stage_finished"
-                     and e["stage"] == name), None)
+        return next(
+            (e for e in self.events if e["event"] == "stage_finished" and e["stage"] == name), None
+        )
 
 
 @pytest.fixture
@@ -175,8 +184,8 @@ def _processes() -> dict[int, tuple[int, str]]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        found[int(entry)] = (int(stat[stat.rindex(")") + 2:].split()[1]), comm)
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        found[int(entry)] = (int(stat[stat.rindex(")") + 2 :].split()[1]), comm)
     return found
 
 
@@ -210,7 +219,9 @@ def drop_connections(host, listener_too: bool) -> None:
             pass
 
 
-def when_running(host, comm: str, then: Callable[[], None], timeout: float = 30) -> threading.Thread:
+def when_running(
+    host, comm: str, then: Callable[[], None], timeout: float = 30
+) -> threading.Thread:
     """In the background: as soon as ``comm`` runs under the host's sshd, call ``then``."""
     listener = sshd_listener(host)
     fired = threading.Event()
@@ -234,8 +245,9 @@ def when_running(host, comm: str, then: Callable[[], None], timeout: float = 30)
 
 
 @pytest.mark.parametrize("listener_too", [False, True], ids=["connections-drop", "sshd-gone"])
-def test_sshd_killed_mid_upload_switches_nothing_and_cleans_up(bed, origin, tmp_path, run,
-                                                               listener_too):
+def test_sshd_killed_mid_upload_switches_nothing_and_cleans_up(
+    bed, origin, tmp_path, run, listener_too
+):
     big_service(origin, 16)
     # No programs: restarts have nothing to do with this fault, and cost seconds.
     config = write_config(tmp_path, bed, origin.url, hosts=["h1", "h2"], checks=[], programs=[])
@@ -297,7 +309,7 @@ def silent_listener(bed):
         while not stop.is_set():
             try:
                 held.append(server.accept()[0])
-            except socket.timeout:
+            except TimeoutError:
                 continue
 
     thread = threading.Thread(target=accept, daemon=True)
@@ -313,10 +325,23 @@ def silent_listener(bed):
 def test_silent_host_times_out_at_connect_timeout(bed, origin, tmp_path, run, silent_listener):
     address, port, held = silent_listener
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
-    silent = {"address": address, "port": port, "user": "root", "key": str(bed.client_key),
-              "supervisorctl": SUPERVISORCTL, "sudo": False}
-    config = write_config(tmp_path, bed, origin.url, hosts=["h1", "h4"], checks=[],
-                          settings={"connect_timeout": 2}, extra_hosts={"h4": silent})
+    silent = {
+        "address": address,
+        "port": port,
+        "user": "root",
+        "key": str(bed.client_key),
+        "supervisorctl": SUPERVISORCTL,
+        "sudo": False,
+    }
+    config = write_config(
+        tmp_path,
+        bed,
+        origin.url,
+        hosts=["h1", "h4"],
+        checks=[],
+        settings={"connect_timeout": 2},
+        extra_hosts={"h4": silent},
+    )
 
     r = run(config, "--build", "svc")
     finished = r.finish(timeout=30)
@@ -346,13 +371,15 @@ def last_started(host) -> str:
 
 def test_hanging_supervisorctl_restart_times_out_and_rolls_back(bed, origin, tmp_path, run):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
-    config = write_config(tmp_path, bed, origin.url, hosts=["h1", "h2"], checks=[],
-                          settings={"command_timeout": 3})
+    config = write_config(
+        tmp_path, bed, origin.url, hosts=["h1", "h2"], checks=[], settings={"command_timeout": 3}
+    )
     first = build_ok(run, config)
     time.sleep(1.01)  # release ids have one-second resolution
     # supervisorctl restart waits startsecs for the program to count as started.
-    origin.commit({"VERSION": "v2\n", "deploy/supervisor/svc.conf": slow_start_conf(3600)},
-                  "v2 starts slowly")
+    origin.commit(
+        {"VERSION": "v2\n", "deploy/supervisor/svc.conf": slow_start_conf(3600)}, "v2 starts slowly"
+    )
 
     r = run(config, "--build", "svc")
     r.wait_for(lambda e: e["event"] == "stage_started" and e["stage"] == "supervisor")
@@ -380,8 +407,11 @@ def test_hanging_supervisorctl_restart_times_out_and_rolls_back(bed, origin, tmp
 def test_hanging_check_is_killed_with_its_children(bed, origin, tmp_path, run):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
     pid_file = tmp_path / "child.pid"
-    hang = {"name": "hang", "timeout": 1,
-            "run": f"sh -c 'echo $$ > {pid_file}; exec sleep 300' & echo started; sleep 300"}
+    hang = {
+        "name": "hang",
+        "timeout": 1,
+        "run": f"sh -c 'echo $$ > {pid_file}; exec sleep 300' & echo started; sleep 300",
+    }
     config = write_config(tmp_path, bed, origin.url, hosts=["h1"], checks=[hang])
 
     r = run(config, "--build", "svc")
@@ -444,8 +474,9 @@ def workspace_state(tmp_path: Path) -> tuple[str, list[str], str]:
 
 
 @pytest.mark.parametrize("fault", ["origin-gone", "branch-deleted"])
-def test_unreachable_origin_or_deleted_branch_keeps_the_workspace(bed, origin, tmp_path, run,
-                                                                  fault):
+def test_unreachable_origin_or_deleted_branch_keeps_the_workspace(
+    bed, origin, tmp_path, run, fault
+):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
     feature = origin.commit({"VERSION": "feature\n"}, "feature", branch="feature")
     config = write_config(tmp_path, bed, origin.url, hosts=["h1"], checks=[], programs=[])
@@ -467,8 +498,7 @@ def test_unreachable_origin_or_deleted_branch_keeps_the_workspace(bed, origin, t
         assert finished["error"].startswith(f"cannot fetch from {origin.url}: ")
         assert "does not appear to be a git repository" in finished["error"]
     else:
-        assert finished["error"] == (f"branch 'feature' not found in {origin.url} "
-                                     "(branches: main)")
+        assert finished["error"] == (f"branch 'feature' not found in {origin.url} (branches: main)")
     assert workspace_state(tmp_path) == before
     assert current_release(bed.hosts[0]) == first["release"]
     assert_unlocked([bed.hosts[0]], tmp_path / "state")
@@ -488,13 +518,20 @@ def test_unreachable_origin_or_deleted_branch_keeps_the_workspace(bed, origin, t
 
 def deploy_user_on(bed, name: str) -> dict:
     host = bed.host(name)
-    return {"address": host.address, "port": host.port, "user": "deploy",
-            "key": str(bed.client_key), "supervisorctl": SUPERVISORCTL, "sudo": False}
+    return {
+        "address": host.address,
+        "port": host.port,
+        "user": "deploy",
+        "key": str(bed.client_key),
+        "supervisorctl": SUPERVISORCTL,
+        "sudo": False,
+    }
 
 
 @pytest.mark.parametrize("fault", ["root-owned-path", "root-owned-releases", "disk-full"])
-def test_remote_write_refused_fails_that_host_and_switches_nothing(bed, origin, tmp_path, run,
-                                                                   fault):
+def test_remote_write_refused_fails_that_host_and_switches_nothing(
+    bed, origin, tmp_path, run, fault
+):
     big_service(origin, 2)
     h1, h2 = bed.hosts[:2]
     extra = {}
@@ -507,8 +544,9 @@ def test_remote_write_refused_fails_that_host_and_switches_nothing(bed, origin, 
         (srv / "releases").mkdir(parents=True)
         if fault == "root-owned-releases":
             shutil.chown(srv, "deploy")
-    config = write_config(tmp_path, bed, origin.url, hosts=["h1", "h2"], checks=[],
-                          extra_hosts=extra)
+    config = write_config(
+        tmp_path, bed, origin.url, hosts=["h1", "h2"], checks=[], extra_hosts=extra
+    )
     try:
         r = run(config, "--build", "svc")
         finished = r.finish(timeout=30)
@@ -538,11 +576,11 @@ def test_remote_write_refused_fails_that_host_and_switches_nothing(bed, origin, 
 # -- 8. the operator stops a build at checkout or upload ---------------------------------------
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
-                         ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
 @pytest.mark.parametrize("stage", ["checkout", "upload"])
-def test_signal_at_checkout_or_upload_cancels_cleanly(bed, origin, tmp_path, run, stage, sig,
-                                                      code):
+def test_signal_at_checkout_or_upload_cancels_cleanly(bed, origin, tmp_path, run, stage, sig, code):
     big_service(origin, 16)
     config = write_config(tmp_path, bed, origin.url, checks=[])
 
@@ -608,8 +646,13 @@ def test_relconsole_never_listens(bed, origin, tmp_path, run):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
     config = write_config(tmp_path, bed, origin.url)
     # The probe does see a listener when there is one.
-    probe = subprocess.Popen([sys.executable, "-c", "import socket, time; "
-                              "s = socket.create_server(('127.0.0.1', 0)); time.sleep(30)"])
+    probe = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import socket, time; s = socket.create_server(('127.0.0.1', 0)); time.sleep(30)",
+        ]
+    )
     try:
         deadline = time.monotonic() + 5
         while not listening_sockets(probe.pid) and time.monotonic() < deadline:
@@ -632,13 +675,25 @@ def test_relconsole_never_listens(bed, origin, tmp_path, run):
 
 def test_git_origin_that_never_answers_times_out(bed, tmp_path, run, silent_listener):
     address, port, held = silent_listener
-    config = write_config(tmp_path, bed, f"ssh://git@{address}:{port}/svc.git", hosts=["h1"],
-                          checks=[], settings={"command_timeout": 2})
+    config = write_config(
+        tmp_path,
+        bed,
+        f"ssh://git@{address}:{port}/svc.git",
+        hosts=["h1"],
+        checks=[],
+        settings={"command_timeout": 2},
+    )
     started = time.monotonic()
 
-    r = run(config, "--build", "svc", env_extra={
-        "GIT_SSH_COMMAND": "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no "
-                           "-o UserKnownHostsFile=/dev/null"})
+    r = run(
+        config,
+        "--build",
+        "svc",
+        env_extra={
+            "GIT_SSH_COMMAND": "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no "
+            "-o UserKnownHostsFile=/dev/null"
+        },
+    )
     finished = r.finish(timeout=30)
 
     assert r.returncode == 1 and held, "the silent origin was never reached"

@@ -3,9 +3,9 @@
 import subprocess
 import sys
 
-from relconsole.status.tracker import NO_PROGRAMS, UNREACHABLE, FleetRow, FleetTracker, new_log_text
 from relconsole.status.poller import HostStatus
 from relconsole.status.supervisorctl import ProcessStatus, State
+from relconsole.status.tracker import NO_PROGRAMS, UNREACHABLE, FleetRow, FleetTracker, new_log_text
 
 
 def proc(name, state="RUNNING", pid=None, uptime=None, description=None):
@@ -29,10 +29,18 @@ def by_key(rows):
 
 def test_first_poll_shows_every_program_with_no_restarts():
     t = FleetTracker()
-    rows = t.update([up("h1", proc("api", pid=10, uptime=5), proc("cron", "STOPPED")),
-                     up("h2", proc("api", pid=20, uptime=7))], now=100.0)
+    rows = t.update(
+        [
+            up("h1", proc("api", pid=10, uptime=5), proc("cron", "STOPPED")),
+            up("h2", proc("api", pid=20, uptime=7)),
+        ],
+        now=100.0,
+    )
     assert [(r.host, r.program, r.state, r.pid) for r in rows] == [
-        ("h1", "api", "RUNNING", 10), ("h1", "cron", "STOPPED", None), ("h2", "api", "RUNNING", 20)]
+        ("h1", "api", "RUNNING", 10),
+        ("h1", "cron", "STOPPED", None),
+        ("h2", "api", "RUNNING", 20),
+    ]
     assert all(r.restarts == 0 and r.restarted_at is None for r in rows)
     # A running program's state began when it started; a stopped one's age is unknown.
     assert by_key(rows)["h1:api"].last_change == 95.0
@@ -70,10 +78,17 @@ def test_pid_change_across_pidless_polls_is_one_restart():
     # kill -9: RUNNING pid 10, then BACKOFF/STARTING (no pid), then RUNNING pid 11.
     t = FleetTracker()
     t.update([up("h1", proc("api", pid=10, uptime=9))], now=100.0)
-    mid = t.update([up("h1", proc("api", "BACKOFF", description="Exited too quickly"))], now=102.0)[0]
+    mid = t.update([up("h1", proc("api", "BACKOFF", description="Exited too quickly"))], now=102.0)[
+        0
+    ]
     assert (mid.state, mid.restarts, mid.last_change) == ("BACKOFF", 0, 102.0)
     row = t.update([up("h1", proc("api", pid=11, uptime=1))], now=104.0)[0]
-    assert (row.state, row.restarts, row.restarted_at, row.last_change) == ("RUNNING", 1, 104.0, 104.0)
+    assert (row.state, row.restarts, row.restarted_at, row.last_change) == (
+        "RUNNING",
+        1,
+        104.0,
+        104.0,
+    )
 
 
 def test_stopped_and_started_by_hand_counts_as_a_restart():
@@ -86,12 +101,20 @@ def test_stopped_and_started_by_hand_counts_as_a_restart():
 
 def test_unreachable_host_is_one_row_with_the_reason_and_others_carry_on():
     t = FleetTracker()
-    t.update([up("h1", proc("api", pid=10, uptime=1)), up("h2", proc("api", pid=20, uptime=1))], 100.0)
-    rows = t.update([down("h1", "connection lost: EOF"), up("h2", proc("api", pid=21, uptime=1))], 102.0)
+    t.update(
+        [up("h1", proc("api", pid=10, uptime=1)), up("h2", proc("api", pid=20, uptime=1))], 100.0
+    )
+    rows = t.update(
+        [down("h1", "connection lost: EOF"), up("h2", proc("api", pid=21, uptime=1))], 102.0
+    )
     assert [r.key for r in rows] == ["h1", "h2:api"]
     h1 = rows[0]
     assert (h1.program, h1.state, h1.description, h1.last_change) == (
-        None, UNREACHABLE, "connection lost: EOF", 102.0)
+        None,
+        UNREACHABLE,
+        "connection lost: EOF",
+        102.0,
+    )
     assert h1.pid is None and h1.restarts == 0
     assert rows[1].restarts == 1
     # Still down, with another reason: it has been down since the first failure.
@@ -106,8 +129,9 @@ def test_host_that_comes_back_keeps_its_restart_counts():
     t.update([down("h1")], 104.0)
     t.update([down("h1")], 106.0)
     # Back: api kept its pid (count stays 1), web was restarted during the outage.
-    rows = by_key(t.update([up("h1", proc("api", pid=11, uptime=9), proc("web", pid=31, uptime=2))],
-                           108.0))
+    rows = by_key(
+        t.update([up("h1", proc("api", pid=11, uptime=9), proc("web", pid=31, uptime=2))], 108.0)
+    )
     assert set(rows) == {"h1:api", "h1:web"}
     assert (rows["h1:api"].restarts, rows["h1:api"].last_change) == (1, 102.0)
     assert (rows["h1:web"].restarts, rows["h1:web"].restarted_at) == (1, 108.0)
@@ -120,8 +144,9 @@ def test_removed_programs_are_dropped_and_forgotten():
     rows = t.update([up("h1", proc("api", pid=10, uptime=5))], 104.0)
     assert [r.key for r in rows] == ["h1:api"]
     # Added again later: a new program, counted from zero.
-    rows = by_key(t.update([up("h1", proc("api", pid=10, uptime=7), proc("old", pid=50, uptime=1))],
-                           106.0))
+    rows = by_key(
+        t.update([up("h1", proc("api", pid=10, uptime=7), proc("old", pid=50, uptime=1))], 106.0)
+    )
     assert rows["h1:old"].restarts == 0
 
 
@@ -150,10 +175,22 @@ def test_hosts_left_out_are_forgotten():
 
 def test_group_members_are_separate_rows():
     t = FleetTracker()
-    t.update([up("h1", proc("workers:w_00", pid=1, uptime=1), proc("workers:w_01", pid=2, uptime=1))],
-             100.0)
-    rows = by_key(t.update([up("h1", proc("workers:w_00", pid=1, uptime=3),
-                                proc("workers:w_01", pid=3, uptime=1))], 102.0))
+    t.update(
+        [up("h1", proc("workers:w_00", pid=1, uptime=1), proc("workers:w_01", pid=2, uptime=1))],
+        100.0,
+    )
+    rows = by_key(
+        t.update(
+            [
+                up(
+                    "h1",
+                    proc("workers:w_00", pid=1, uptime=3),
+                    proc("workers:w_01", pid=3, uptime=1),
+                )
+            ],
+            102.0,
+        )
+    )
     assert rows["h1:workers:w_00"].restarts == 0
     assert rows["h1:workers:w_01"].restarts == 1
 
@@ -164,6 +201,7 @@ def test_row_key_of_host_rows_has_no_colon():
 
 
 # --- new_log_text --------------------------------------------------------------------
+
 
 def test_log_text_first_fetch_is_all_new():
     assert new_log_text("", "a\nb\n") == "a\nb\n"

@@ -23,11 +23,10 @@ from textual.app import App
 from textual.widgets import DataTable, Input, Log
 
 from relconsole.config import load_config
-from relconsole.status.tracker import FleetRow
 from relconsole.pipeline import run_build
-from relconsole.ui.process_screen import (ConfirmStop, ProcessScreen, format_age, matches,
-                                     render_row)
 from relconsole.status.poller import StatusPoller
+from relconsole.status.tracker import FleetRow
+from relconsole.ui.process_screen import ConfirmStop, ProcessScreen, format_age, matches, render_row
 
 SIZE = (120, 40)
 
@@ -55,7 +54,8 @@ def add_program(host, name: str = "tick") -> None:
     host.path(f"/etc/supervisor/conf.d/{name}.conf").write_text(
         f"[program:{name}]\ncommand=/usr/bin/python3 -u /srv/{name}.py\nstartsecs=0\n"
         f"autorestart=true\nstopwaitsecs=2\nstdout_logfile=/etc/supervisor/log/{name}.out.log\n"
-        f"stderr_logfile=/etc/supervisor/log/{name}.err.log\n")
+        f"stderr_logfile=/etc/supervisor/log/{name}.err.log\n"
+    )
     host.supervisorctl("update")
     deadline = time.monotonic() + 10
     while host.program_pid(name) is None:
@@ -71,8 +71,9 @@ def add_programs(hosts, name: str = "tick") -> None:
 @pytest.fixture
 def setup(bed, origin, tmp_path):
     """(config, poller) over the bed's three hosts, polling every 0.3 s."""
-    path = write_config(tmp_path, bed, origin.url, settings={"poll_interval": 0.3,
-                                                            "connect_timeout": 3})
+    path = write_config(
+        tmp_path, bed, origin.url, settings={"poll_interval": 0.3, "connect_timeout": 3}
+    )
     config = load_config(path)
     poller = StatusPoller(list(config.hosts.values()), config.settings)
     yield config, poller
@@ -98,8 +99,9 @@ async def until(pilot, predicate, what: str, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
     while not (result := predicate()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; "
-                                 f"rows: {row_keys(pilot.app)}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what}; rows: {row_keys(pilot.app)}"
+            )
         await pilot.pause(0.05)
     return result
 
@@ -110,12 +112,16 @@ async def after_polls(pilot, rounds: int = 2) -> None:
     for _ in range(rounds):
         for name in [h.name for h in screen.poller.hosts]:
             before = screen._statuses.get(name)
-            await until(pilot, lambda: screen._statuses.get(name) is not before, f"a poll of {name}")
+            await until(
+                pilot, lambda: screen._statuses.get(name) is not before, f"a poll of {name}"
+            )
 
 
 async def select(pilot, key: str) -> None:
     await until(pilot, lambda: key in row_keys(pilot.app), f"row {key}")
-    pilot.app.screen.query_one("#processes", DataTable).move_cursor(row=row_keys(pilot.app).index(key))
+    pilot.app.screen.query_one("#processes", DataTable).move_cursor(
+        row=row_keys(pilot.app).index(key)
+    )
     await pilot.pause()
     assert pilot.app.screen.selected_row().key == key
 
@@ -125,8 +131,12 @@ def kill_connections_to(host) -> None:
 
     stop_sshd() only stops new connections; the poller's open one would live on.
     """
-    out = subprocess.run(["ss", "-Htnp", "state", "established", "src", f"{host.address}:{host.port}"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ss", "-Htnp", "state", "established", "src", f"{host.address}:{host.port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     pids = {int(p.split(",")[0]) for p in out.split("pid=")[1:]}
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
@@ -147,8 +157,11 @@ async def test_shows_every_host_running_with_its_pid(bed, origin, tmp_path):
         async with app.run_test(size=SIZE) as pilot:
             for host in bed.hosts:
                 pid = str(host.program_pid("svc"))
-                await until(pilot, lambda: cell(app, f"{host.name}:svc", "pid") == pid,
-                            f"{host.name}:svc with pid {pid}")
+                await until(
+                    pilot,
+                    lambda: cell(app, f"{host.name}:svc", "pid") == pid,
+                    f"{host.name}:svc with pid {pid}",
+                )
                 assert cell(app, f"{host.name}:svc", "state") == "RUNNING"
                 assert cell(app, f"{host.name}:svc", "restarts") == ""
             assert row_keys(app) == ["h1:svc", "h2:svc", "h3:svc"]
@@ -192,8 +205,11 @@ async def test_unreachable_host_does_not_stall_the_others_and_comes_back(bed, se
         assert "h3:tick" not in row_keys(app)
         assert cell(app, "h3", "detail")  # the reason, in the engine's words
         # Once the dropped connection is retried, the reason names the address.
-        await until(pilot, lambda: f"{h3.address}:{h3.port}" in cell(app, "h3", "detail"),
-                    "the address in the reason")
+        await until(
+            pilot,
+            lambda: f"{h3.address}:{h3.port}" in cell(app, "h3", "detail"),
+            "the address in the reason",
+        )
         assert app.screen.sub_title.startswith("2/3 hosts reachable")
         # h1 keeps updating meanwhile.
         old = h1.program_pid("tick")
@@ -214,10 +230,19 @@ async def test_slow_host_does_not_hold_back_the_others(bed, origin, tmp_path):
     accepted = []
     threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
     host = bed.hosts[0]
-    slow = {"address": "127.0.0.1", "port": listener.getsockname()[1], "user": "root",
-            "key": str(bed.client_key)}
-    path = write_config(tmp_path, bed, origin.url, extra_hosts={"slow": slow},
-                        settings={"poll_interval": 0.3, "connect_timeout": 3})
+    slow = {
+        "address": "127.0.0.1",
+        "port": listener.getsockname()[1],
+        "user": "root",
+        "key": str(bed.client_key),
+    }
+    path = write_config(
+        tmp_path,
+        bed,
+        origin.url,
+        extra_hosts={"slow": slow},
+        settings={"poll_interval": 0.3, "connect_timeout": 3},
+    )
     config = load_config(path)
     poller = StatusPoller(list(config.hosts.values()), config.settings)
     try:
@@ -225,8 +250,12 @@ async def test_slow_host_does_not_hold_back_the_others(bed, origin, tmp_path):
         async with app.run_test(size=SIZE) as pilot:
             started = time.monotonic()
             pid = str(host.program_pid("tick"))
-            await until(pilot, lambda: cell(app, "h1:tick", "pid") == pid, "h1 while slow hangs",
-                        timeout=2.5)
+            await until(
+                pilot,
+                lambda: cell(app, "h1:tick", "pid") == pid,
+                "h1 while slow hangs",
+                timeout=2.5,
+            )
             assert cell(app, "slow", "state") == "CONNECTING"
             assert time.monotonic() - started < 2.5
             # The hung host gives up when its peer goes away.
@@ -250,6 +279,7 @@ async def test_restart_action_gives_a_new_pid(bed, setup):
         await until(pilot, lambda: cell(app, "h1:tick", "pid") not in (old, "", None), "a new pid")
         assert cell(app, "h1:tick", "pid") == str(h1.program_pid("tick"))
         assert cell(app, "h1:tick", "restarts") == "1"
+
         def started():
             return [n.message for n in app._notifications].count("tick: started")
 
@@ -350,7 +380,15 @@ async def test_tail_shows_the_program_log_live_without_repeats(bed, setup):
 
 def test_ages():
     assert [format_age(s) for s in (-1, 0, 59, 60, 3599, 3600, 86399, 86400 * 3)] == [
-        "0s ago", "0s ago", "59s ago", "1m ago", "59m ago", "1h ago", "23h ago", "3d ago"]
+        "0s ago",
+        "0s ago",
+        "59s ago",
+        "1m ago",
+        "59m ago",
+        "1h ago",
+        "23h ago",
+        "3d ago",
+    ]
 
 
 def test_render_row_shows_remote_text_literally():
@@ -372,4 +410,6 @@ async def test_opens_from_the_app_with_p_and_goes_back(bed, origin, tmp_path):
         pid = str(bed.hosts[0].program_pid("tick"))
         await until(pilot, lambda: cell(app, "h1:tick", "pid") == pid, "h1:tick in the app")
         await pilot.press("escape")
-        await until(pilot, lambda: not isinstance(app.screen, ProcessScreen), "back to the main screen")
+        await until(
+            pilot, lambda: not isinstance(app.screen, ProcessScreen), "back to the main screen"
+        )

@@ -10,17 +10,21 @@ import sys
 import time
 
 import pytest
-
 from deployconfig import write_config
 from gitorigin import sample_service_files
+from test_build_e2e import build, cli, current_release, releases, wait_for_log
+
 from relconsole.history import History
 from relconsole.lock import LOCK_DIR, LockInfo
-from test_build_e2e import build, cli, current_release, releases, wait_for_log
 
 
 def start_cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "relconsole", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "relconsole", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 30) -> list[str]:
@@ -69,8 +73,9 @@ def test_rollback_returns_every_host_to_the_previous_code(bed, origin, tmp_path)
 def test_rollback_to_a_release_missing_on_one_host_switches_none(bed, origin, tmp_path):
     config, first, second = deploy_two_versions(bed, origin, tmp_path)
     (bed.hosts[1].path("/srv/svc/releases") / first.release / "REVISION").unlink()
-    subprocess.run(["rm", "-rf", str(bed.hosts[1].path("/srv/svc/releases") / first.release)],
-                   check=True)
+    subprocess.run(
+        ["rm", "-rf", str(bed.hosts[1].path("/srv/svc/releases") / first.release)], check=True
+    )
 
     proc = cli("--config", str(config), "--rollback", "svc", "--to", first.release)
 
@@ -99,7 +104,9 @@ def test_release_that_crashes_at_start_is_rolled_back_automatically(bed, origin,
     assert rows[0]["result"] == "rolled back" and rows[0]["action"] == "build"
 
 
-def test_second_concurrent_build_is_refused_quickly_while_the_first_completes(bed, origin, tmp_path):
+def test_second_concurrent_build_is_refused_quickly_while_the_first_completes(
+    bed, origin, tmp_path
+):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
     slow = [{"name": "slow", "run": "echo started; sleep 4"}]
     config = write_config(tmp_path, bed, origin.url, checks=slow, hosts=["h1", "h2"])
@@ -122,7 +129,9 @@ def test_second_concurrent_build_is_refused_quickly_while_the_first_completes(be
     other_machine = cli("--config", str(other_config), "--build", "svc")
     assert time.monotonic() - started < 5
     assert other_machine.returncode == 1
-    assert "svc is locked on h1 by" in other_machine.stdout or "locked on h2" in other_machine.stdout
+    assert (
+        "svc is locked on h1 by" in other_machine.stdout or "locked on h2" in other_machine.stdout
+    )
 
     out, err = first.communicate(timeout=60)
     assert first.returncode == 0, out + err
@@ -154,7 +163,10 @@ def test_stale_lock_is_reported_and_unlock_clears_it(bed, origin, tmp_path):
     history = cli("--config", str(config), "--history", "svc", "--json")
     rows = json.loads(history.stdout)
     assert [(r["action"], r["result"]) for r in rows] == [
-        ("build", "success"), ("unlock", "success"), ("build", "failed")]
+        ("build", "success"),
+        ("unlock", "success"),
+        ("build", "failed"),
+    ]
 
 
 def test_history_lists_every_build_with_its_result(bed, origin, tmp_path):
@@ -181,11 +193,13 @@ def test_history_lists_every_build_with_its_result(bed, origin, tmp_path):
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 @pytest.mark.parametrize("when", ["[check] started", "[supervisor h1]"])
-def test_killed_build_leaves_no_lock_and_no_half_switched_fleet(bed, origin, tmp_path, sig, code,
-                                                                when):
+def test_killed_build_leaves_no_lock_and_no_half_switched_fleet(
+    bed, origin, tmp_path, sig, code, when
+):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
-    config = write_config(tmp_path, bed, origin.url,
-                          checks=[{"name": "slow", "run": "echo started; sleep 1"}])
+    config = write_config(
+        tmp_path, bed, origin.url, checks=[{"name": "slow", "run": "echo started; sleep 1"}]
+    )
     proc = start_cli("--config", str(config), "--build", "svc")
     wait_for_line(proc, when)
     proc.send_signal(sig)
@@ -198,7 +212,8 @@ def test_killed_build_leaves_no_lock_and_no_half_switched_fleet(bed, origin, tmp
         assert not (host.path("/srv/svc") / LOCK_DIR).exists()
         assert len(releases(host)) <= 1
     assert not list((tmp_path / "state" / "locks").glob("*.lock")) or all(
-        p.read_text() == "" for p in (tmp_path / "state" / "locks").glob("*.lock"))
+        p.read_text() == "" for p in (tmp_path / "state" / "locks").glob("*.lock")
+    )
     rows = History(tmp_path / "state").list("svc")
     assert rows[0]["result"] == "cancelled"
 
@@ -233,8 +248,9 @@ def test_pending_lists_commits_not_deployed(bed, origin, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 commit(s) on main not deployed:" in proc.stdout
     lines = proc.stdout.splitlines()
-    assert lines.index(next(ln for ln in lines if "third change" in ln)) < \
-        lines.index(next(ln for ln in lines if "second change" in ln))
+    assert lines.index(next(ln for ln in lines if "third change" in ln)) < lines.index(
+        next(ln for ln in lines if "second change" in ln)
+    )
 
 
 def test_cancel_after_the_switch_puts_the_previous_release_back(bed, origin, tmp_path):

@@ -8,18 +8,27 @@ import stat
 
 from deployconfig import write_config
 from gitorigin import sample_service_files
-from relconsole.history import History
 from test_build_e2e import cli
+
+from relconsole.history import History
 
 TOKEN = "s3cr3t-Tok3n-value"
 
 
 def secret_config(bed, origin, tmp_path, **kwargs):
-    path = write_config(tmp_path, bed, origin.url, hosts=["h1"], checks=[
-        {"name": "uses token", "run": 'echo "token is $TOKEN"; echo "[bold]$TOKEN[/]" >&2'}],
-        **kwargs)
-    text = path.read_text().replace("[services.svc]\n",
-                                    '[services.svc]\nsecrets = { TOKEN = "env:RC_TEST_TOKEN" }\n')
+    path = write_config(
+        tmp_path,
+        bed,
+        origin.url,
+        hosts=["h1"],
+        checks=[
+            {"name": "uses token", "run": 'echo "token is $TOKEN"; echo "[bold]$TOKEN[/]" >&2'}
+        ],
+        **kwargs,
+    )
+    text = path.read_text().replace(
+        "[services.svc]\n", '[services.svc]\nsecrets = { TOKEN = "env:RC_TEST_TOKEN" }\n'
+    )
     path.write_text(text)
     return path
 
@@ -35,7 +44,9 @@ def test_secret_reaches_the_check_but_is_masked_everywhere(bed, origin, tmp_path
     assert text.returncode == 0, text.stdout + text.stderr
     assert "[check] token is ****" in text.stdout  # the check got the value, we print the mask
     assert as_json.returncode == 0
-    assert any(json.loads(line).get("line") == "token is ****" for line in as_json.stdout.splitlines())
+    assert any(
+        json.loads(line).get("line") == "token is ****" for line in as_json.stdout.splitlines()
+    )
     rows = History(tmp_path / "state").list("svc")
     logs = [History(tmp_path / "state").get("svc", r["number"])["log"] for r in rows]
     for output in (text.stdout, text.stderr, as_json.stdout, *logs, json.dumps(rows)):
@@ -83,8 +94,12 @@ def test_state_dir_is_private_to_the_user(bed, origin, tmp_path):
 def _keygen_fingerprint(host) -> str:
     import subprocess
 
-    out = subprocess.run(["ssh-keygen", "-lf", str(host.root / "ssh_host_ed25519_key.pub")],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ssh-keygen", "-lf", str(host.root / "ssh_host_ed25519_key.pub")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return out.split()[1]  # SHA256:...
 
 
@@ -115,7 +130,9 @@ def test_trust_never_replaces_a_changed_key(bed, origin, tmp_path):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     h1 = bed.hosts[0]
     known = tmp_path / "known_hosts"
-    forged = f"[{h1.address}]:{h1.port} " + " ".join(other.with_suffix(".pub").read_text().split()[:2])
+    forged = f"[{h1.address}]:{h1.port} " + " ".join(
+        other.with_suffix(".pub").read_text().split()[:2]
+    )
     known.write_text(forged + "\n")
     config = write_config(tmp_path, bed, origin.url, hosts=["h1"], known_hosts=known)
 

@@ -59,6 +59,7 @@ def test_fixture(stem):
 
 # --- things the recorded fixtures prove about supervisor itself -------------------
 
+
 def _exit(stem: str) -> int:
     return _expected(stem)["exit_code"]
 
@@ -85,19 +86,21 @@ def test_long_name_widens_the_column_for_every_row():
     lines = _read("status_all_states").splitlines()
     long = "a_really_long_program_name_that_is_longer_than_the_column"
     col = len(long) + 3
-    assert all(line[col:col + 8].strip() in State.__members__ for line in lines)
+    assert all(line[col : col + 8].strip() in State.__members__ for line in lines)
     assert all(line[col - 1] == " " for line in lines)
 
 
 def test_bare_group_name_is_unknown_to_supervisorctl():
     # why restart_command sends "workers:*" rather than "workers"
     assert sv.parse_action_output(_read("action_restart_group_bare_name")) == {
-        "workers": "ERROR (no such process)"}
+        "workers": "ERROR (no such process)"
+    }
     assert "workers: started" not in _read("action_restart_group_bare_name")
     assert _read("action_restart_globs").count(": started") == 5
 
 
 # --- parse_status robustness ---------------------------------------------------------
+
 
 def test_crlf_and_lf_parse_the_same():
     text = _read("status_all_states")
@@ -109,10 +112,21 @@ def test_blank_input(text):
     assert sv.parse_status(text) == ([], [])
 
 
-@pytest.mark.parametrize("text", [
-    "garbage", "RUNNING", "a b c d e", "\x00\x01\x02", ":", "api: ERROR (spawn error)",
-    "api RUNNINGX pid 1", "api running pid 1", "\udcff", "\ufeffapi",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "garbage",
+        "RUNNING",
+        "a b c d e",
+        "\x00\x01\x02",
+        ":",
+        "api: ERROR (spawn error)",
+        "api RUNNINGX pid 1",
+        "api running pid 1",
+        "\udcff",
+        "\ufeffapi",
+    ],
+)
 def test_garbage_is_an_error_not_an_exception(text):
     rows, errors = sv.parse_status(text)
     assert rows == []
@@ -131,47 +145,57 @@ def test_pid_only_from_a_pid_description():
     rows, _ = sv.parse_status(
         "a  FATAL  can't find command 'pid 12'\n"
         "b  BACKOFF  pid 12 is not a pid here, uptime 0:00:01 either\n"
-        "c  RUNNING  pid 12, uptime 0:00:01\n")
+        "c  RUNNING  pid 12, uptime 0:00:01\n"
+    )
     assert [r.pid for r in rows] == [None, None, 12]
     assert [r.uptime for r in rows] == [None, None, 1]
 
 
 def test_state_sets():
-    assert sv.FAILED_STATES == {State.BACKOFF, State.FATAL, State.EXITED}
-    assert sv.TRANSITIONAL_STATES == {State.STARTING, State.STOPPING}
+    assert {State.BACKOFF, State.FATAL, State.EXITED} == sv.FAILED_STATES
+    assert {State.STARTING, State.STOPPING} == sv.TRANSITIONAL_STATES
     assert State.RUNNING == "RUNNING"
 
 
 # --- ProcessStatus.group / belongs_to ---------------------------------------------------
 
+
 def _proc(name: str) -> ProcessStatus:
     return ProcessStatus(name, State.RUNNING, 1, 1, "pid 1, uptime 0:00:01")
 
 
-@pytest.mark.parametrize("name, group", [
-    ("api", "api"), ("workers:worker_00", "workers"), ("site:web", "site"),
-])
+@pytest.mark.parametrize(
+    "name, group",
+    [
+        ("api", "api"),
+        ("workers:worker_00", "workers"),
+        ("site:web", "site"),
+    ],
+)
 def test_group(name, group):
     assert _proc(name).group == group
 
 
-@pytest.mark.parametrize("name, program, expected", [
-    ("api", "api", True),
-    ("api", "api:*", True),
-    ("api", "ap", False),
-    ("api", "api2", False),
-    ("api", "*", False),
-    ("api", "all", False),
-    ("workers:worker_00", "workers", True),
-    ("workers:worker_00", "workers:*", True),
-    ("workers:worker_00", "workers:worker_00", True),
-    ("workers:worker_00", "workers:worker_01", False),
-    ("workers:worker_00", "worker_00", False),
-    ("workers:worker_00", "work", False),
-    ("workers:worker_00", "workers:", False),
-    ("site:web", "site", True),
-    ("site:web", "web", False),
-])
+@pytest.mark.parametrize(
+    "name, program, expected",
+    [
+        ("api", "api", True),
+        ("api", "api:*", True),
+        ("api", "ap", False),
+        ("api", "api2", False),
+        ("api", "*", False),
+        ("api", "all", False),
+        ("workers:worker_00", "workers", True),
+        ("workers:worker_00", "workers:*", True),
+        ("workers:worker_00", "workers:worker_00", True),
+        ("workers:worker_00", "workers:worker_01", False),
+        ("workers:worker_00", "worker_00", False),
+        ("workers:worker_00", "work", False),
+        ("workers:worker_00", "workers:", False),
+        ("site:web", "site", True),
+        ("site:web", "web", False),
+    ],
+)
 def test_belongs_to(name, program, expected):
     assert _proc(name).belongs_to(program) is expected
 
@@ -179,7 +203,9 @@ def test_belongs_to(name, program, expected):
 def test_belongs_to_on_recorded_rows():
     rows, _ = sv.parse_status(_read("status_group_section"))
     assert [r.name for r in rows if r.belongs_to("workers")] == [
-        "workers:workers_00", "workers:workers_01"]
+        "workers:workers_00",
+        "workers:workers_01",
+    ]
     assert [r.name for r in rows if r.belongs_to("site:*")] == ["site:mail", "site:web"]
     assert [r.name for r in rows if r.belongs_to("api")] == ["api"]
 
@@ -197,7 +223,8 @@ def test_status_and_update_commands():
 
 def test_restart_command_sends_whole_groups():
     assert sv.restart_command(CTL, ["api", "workers", "site:web", "jobs:*"]) == (
-        f"{CTL} restart 'api:*' 'workers:*' site:web 'jobs:*'")
+        f"{CTL} restart 'api:*' 'workers:*' site:web 'jobs:*'"
+    )
     assert shlex.split(sv.restart_command("supervisorctl", ["all"]))[2:] == ["all:*"]
 
 
@@ -211,7 +238,8 @@ def test_restart_command_quotes(name):
 @pytest.mark.parametrize("action", ["start", "stop", "restart"])
 def test_action_command(action):
     assert sv.action_command(CTL, action, ["workers:worker_00", "api"]) == (
-        f"{CTL} {action} workers:worker_00 api")
+        f"{CTL} {action} workers:worker_00 api"
+    )
 
 
 @pytest.mark.parametrize("name", ["my prog", "api;reboot", "`id`", "a|b"])
@@ -239,16 +267,30 @@ def test_builders_reject_empty_or_string_names(names):
 def test_tail_command():
     assert sv.tail_command(CTL, "api") == f"{CTL} tail -4000 api"
     assert sv.tail_command(CTL, "workers:worker_00", "stderr") == (
-        f"{CTL} tail -4000 workers:worker_00 stderr")
+        f"{CTL} tail -4000 workers:worker_00 stderr"
+    )
     assert sv.tail_command("supervisorctl", "api", "stdout", 100) == "supervisorctl tail -100 api"
     assert shlex.split(sv.tail_command("supervisorctl", "a b;c", "stderr")) == [
-        "supervisorctl", "tail", "-4000", "a b;c", "stderr"]
+        "supervisorctl",
+        "tail",
+        "-4000",
+        "a b;c",
+        "stderr",
+    ]
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"stream": "both"}, {"stream": "STDERR"}, {"nbytes": 0}, {"nbytes": -5},
-    {"nbytes": "4000"}, {"nbytes": True}, {"nbytes": 1.5},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"stream": "both"},
+        {"stream": "STDERR"},
+        {"nbytes": 0},
+        {"nbytes": -5},
+        {"nbytes": "4000"},
+        {"nbytes": True},
+        {"nbytes": 1.5},
+    ],
+)
 def test_tail_command_rejects(kwargs):
     with pytest.raises(ValueError):
         sv.tail_command("supervisorctl", "api", **kwargs)
@@ -256,17 +298,21 @@ def test_tail_command_rejects(kwargs):
 
 # --- format_uptime -----------------------------------------------------------------
 
-@pytest.mark.parametrize("seconds, text", [
-    (None, ""),
-    (0, "0:00:00"),
-    (3, "0:00:03"),
-    (3600, "1:00:00"),
-    (86399, "23:59:59"),
-    (86400, "1 day, 0:00:00"),
-    (86401, "1 day, 0:00:01"),
-    (458294, "5 days, 7:18:14"),
-    (-10, "0:00:00"),
-])
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (None, ""),
+        (0, "0:00:00"),
+        (3, "0:00:03"),
+        (3600, "1:00:00"),
+        (86399, "23:59:59"),
+        (86400, "1 day, 0:00:00"),
+        (86401, "1 day, 0:00:01"),
+        (458294, "5 days, 7:18:14"),
+        (-10, "0:00:00"),
+    ],
+)
 def test_format_uptime(seconds, text):
     assert sv.format_uptime(seconds) == text
 
@@ -280,26 +326,39 @@ def test_format_uptime_round_trips_through_parse(seconds):
 
 # --- parse_action_output ------------------------------------------------------------
 
+
 def test_action_output_last_line_per_name_wins():
     text = "cron: ERROR (not running)\ncron: started\r\n"
     assert sv.parse_action_output(text) == {"cron": "started"}
 
 
-@pytest.mark.parametrize("text", [
-    "", "Shut down", "unix:///var/run/supervisor.sock no such file",
-    "unix:///var/run/supervisor.sock refused connection",
-    "Error: restart requires a process name",
-    "error: <class 'socket.error'>, [Errno 111] Connection refused: file: x line: 1",
-    "ERROR: already shutting down", "ERROR: no such group: web",
-    "Server requires authentication", "api: whatever", "api:", "api: ERROR", "garbage",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "Shut down",
+        "unix:///var/run/supervisor.sock no such file",
+        "unix:///var/run/supervisor.sock refused connection",
+        "Error: restart requires a process name",
+        "error: <class 'socket.error'>, [Errno 111] Connection refused: file: x line: 1",
+        "ERROR: already shutting down",
+        "ERROR: no such group: web",
+        "Server requires authentication",
+        "api: whatever",
+        "api:",
+        "api: ERROR",
+        "garbage",
+    ],
+)
 def test_action_output_ignores_non_results(text):
     assert sv.parse_action_output(text) == {}
 
 
 def test_action_output_errors_kept_verbatim():
-    text = ("api: ERROR (abnormal termination)\nweb: ERROR (file is not executable)\n"
-            "site:mail: signalled\n")
+    text = (
+        "api: ERROR (abnormal termination)\nweb: ERROR (file is not executable)\n"
+        "site:mail: signalled\n"
+    )
     assert sv.parse_action_output(text) == {
         "api": "ERROR (abnormal termination)",
         "web": "ERROR (file is not executable)",

@@ -126,7 +126,10 @@ def test_client_refuses_unknown_or_wrong_host_key(bed: TestBed, tmp_path):
     wrong.write_text(h2.host_key_line().replace(f"[{h2.address}]", f"[{h1.address}]") + "\n")
     for known_hosts in (empty, wrong):
         proc = subprocess.run(
-            [*h1.ssh_argv(known_hosts=known_hosts), "true"], capture_output=True, text=True, timeout=30
+            [*h1.ssh_argv(known_hosts=known_hosts), "true"],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert proc.returncode == 255
         assert "Host key verification failed" in proc.stderr
@@ -136,7 +139,9 @@ def test_client_refuses_unknown_or_wrong_host_key(bed: TestBed, tmp_path):
 def test_known_hosts_lists_every_host(bed: TestBed):
     lines = bed.known_hosts.read_text().splitlines()
     assert lines == [h.host_key_line() for h in bed.hosts]
-    assert all(line.startswith(f"[{h.address}]:{h.port} ssh-ed25519 ") for line, h in zip(lines, bed.hosts))
+    assert all(
+        line.startswith(f"[{h.address}]:{h.port} ssh-ed25519 ") for line, h in zip(lines, bed.hosts)
+    )
     assert len({line.split()[2] for line in lines}) == 3  # a distinct key per host
 
 
@@ -220,5 +225,7 @@ def test_origin_commits_branches_and_clones(origin, tmp_path):
     check = subprocess.run(["sh", "tests/test_ok.sh"], cwd=clone, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     origin.delete_branch("feature")
-    remote = subprocess.run(["git", "ls-remote", "--heads", str(origin.path)], capture_output=True, text=True)
+    remote = subprocess.run(
+        ["git", "ls-remote", "--heads", str(origin.path)], capture_output=True, text=True
+    )
     assert remote.stdout.split() == [sha1, "refs/heads/main"]

@@ -162,7 +162,9 @@ def _supervisor_rpc(pid: int):
     # mount namespace): a short path whatever base_dir is, as unix socket
     # paths must stay under 108 bytes.
     url = f"unix:///proc/{pid}/root/etc/supervisor/run/supervisor.sock"
-    return xmlrpc.client.ServerProxy("http://127.0.0.1", SupervisorTransport(None, None, url)).supervisor
+    return xmlrpc.client.ServerProxy(
+        "http://127.0.0.1", SupervisorTransport(None, None, url)
+    ).supervisor
 
 
 def _empty_dir(folder: Path) -> None:
@@ -203,7 +205,9 @@ def ensure_system() -> None:
         raise TestBedError("the test bed needs root (mount namespaces, sshd, useradd)")
     for tool in (SSHD, "/usr/bin/ssh", "/usr/bin/ssh-keygen", "/usr/bin/sudo", "/usr/bin/unshare"):
         if not os.access(tool, os.X_OK):
-            raise TestBedError(f"{tool} is missing: run scripts/test (installs openssh-server and sudo)")
+            raise TestBedError(
+                f"{tool} is missing: run scripts/test (installs openssh-server and sudo)"
+            )
     # Mount points for the per-host bind mounts, and sshd's privsep dir.
     Path("/etc/supervisor").mkdir(parents=True, exist_ok=True)
     Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -212,14 +216,20 @@ def ensure_system() -> None:
             pwd.getpwnam(user)
         except KeyError:
             # Exit 9: another test session created it just now.
-            add = subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", user], capture_output=True, text=True)
+            add = subprocess.run(
+                ["useradd", "--create-home", "--shell", "/bin/bash", user],
+                capture_output=True,
+                text=True,
+            )
             if add.returncode not in (0, 9):
                 raise TestBedError(f"useradd {user} failed: {add.stderr}")
         # useradd leaves the account locked ("!"), and sshd without PAM refuses
         # locked accounts even for key logins; "*" = no password, not locked.
         _run(["usermod", "-p", "*", user])
     if not SUDOERS_FILE.exists() or SUDOERS_FILE.read_text() != SUDOERS:
-        tmp = SUDOERS_FILE.with_name(f".relconsole-test.{os.getpid()}")  # sudo ignores names with a dot
+        tmp = SUDOERS_FILE.with_name(
+            f".relconsole-test.{os.getpid()}"
+        )  # sudo ignores names with a dot
         tmp.write_text(SUDOERS)
         tmp.chmod(0o440)
         _run(["visudo", "-c", "-q", "-f", str(tmp)])
@@ -277,7 +287,9 @@ class FakeHost:
             f"{user}@{self.address}",
         ]  # fmt: skip
 
-    def ssh(self, command: str, user: str = "root", check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    def ssh(
+        self, command: str, user: str = "root", check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess:
         proc = subprocess.run(
             [*self.ssh_argv(user), command],
             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout,
@@ -369,7 +381,9 @@ class FakeHost:
                 return True
             log = self.sshd_log.read_text(errors="replace") if self.sshd_log.exists() else ""
             if "fatal" in log or "Cannot bind" in log:
-                raise TestBedError(f"sshd of {self.name} ({self.address}:{self.port}) failed:\n{log}")
+                raise TestBedError(
+                    f"sshd of {self.name} ({self.address}:{self.port}) failed:\n{log}"
+                )
             return False
 
         _wait_for(ready, 10, f"sshd of {self.name} on {self.address}:{self.port}")
@@ -443,7 +457,10 @@ class FakeHost:
         # a child's exit only at its next 1 s poll timeout.  Each request we
         # make wakes its loop, so polling gets the stop seen in milliseconds.
         def stopped() -> bool:
-            return all(p["group"] not in gone or p["statename"] in STOPPED_STATES for p in rpc.getAllProcessInfo())
+            return all(
+                p["group"] not in gone or p["statename"] in STOPPED_STATES
+                for p in rpc.getAllProcessInfo()
+            )
 
         _wait_for(stopped, 15, f"programs on {self.name} to stop")
         for group in gone:
@@ -504,7 +521,20 @@ def start_testbed(n_hosts: int, base_dir: Path) -> TestBed:
     root = Path(base_dir) / f"bed-{octet}"
     root.mkdir(parents=True)
     client_key = root / "client_key"
-    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "relconsole-test", "-f", str(client_key)])
+    _run(
+        [
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "relconsole-test",
+            "-f",
+            str(client_key),
+        ]
+    )
     shutil.copy(root / "client_key.pub", root / "authorized_keys")
     (root / "empty_bashrc").write_text("")
     known_hosts = root / "known_hosts"

@@ -23,9 +23,9 @@ import time
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from string import Template
 
 from relconsole.errors import RelconsoleError
-from string import Template
 
 #: The sample repository and host templates, shipped as package data.
 FILES = resources.files("relconsole.demo") / "files"
@@ -58,7 +58,8 @@ def _template(name: str) -> Template:
 def _supervisord_conf(root: Path, host: str) -> str:
     etc = root / "etc" / "supervisor"
     return _template("supervisord.conf.in").substitute(
-        host=host, socket=_socket_path(root, host), etc=etc, root=root)
+        host=host, socket=_socket_path(root, host), etc=etc, root=root
+    )
 
 
 def supervisorctl_command(root: Path) -> str:
@@ -112,8 +113,11 @@ def _config(base: Path) -> dict:
     return {
         "settings": {"state_dir": "state", "poll_interval": 2.0},
         "hosts": {
-            host: {"address": "local", "root": f"hosts/{host}",
-                   "supervisorctl": supervisorctl_command(base / "hosts" / host)}
+            host: {
+                "address": "local",
+                "root": f"hosts/{host}",
+                "supervisorctl": supervisorctl_command(base / "hosts" / host),
+            }
             for host in HOSTS
         },
         "services": {
@@ -149,13 +153,20 @@ def _start_supervisord(root: Path) -> None:
         return
     conf = root / "etc" / "supervisor" / "supervisord.conf"
     # supervisord daemonizes: it outlives this process, like a server's would.
-    subprocess.run([_python(), "-m", "supervisor.supervisord", "-c", str(conf)], check=True,
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(
+        [_python(), "-m", "supervisor.supervisord", "-c", str(conf)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 10
     while not Path(_socket_path(root, root.name)).exists():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"supervisord of demo host {root.name} did not start; "
-                               f"see {root / 'etc/supervisor/supervisord.log'}")
+            raise RuntimeError(
+                f"supervisord of demo host {root.name} did not start; "
+                f"see {root / 'etc/supervisor/supervisord.log'}"
+            )
         time.sleep(0.05)
 
 
@@ -189,8 +200,10 @@ def _ensure_demo(base: Path | None = None) -> Path:
         (root / "etc" / "supervisor" / "supervisord.conf").write_text(_supervisord_conf(root, host))
         _start_supervisord(root)
     config = base / "config.toml"
-    config.write_text("# The relconsole demo sandbox (made by relconsole --demo).\n"
-                      + tomli_w.dumps(_config(base)))
+    config.write_text(
+        "# The relconsole demo sandbox (made by relconsole --demo).\n"
+        + tomli_w.dumps(_config(base))
+    )
     return config
 
 

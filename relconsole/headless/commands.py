@@ -14,7 +14,8 @@ import json
 import signal
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from relconsole.config import Config, Service
 from relconsole.errors import RelconsoleError
@@ -57,10 +58,16 @@ def build_command(config: Config, args: argparse.Namespace) -> int:
         only_hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
         unknown = [h for h in only_hosts if h not in service.hosts]
         if unknown or not only_hosts:
-            return fail(f"--hosts: {', '.join(unknown) or 'empty'} not among {service.name}'s "
-                        f"hosts ({', '.join(service.hosts)})")
-    return run_headless(args, lambda sink, cancel: run_build(
-        config, service.name, sink, cancel, branch=branch, only_hosts=only_hosts))
+            return fail(
+                f"--hosts: {', '.join(unknown) or 'empty'} not among {service.name}'s "
+                f"hosts ({', '.join(service.hosts)})"
+            )
+    return run_headless(
+        args,
+        lambda sink, cancel: run_build(
+            config, service.name, sink, cancel, branch=branch, only_hosts=only_hosts
+        ),
+    )
 
 
 def rollback_command(config: Config, args: argparse.Namespace) -> int:
@@ -70,12 +77,14 @@ def rollback_command(config: Config, args: argparse.Namespace) -> int:
     service = service_named(config, args.rollback)
     if args.to and not RELEASE_ID.match(args.to):
         return fail(f"--to: '{args.to}' is not a release id (like 20261126-070707-1a2b3c4)")
-    return run_headless(args, lambda sink, cancel: run_rollback(
-        config, service.name, sink, cancel, to=args.to))
+    return run_headless(
+        args, lambda sink, cancel: run_rollback(config, service.name, sink, cancel, to=args.to)
+    )
 
 
-def run_headless(args: argparse.Namespace,
-                 run: Callable[[Sink, threading.Event], BuildFinished]) -> int:
+def run_headless(
+    args: argparse.Namespace, run: Callable[[Sink, threading.Event], BuildFinished]
+) -> int:
     """Run a build or rollback in a thread, rendering its events; signals cancel it."""
     from relconsole.headless.render import JsonRenderer, TextRenderer
 
@@ -85,8 +94,12 @@ def run_headless(args: argparse.Namespace,
 
     def on_signal(signum: int, _frame: Any) -> None:
         if not got:
-            print(f"\nrelconsole: {signal.Signals(signum).name}: cancelling safely "
-                  "(no host is left half-switched)…", file=sys.stderr, flush=True)
+            print(
+                f"\nrelconsole: {signal.Signals(signum).name}: cancelling safely "
+                "(no host is left half-switched)…",
+                file=sys.stderr,
+                flush=True,
+            )
         got.append(signum)
         cancel.set()
 
@@ -135,9 +148,10 @@ def status_command(config: Config, args: argparse.Namespace) -> int:
     from relconsole.status.poller import StatusPoller
     from relconsole.status.supervisorctl import format_uptime
 
-    services = ([service_named(config, args.status)] if args.status
-                else list(config.services.values()))
-    hosts = (config.hosts_of(services[0]) if args.status else list(config.hosts.values()))
+    services = (
+        [service_named(config, args.status)] if args.status else list(config.services.values())
+    )
+    hosts = config.hosts_of(services[0]) if args.status else list(config.hosts.values())
     poller = StatusPoller(hosts, config.settings)
     try:
         rows = fleet_rows(poller, services)
@@ -149,10 +163,18 @@ def status_command(config: Config, args: argparse.Namespace) -> int:
         table = [["HOST", "PROGRAM", "STATE", "PID", "UPTIME", "RELEASE", "SHA", "DESCRIPTION"]]
         for row in rows:
             release = (row.get("release") or "") + (" DRIFT" if row.get("drift") else "")
-            table.append([row["host"], row["program"] or "-", row["state"],
-                          "" if row["pid"] is None else str(row["pid"]),
-                          format_uptime(row["uptime"]), release, (row.get("sha") or "")[:12],
-                          printable(row["description"])])
+            table.append(
+                [
+                    row["host"],
+                    row["program"] or "-",
+                    row["state"],
+                    "" if row["pid"] is None else str(row["pid"]),
+                    format_uptime(row["uptime"]),
+                    release,
+                    (row.get("sha") or "")[:12],
+                    printable(row["description"]),
+                ]
+            )
         print(format_table(table))
     return int(Exit.FAILED if any(r["state"] == "UNREACHABLE" for r in rows) else Exit.OK)
 
@@ -173,14 +195,33 @@ def fleet_rows(poller: Any, services: list[Service]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for st in statuses:
         if not st.reachable:
-            rows.append({"host": st.host, "program": None, "state": "UNREACHABLE", "pid": None,
-                         "uptime": None, "description": st.error})
+            rows.append(
+                {
+                    "host": st.host,
+                    "program": None,
+                    "state": "UNREACHABLE",
+                    "pid": None,
+                    "uptime": None,
+                    "description": st.error,
+                }
+            )
         for r in st.rows:
-            row: dict[str, Any] = {"host": st.host, "program": r.name, "state": r.state.value,
-                                   "pid": r.pid, "uptime": r.uptime,
-                                   "description": r.description}
-            deployed = next((d for (host, program), d in releases.items()
-                             if host == st.host and r.belongs_to(program)), None)
+            row: dict[str, Any] = {
+                "host": st.host,
+                "program": r.name,
+                "state": r.state.value,
+                "pid": r.pid,
+                "uptime": r.uptime,
+                "description": r.description,
+            }
+            deployed = next(
+                (
+                    d
+                    for (host, program), d in releases.items()
+                    if host == st.host and r.belongs_to(program)
+                ),
+                None,
+            )
             if deployed is not None:
                 row.update(release=deployed.release, sha=deployed.sha, drift=deployed.drift)
             rows.append(row)
@@ -227,8 +268,11 @@ def pending_command(config: Config, args: argparse.Namespace) -> int:
         commits = pending_commits(workspace, service.branch, base)
     except ValueError as exc:
         return fail(f"pending commits of {service.name}: {exc}", Exit.FAILED)
-    print(f"{len(commits)} commit(s) on {service.branch} not deployed:" if base else
-          f"latest commits on {service.branch}:")
+    print(
+        f"{len(commits)} commit(s) on {service.branch} not deployed:"
+        if base
+        else f"latest commits on {service.branch}:"
+    )
     for c in commits:
         print(f"  {c.sha[:12]}  {printable(c.subject)}  ({printable(c.author)})")
     return int(Exit.OK)
@@ -236,7 +280,11 @@ def pending_command(config: Config, args: argparse.Namespace) -> int:
 
 #: The modes, by their argparse destination; at most one is given.
 MODES: dict[str, Command] = {
-    "build": build_command, "status": status_command, "rollback": rollback_command,
-    "history": history_command, "unlock": unlock_command, "pending": pending_command,
+    "build": build_command,
+    "status": status_command,
+    "rollback": rollback_command,
+    "history": history_command,
+    "unlock": unlock_command,
+    "pending": pending_command,
     "trust": trust_command,
 }

@@ -15,8 +15,17 @@ import threading
 import time
 from typing import Optional, TextIO
 
-from relconsole.events import (BuildFinished, BuildStarted, CommitResolved, Event, HostFinished,
-                               Output, Stage, StageFinished, StageStarted)
+from relconsole.events import (
+    BuildFinished,
+    BuildStarted,
+    CommitResolved,
+    Event,
+    HostFinished,
+    Output,
+    Stage,
+    StageFinished,
+    StageStarted,
+)
 from relconsole.text import format_table, printable
 
 
@@ -42,8 +51,10 @@ class JsonRenderer:
         self._w = _Writer(out)
 
     def __call__(self, event: Event) -> None:
-        self._w.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n",
-                      flush=not isinstance(event, Output))
+        self._w.write(
+            json.dumps(event.to_dict(), ensure_ascii=False) + "\n",
+            flush=not isinstance(event, Output),
+        )
 
 
 class TextRenderer:
@@ -68,8 +79,9 @@ class TextRenderer:
         self.hosts = e.hosts
         self.action = e.action
         self.planned = e.stages
-        self._w.write(f"==> {e.action} {e.service} (branch {e.branch}) on "
-                      f"{', '.join(e.hosts)}\n", flush=True)
+        self._w.write(
+            f"==> {e.action} {e.service} (branch {e.branch}) on {', '.join(e.hosts)}\n", flush=True
+        )
 
     def on_stage_started(self, e: StageStarted) -> None:
         self.seen.append(e.stage)
@@ -106,7 +118,9 @@ class TextRenderer:
             cells = []
             for host in self.hosts:
                 hr = self.host_results.get((stage, host))
-                cells.append("" if hr is None else f"{'ok' if hr.ok else 'failed'} {hr.seconds:.2f}s")
+                cells.append(
+                    "" if hr is None else f"{'ok' if hr.ok else 'failed'} {hr.seconds:.2f}s"
+                )
             rows.append([stage, result, seconds, *cells])
         return format_table(rows)
 
@@ -118,9 +132,11 @@ class TextRenderer:
             word = "CANCELLED" if e.cancelled else "FAILED"
             return f"ROLLBACK {word}: {e.service}: {printable(e.error or '')}"
         if e.ok:
-            subject = f" \"{printable(self.commit.subject)}\"" if self.commit else ""
-            return (f"BUILD OK: {e.service}{sha}{subject} deployed as release {e.release} "
-                    f"in {e.seconds:.1f}s")
+            subject = f' "{printable(self.commit.subject)}"' if self.commit else ""
+            return (
+                f"BUILD OK: {e.service}{sha}{subject} deployed as release {e.release} "
+                f"in {e.seconds:.1f}s"
+            )
         if e.cancelled:
             return f"BUILD CANCELLED: {e.service}{sha} after {e.seconds:.1f}s"
         return f"BUILD FAILED: {e.service}{sha} after {e.seconds:.1f}s: {printable(e.error or '')}"

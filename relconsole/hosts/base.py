@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import shlex
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Callable, Optional
+from typing import TYPE_CHECKING, BinaryIO, Optional
 
 from relconsole.errors import RelconsoleError
 
@@ -70,8 +71,10 @@ class CommandFailed(TransportError):
     def __init__(self, host: str, step: str, result: Result):
         detail = result.tail(5) or "no output"
         if sudo_wants_password(result):
-            detail = ("sudo -n refused: it wants a password. Allow this user passwordless sudo "
-                      "(NOPASSWD) for these commands, or set sudo = false for this host")
+            detail = (
+                "sudo -n refused: it wants a password. Allow this user passwordless sudo "
+                "(NOPASSWD) for these commands, or set sudo = false for this host"
+            )
         super().__init__(host, f"{step} failed (exit {result.exit_code}): {detail}")
         self.step = step
         self.result = result
@@ -79,18 +82,28 @@ class CommandFailed(TransportError):
 
 def sudo_wants_password(result: Result) -> bool:
     text = result.stderr + result.stdout
-    return result.exit_code != 0 and "sudo" in text and any(m in text for m in _SUDO_PASSWORD_MARKERS)
+    return (
+        result.exit_code != 0 and "sudo" in text and any(m in text for m in _SUDO_PASSWORD_MARKERS)
+    )
 
 
-def run_step(t: Transport, command: str, step: str, *, timeout: float,
-             on_line: Optional[LineCallback] = None, sudo: bool = False) -> Result:
+def run_step(
+    t: Transport,
+    command: str,
+    step: str,
+    *,
+    timeout: float,
+    on_line: Optional[LineCallback] = None,
+    sudo: bool = False,
+) -> Result:
     """``t.run`` for one named step: a timeout names the step and the setting, not the
     (long, quoted) command line."""
     try:
         return t.run(command, timeout=timeout, on_line=on_line, sudo=sudo)
     except CommandTimedOut:
-        raise CommandTimedOut(t.name, f"{step} timed out after {timeout:g}s "
-                                      "(settings.command_timeout)") from None
+        raise CommandTimedOut(
+            t.name, f"{step} timed out after {timeout:g}s (settings.command_timeout)"
+        ) from None
 
 
 def as_root(command: str, sudo: bool) -> str:
@@ -125,15 +138,21 @@ class Transport(ABC):
     """One connection to one host. Not thread-safe: one thread uses it at a time."""
 
     name: str
-    host: "Host"
+    host: Host
 
     def sudo_wrap(self, command: str, sudo: bool) -> str:
         """``command`` through ``sudo -n`` when asked and the host is configured so."""
         return as_root(command, sudo and self.host.sudo)
 
     @abstractmethod
-    def run(self, command: str, *, timeout: float, on_line: Optional[LineCallback] = None,
-            sudo: bool = False) -> Result:
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float,
+        on_line: Optional[LineCallback] = None,
+        sudo: bool = False,
+    ) -> Result:
         """Run a shell command, streaming whole lines to ``on_line`` as they arrive.
 
         Never raises for a non-zero exit (look at ``Result.exit_code``); raises
@@ -141,8 +160,15 @@ class Transport(ABC):
         """
 
     @abstractmethod
-    def put_stream(self, command: str, data: BinaryIO, *, timeout: float, sudo: bool = False,
-                   cancel: Optional["threading.Event"] = None) -> Result:
+    def put_stream(
+        self,
+        command: str,
+        data: BinaryIO,
+        *,
+        timeout: float,
+        sudo: bool = False,
+        cancel: Optional[threading.Event] = None,
+    ) -> Result:
         """Run ``command`` with ``data`` streamed to its stdin (a release as one tar
         stream); raises Cancelled when ``cancel`` is set before the data is all sent."""
 

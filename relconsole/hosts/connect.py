@@ -6,7 +6,8 @@ none. Imports are deferred so ``--help`` and config errors never pay for paramik
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from relconsole.config import Host, Settings
 from relconsole.hosts.base import Transport

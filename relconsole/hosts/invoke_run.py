@@ -8,13 +8,15 @@ a result and not an error, a timeout a :class:`CommandTimedOut`.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from relconsole.hosts.base import CommandTimedOut, LineCallback, LineSplitter, Result
 
 
-def invoke_run(run: Callable, host: str, command: str, timeout: float,
-               on_line: Optional[LineCallback]) -> Result:
+def invoke_run(
+    run: Callable, host: str, command: str, timeout: float, on_line: Optional[LineCallback]
+) -> Result:
     """Run ``command`` with an Invoke-style ``run`` (Fabric's or Invoke's local one)."""
     import invoke
 
@@ -22,8 +24,16 @@ def invoke_run(run: Callable, host: str, command: str, timeout: float,
     err = LineSplitter(lambda line: on_line(line, "err")) if on_line else None
     try:
         # hide only when nobody listens: Invoke would write to sys.stdout otherwise.
-        res = run(command, warn=True, pty=False, in_stream=False, timeout=timeout,
-                  hide=on_line is None, out_stream=out, err_stream=err)
+        res = run(
+            command,
+            warn=True,
+            pty=False,
+            in_stream=False,
+            timeout=timeout,
+            hide=on_line is None,
+            out_stream=out,
+            err_stream=err,
+        )
     except invoke.CommandTimedOut:
         raise CommandTimedOut(host, f"timed out after {timeout:g}s: {command}") from None
     finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import posixpath
 import select
-import socket
 import subprocess
 import threading
 from typing import BinaryIO, Optional
@@ -41,7 +40,7 @@ class LocalChannel(Channel):
         assert self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
         if not select.select([fd], [], [], timeout)[0]:
-            raise socket.timeout()
+            raise TimeoutError()
         return os.read(fd, 65536)
 
     def close(self) -> None:
@@ -68,30 +67,54 @@ class LocalTransport(Transport):
     def path(self, remote_path: str) -> str:
         return posixpath.join(self._root, remote_path.lstrip("/"))
 
-    def run(self, command: str, *, timeout: float, on_line: Optional[LineCallback] = None,
-            sudo: bool = False) -> Result:
-        return invoke_run(self._ctx.run, self.name, self.sudo_wrap(command, sudo),
-                          timeout, on_line)
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float,
+        on_line: Optional[LineCallback] = None,
+        sudo: bool = False,
+    ) -> Result:
+        return invoke_run(self._ctx.run, self.name, self.sudo_wrap(command, sudo), timeout, on_line)
 
-    def put_stream(self, command: str, data: BinaryIO, *, timeout: float, sudo: bool = False,
-                   cancel: Optional[threading.Event] = None) -> Result:
+    def put_stream(
+        self,
+        command: str,
+        data: BinaryIO,
+        *,
+        timeout: float,
+        sudo: bool = False,
+        cancel: Optional[threading.Event] = None,
+    ) -> Result:
         """Like SSH's; ``cancel`` is not checked: a local copy takes moments."""
         # Invoke decodes stdin to text, which would corrupt a binary tar: plain subprocess.
         command = self.sudo_wrap(command, sudo)
         try:
-            proc = subprocess.run(command, shell=True, stdin=data, capture_output=True,
-                                  timeout=timeout)
+            proc = subprocess.run(
+                command, shell=True, stdin=data, capture_output=True, timeout=timeout
+            )
         except subprocess.TimeoutExpired:
             raise CommandTimedOut(self.name, f"timed out after {timeout:g}s: {command}") from None
-        return Result(command, proc.returncode, proc.stdout.decode("utf-8", "replace"),
-                      proc.stderr.decode("utf-8", "replace"))
+        return Result(
+            command,
+            proc.returncode,
+            proc.stdout.decode("utf-8", "replace"),
+            proc.stderr.decode("utf-8", "replace"),
+        )
 
     def open_channel(self, command: str, *, timeout: float, sudo: bool = False) -> LocalChannel:
         """Start ``command`` as a long-lived child with pipes (stderr merged into stdout):
         the local counterpart of ``SshTransport.open_channel``. The caller ends it."""
-        return LocalChannel(subprocess.Popen(self.sudo_wrap(command, sudo), shell=True,
-                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                             stderr=subprocess.STDOUT, start_new_session=True))
+        return LocalChannel(
+            subprocess.Popen(
+                self.sudo_wrap(command, sudo),
+                shell=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
 
     def close(self) -> None:
         """Nothing to close: there is no connection."""

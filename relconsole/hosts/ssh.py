@@ -18,8 +18,15 @@ import paramiko
 
 from relconsole.config import Host, Settings
 from relconsole.errors import Cancelled
-from relconsole.hosts.base import (Channel, CommandTimedOut, HostKeyRefused, HostUnreachable,
-                                   LineCallback, Result, Transport)
+from relconsole.hosts.base import (
+    Channel,
+    CommandTimedOut,
+    HostKeyRefused,
+    HostUnreachable,
+    LineCallback,
+    Result,
+    Transport,
+)
 from relconsole.hosts.invoke_run import invoke_run
 from relconsole.hosts.trust import RejectUnknown, UnknownHostKey, known_hosts_name, load_known_hosts
 from relconsole.secrets import SecretError, resolve
@@ -28,8 +35,10 @@ _UPLOAD_CHUNK = 256 * 1024
 
 
 def _trust_hint(host: Host) -> str:
-    return (f"run relconsole --trust {host.name} to see its fingerprint and add it once you "
-            "have checked it with the host's owner")
+    return (
+        f"run relconsole --trust {host.name} to see its fingerprint and add it once you "
+        "have checked it with the host's owner"
+    )
 
 
 def _waited_for(exc: BaseException, conn: fabric.Connection, out_of_time: bool) -> Optional[str]:
@@ -38,8 +47,9 @@ def _waited_for(exc: BaseException, conn: fabric.Connection, out_of_time: bool) 
     paramiko words these variously ("Error reading SSH protocol banner", or, when its
     negotiation wait ends first, "No existing session"), so the clock decides too.
     """
-    if not (out_of_time or isinstance(exc.__context__, TimeoutError)
-            or "timed out" in str(exc).lower()):
+    if not (
+        out_of_time or isinstance(exc.__context__, TimeoutError) or "timed out" in str(exc).lower()
+    ):
         return None
     transport = conn.client.get_transport()
     if transport is not None and not transport.remote_version:
@@ -47,8 +57,9 @@ def _waited_for(exc: BaseException, conn: fabric.Connection, out_of_time: bool) 
     return "the SSH handshake"
 
 
-def _connect_error(exc: BaseException, host: Host, settings: Settings, conn: fabric.Connection,
-                   out_of_time: bool) -> HostUnreachable:
+def _connect_error(
+    exc: BaseException, host: Host, settings: Settings, conn: fabric.Connection, out_of_time: bool
+) -> HostUnreachable:
     """The operator's words for why ``conn.open()`` failed."""
     where = f"{host.address}:{host.port}"
     if isinstance(exc, UnknownHostKey):
@@ -56,7 +67,8 @@ def _connect_error(exc: BaseException, host: Host, settings: Settings, conn: fab
             host.name,
             f"host key {exc.key.get_name()} {exc.key.fingerprint} of {known_hosts_name(host)} "
             f"is not in {settings.known_hosts}; refusing to connect. To trust it, "
-            + _trust_hint(host))
+            + _trust_hint(host),
+        )
     if isinstance(exc, paramiko.BadHostKeyException):
         return HostKeyRefused(
             host.name,
@@ -65,26 +77,31 @@ def _connect_error(exc: BaseException, host: Host, settings: Settings, conn: fab
             f"{exc.key.get_name()} {exc.key.fingerprint}. This can mean an attack, or a rebuilt "
             f"host. If you know the host was rebuilt, remove the old entry with "
             f"ssh-keygen -R {shlex.quote(known_hosts_name(host))} -f "
-            f"{shlex.quote(str(settings.known_hosts))} and trust the new one")
+            f"{shlex.quote(str(settings.known_hosts))} and trust the new one",
+        )
     if isinstance(exc, paramiko.AuthenticationException):
         return HostUnreachable(host.name, f"authentication failed as {host.user} on {where}: {exc}")
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
         reasons = sorted({e.strerror or str(e) for e in exc.errors.values()})
         return HostUnreachable(host.name, f"cannot connect to {where}: {', '.join(reasons)}")
     if isinstance(exc, (socket.timeout, TimeoutError)):
-        return HostUnreachable(host.name, f"timed out after {settings.connect_timeout:g}s "
-                                          f"connecting to {where}")
+        return HostUnreachable(
+            host.name, f"timed out after {settings.connect_timeout:g}s connecting to {where}"
+        )
     waited = _waited_for(exc, conn, out_of_time)
     if waited:
-        return HostUnreachable(host.name, f"timed out after {settings.connect_timeout:g}s "
-                                          f"waiting for {waited} from {where}")
-    return HostUnreachable(host.name, f"cannot connect to {where}: "
-                                      f"{str(exc) or type(exc).__name__}")
+        return HostUnreachable(
+            host.name,
+            f"timed out after {settings.connect_timeout:g}s waiting for {waited} from {where}",
+        )
+    return HostUnreachable(
+        host.name, f"cannot connect to {where}: {str(exc) or type(exc).__name__}"
+    )
 
 
-def connect(host: Host, settings: Settings) -> "SshTransport":
+def connect(host: Host, settings: Settings) -> SshTransport:
     """Open the one connection a build uses for ``host``. Raises :class:`HostUnreachable`."""
-    kwargs = {
+    kwargs: dict[str, object] = {
         "banner_timeout": settings.connect_timeout,
         "auth_timeout": settings.connect_timeout,
         "channel_timeout": settings.connect_timeout,
@@ -97,8 +114,11 @@ def connect(host: Host, settings: Settings) -> "SshTransport":
         except SecretError as exc:
             raise HostUnreachable(host.name, f"key passphrase: {exc}") from None
     conn = fabric.Connection(
-        host.address, user=host.user, port=host.port,
-        connect_timeout=settings.connect_timeout, connect_kwargs=kwargs,
+        host.address,
+        user=host.user,
+        port=host.port,
+        connect_timeout=settings.connect_timeout,
+        connect_kwargs=kwargs,
         # ~/.ssh/config could silently redirect a host; the relconsole config is the truth.
         config=fabric.Config(overrides={"load_ssh_configs": False}),
     )
@@ -153,15 +173,24 @@ class SshTransport(Transport):
         where = f"{self.host.address}:{self.host.port}"
         if not ran:
             return HostUnreachable(self.name, f"connection to {where} was lost earlier")
-        return HostUnreachable(self.name, f"connection lost to {where}{': ' + why if why else ''} "
-                                          "(whether the command finished on the host is unknown)")
+        return HostUnreachable(
+            self.name,
+            f"connection lost to {where}{': ' + why if why else ''} "
+            "(whether the command finished on the host is unknown)",
+        )
 
     def _dead(self) -> bool:
         transport = self._conn.transport
         return transport is None or not transport.is_active()
 
-    def run(self, command: str, *, timeout: float, on_line: Optional[LineCallback] = None,
-            sudo: bool = False) -> Result:
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float,
+        on_line: Optional[LineCallback] = None,
+        sudo: bool = False,
+    ) -> Result:
         command = self.sudo_wrap(command, sudo)
         if self._dead():  # Fabric would quietly open a new connection: the caller decides
             raise self._lost(ran=False)
@@ -174,8 +203,15 @@ class SshTransport(Transport):
             raise self._lost()
         return res
 
-    def put_stream(self, command: str, data: BinaryIO, *, timeout: float,
-                       sudo: bool = False, cancel: Optional[threading.Event] = None) -> Result:
+    def put_stream(
+        self,
+        command: str,
+        data: BinaryIO,
+        *,
+        timeout: float,
+        sudo: bool = False,
+        cancel: Optional[threading.Event] = None,
+    ) -> Result:
         """Stream ``data`` into one exec channel: a whole release in one tar, no SFTP.
 
         ``cancel`` is checked between chunks: closing the channel ends the remote tar
@@ -193,7 +229,7 @@ class SshTransport(Transport):
                 chan.exec_command(command)
                 while chunk := data.read(_UPLOAD_CHUNK):
                     if time.monotonic() > deadline:
-                        raise socket.timeout()
+                        raise TimeoutError()
                     if cancel is not None and cancel.is_set():
                         raise Cancelled()
                     try:
@@ -208,7 +244,7 @@ class SshTransport(Transport):
                 code = chan.recv_exit_status()
             finally:
                 chan.close()
-        except socket.timeout:
+        except TimeoutError:
             raise CommandTimedOut(self.name, f"timed out after {timeout:g}s: {command}") from None
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise self._lost(str(exc) or type(exc).__name__) from None
@@ -233,7 +269,9 @@ class SshTransport(Transport):
                 chan.close()
                 raise
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise HostUnreachable(self.name, f"connection lost: {str(exc) or type(exc).__name__}") from None
+            raise HostUnreachable(
+                self.name, f"connection lost: {str(exc) or type(exc).__name__}"
+            ) from None
         return SshChannel(chan)
 
     def close(self) -> None:

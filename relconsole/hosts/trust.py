@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import shlex
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 import paramiko
 
 from relconsole.config import Host, Settings
+
 
 def known_hosts_name(host: Host) -> str:
     """The name OpenSSH files a host under: ``addr`` on port 22, else ``[addr]:port``."""
@@ -35,8 +37,9 @@ class UnknownHostKey(paramiko.SSHException):
 class RejectUnknown(paramiko.MissingHostKeyPolicy):
     """Like paramiko's RejectPolicy, but keeps the offered key for the message."""
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
-                         key: paramiko.PKey) -> None:
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
         raise UnknownHostKey(key)
 
 
@@ -71,44 +74,57 @@ def fetch_host_key(host: Host, timeout: float) -> paramiko.PKey:
         transport.close()
 
 
-def trust(host: Host, settings: Settings, *, yes: bool, answer: Callable[[str], str],
-          out: TextIO) -> bool:
+def trust(
+    host: Host, settings: Settings, *, yes: bool, answer: Callable[[str], str], out: TextIO
+) -> bool:
     """Returns True when the host's key is trusted (already, or now)."""
     known_hosts: Path = settings.known_hosts
     name = known_hosts_name(host)
     try:
         offered = fetch_host_key(host, settings.connect_timeout)
     except (OSError, paramiko.SSHException) as exc:
-        out.write(f"cannot fetch the host key of {host.name} ({host.address}:{host.port}): "
-                  f"{str(exc) or type(exc).__name__}\n")
+        out.write(
+            f"cannot fetch the host key of {host.name} ({host.address}:{host.port}): "
+            f"{str(exc) or type(exc).__name__}\n"
+        )
         return False
     known = paramiko.HostKeys(str(known_hosts)) if known_hosts.is_file() else paramiko.HostKeys()
     entry = known.lookup(name) or {}
     have = entry.get(offered.get_name())
     if have is not None and have == offered:
-        out.write(f"{host.name}: already trusted in {known_hosts}:\n  "
-                  f"{fingerprint_line(offered, name)}\n")
+        out.write(
+            f"{host.name}: already trusted in {known_hosts}:\n  {fingerprint_line(offered, name)}\n"
+        )
         return True
     if have is not None:
-        out.write(f"HOST KEY CHANGED for {host.name} ({name})!\n"
-                  f"  {known_hosts} has:  {fingerprint_line(have, name)}\n"
-                  f"  the host offers:    {fingerprint_line(offered, name)}\n"
-                  "relconsole never replaces a known key. If the host was really rebuilt, "
-                  "verify the new fingerprint with its owner, remove the old entry with\n"
-                  f"  ssh-keygen -R {shlex.quote(name)} -f {shlex.quote(str(known_hosts))}\n"
-                  f"and run relconsole --trust {host.name} again.\n")
+        out.write(
+            f"HOST KEY CHANGED for {host.name} ({name})!\n"
+            f"  {known_hosts} has:  {fingerprint_line(have, name)}\n"
+            f"  the host offers:    {fingerprint_line(offered, name)}\n"
+            "relconsole never replaces a known key. If the host was really rebuilt, "
+            "verify the new fingerprint with its owner, remove the old entry with\n"
+            f"  ssh-keygen -R {shlex.quote(name)} -f {shlex.quote(str(known_hosts))}\n"
+            f"and run relconsole --trust {host.name} again.\n"
+        )
         return False
-    out.write(f"{host.name} ({name}) offers this host key:\n  {fingerprint_line(offered, name)}\n"
-              "Compare it with the host's own (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub "
-              "on the host).\n")
+    out.write(
+        f"{host.name} ({name}) offers this host key:\n  {fingerprint_line(offered, name)}\n"
+        "Compare it with the host's own (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub "
+        "on the host).\n"
+    )
     if not yes and answer(f"Add it to {known_hosts}? [y/N] ").strip().lower() not in ("y", "yes"):
         out.write("not trusted; nothing was written\n")
         return False
     known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    needs_newline = known_hosts.is_file() and not known_hosts.read_bytes().endswith(b"\n") \
+    needs_newline = (
+        known_hosts.is_file()
+        and not known_hosts.read_bytes().endswith(b"\n")
         and known_hosts.stat().st_size > 0
+    )
     with open(known_hosts, "a") as f:  # append: existing lines, comments, hashes stay as they are
-        f.write(("\n" if needs_newline else "") +
-                f"{name} {offered.get_name()} {offered.get_base64()}\n")
+        f.write(
+            ("\n" if needs_newline else "")
+            + f"{name} {offered.get_name()} {offered.get_base64()}\n"
+        )
     out.write(f"added {host.name} to {known_hosts}\n")
     return True

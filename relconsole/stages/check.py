@@ -11,9 +11,10 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Optional
 
 from relconsole.config import Check
 
@@ -54,13 +55,24 @@ def _kill_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def run_check(check: Check, cwd: Path, env: Mapping[str, str], emit: Callable[[str], None],
-              cancel: threading.Event) -> CheckResult:
+def run_check(
+    check: Check,
+    cwd: Path,
+    env: Mapping[str, str],
+    emit: Callable[[str], None],
+    cancel: threading.Event,
+) -> CheckResult:
     """Run one check, streaming each output line to ``emit`` as soon as it is printed."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        check.run, shell=True, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        check.run,
+        shell=True,
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     stop = threading.Event()
     why: list[str] = []
@@ -96,5 +108,10 @@ def run_check(check: Check, cwd: Path, env: Mapping[str, str], emit: Callable[[s
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    return CheckResult(check.name, proc.returncode, time.monotonic() - started,
-                       timed_out="timeout" in why, cancelled="cancelled" in why)
+    return CheckResult(
+        check.name,
+        proc.returncode,
+        time.monotonic() - started,
+        timed_out="timeout" in why,
+        cancelled="cancelled" in why,
+    )

@@ -20,9 +20,10 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import git
 
@@ -63,8 +64,9 @@ def workspace_lock(workspace: Path, timeout: float = 600.0):
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise CheckoutError(f"workspace {workspace} stayed busy for {timeout:g}s") \
-                        from None
+                    raise CheckoutError(
+                        f"workspace {workspace} stayed busy for {timeout:g}s"
+                    ) from None
                 time.sleep(0.05)
         yield
     finally:
@@ -85,14 +87,19 @@ def git_error(exc: git.GitCommandError) -> str:
     return "; ".join(ln for ln in lines if ln) or str(exc)
 
 
-def _run_git(args: list[str], what: str, timeout: float,
-             cancel: Optional[threading.Event]) -> None:
+def _run_git(args: list[str], what: str, timeout: float, cancel: Optional[threading.Event]) -> None:
     """A networked git command, killed with its children on timeout or cancel."""
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0")  # never wait for a password prompt
     if "GIT_SSH_COMMAND" not in env and "GIT_SSH" not in env:
         env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
-    proc = subprocess.Popen(["git", *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        ["git", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -105,8 +112,9 @@ def _run_git(args: list[str], what: str, timeout: float,
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
             if timed_out:
-                raise CheckoutError(f"{what}: git timed out after {timeout:g}s "
-                                    "(settings.command_timeout)") from None
+                raise CheckoutError(
+                    f"{what}: git timed out after {timeout:g}s (settings.command_timeout)"
+                ) from None
             raise Cancelled() from None
     if proc.returncode in _INTERRUPTED:
         raise Cancelled()
@@ -115,8 +123,13 @@ def _run_git(args: list[str], what: str, timeout: float,
         raise CheckoutError(f"{what}: {'; '.join(lines[-5:]) or f'git exited {proc.returncode}'}")
 
 
-def _open_or_clone(workspace: Path, url: str, log: Callable[[str], None],
-                   timeout: float, cancel: Optional[threading.Event]) -> git.Repo:
+def _open_or_clone(
+    workspace: Path,
+    url: str,
+    log: Callable[[str], None],
+    timeout: float,
+    cancel: Optional[threading.Event],
+) -> git.Repo:
     if (workspace / ".git").is_dir():
         try:
             repo = git.Repo(workspace)
@@ -134,16 +147,26 @@ def _open_or_clone(workspace: Path, url: str, log: Callable[[str], None],
     try:
         # --no-hardlinks: a local origin's object files would otherwise be shared, with
         # the origin's permissions; the workspace must be this user's alone.
-        _run_git(["clone", "--quiet", "--no-checkout", "--no-hardlinks", "--", url,
-                  str(workspace)], f"cannot clone {url}", timeout, cancel)
+        _run_git(
+            ["clone", "--quiet", "--no-checkout", "--no-hardlinks", "--", url, str(workspace)],
+            f"cannot clone {url}",
+            timeout,
+            cancel,
+        )
     except (CheckoutError, Cancelled):
         shutil.rmtree(workspace, ignore_errors=True)
         raise
     return git.Repo(workspace)
 
 
-def checkout(workspace: Path, url: str, branch: str, log: Callable[[str], None],
-             timeout: float = 600.0, cancel: Optional[threading.Event] = None) -> Commit:
+def checkout(
+    workspace: Path,
+    url: str,
+    branch: str,
+    log: Callable[[str], None],
+    timeout: float = 600.0,
+    cancel: Optional[threading.Event] = None,
+) -> Commit:
     """Bring ``workspace`` to the tip of ``origin/<branch>``, with no stale files.
 
     Clone and fetch are killed after ``timeout`` seconds, or when ``cancel`` is set.
@@ -152,15 +175,35 @@ def checkout(workspace: Path, url: str, branch: str, log: Callable[[str], None],
         return _checkout_locked(workspace, url, branch, log, timeout, cancel)
 
 
-def fetch(workspace: Path, url: str, timeout: float,
-          cancel: Optional[threading.Event] = None) -> None:
+def fetch(
+    workspace: Path, url: str, timeout: float, cancel: Optional[threading.Event] = None
+) -> None:
     """Update every ``origin/*`` ref; the worktree is not touched."""
-    _run_git(["-C", str(workspace), "fetch", "--quiet", "--prune", "--no-tags", "origin",
-              "+refs/heads/*:refs/remotes/origin/*"], f"cannot fetch from {url}", timeout, cancel)
+    _run_git(
+        [
+            "-C",
+            str(workspace),
+            "fetch",
+            "--quiet",
+            "--prune",
+            "--no-tags",
+            "origin",
+            "+refs/heads/*:refs/remotes/origin/*",
+        ],
+        f"cannot fetch from {url}",
+        timeout,
+        cancel,
+    )
 
 
-def _checkout_locked(workspace: Path, url: str, branch: str, log: Callable[[str], None],
-                     timeout: float, cancel: Optional[threading.Event]) -> Commit:
+def _checkout_locked(
+    workspace: Path,
+    url: str,
+    branch: str,
+    log: Callable[[str], None],
+    timeout: float,
+    cancel: Optional[threading.Event],
+) -> Commit:
     repo = _open_or_clone(workspace, url, log, timeout, cancel)
     log(f"fetching {branch} from {url}")
     fetch(workspace, url, timeout, cancel)
@@ -169,8 +212,9 @@ def _checkout_locked(workspace: Path, url: str, branch: str, log: Callable[[str]
         sha = repo.git.rev_parse("--verify", "--quiet", f"refs/remotes/{ref}^{{commit}}")
     except git.GitCommandError:
         known = sorted(r.remote_head for r in repo.remotes.origin.refs if r.remote_head != "HEAD")
-        raise CheckoutError(f"branch '{branch}' not found in {url} "
-                            f"(branches: {', '.join(known) or 'none'})") from None
+        raise CheckoutError(
+            f"branch '{branch}' not found in {url} (branches: {', '.join(known) or 'none'})"
+        ) from None
     try:
         repo.git.checkout("--force", "--detach", sha)
         repo.git.reset("--hard", sha)
@@ -178,6 +222,6 @@ def _checkout_locked(workspace: Path, url: str, branch: str, log: Callable[[str]
     except git.GitCommandError as exc:
         raise _failed(f"cannot check out {sha[:12]}", exc) from None
     commit = repo.commit(sha)
-    subject = commit.message.splitlines()[0] if commit.message else ""
+    subject = commit.summary if isinstance(commit.summary, str) else commit.summary.decode()
     log(f"at {sha[:12]} {subject} ({commit.author.name})")
     return Commit(sha=sha, subject=subject, author=f"{commit.author.name} <{commit.author.email}>")

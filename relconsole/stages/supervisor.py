@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Optional
 
 from relconsole.config import Host
 from relconsole.errors import Cancelled, StageFailed
@@ -31,8 +32,7 @@ def _pids(rows: Sequence[sv.ProcessStatus]) -> dict[str, int | None]:
 
 
 def _checked(t: Transport, command: str, step: str, timeout: float, log) -> Result:
-    res = run_step(t, command, step, timeout=timeout, on_line=lambda line, _s: log(line),
-                   sudo=True)
+    res = run_step(t, command, step, timeout=timeout, on_line=lambda line, _s: log(line), sudo=True)
     if not res.ok:
         raise CommandFailed(t.name, step, res)
     return res
@@ -41,9 +41,16 @@ def _checked(t: Transport, command: str, step: str, timeout: float, log) -> Resu
 def _tail(t: Transport, host: Host, name: str, timeout: float) -> list[str]:
     lines: list[str] = []
     for stream in ("stdout", "stderr"):
-        res = run_step(t, sv.tail_command(host.supervisorctl, name, stream),
-                       f"supervisorctl tail {stream}", timeout=timeout, sudo=True)
-        lines += [f"  {stream}| {ln}" for ln in res.stdout.splitlines()[-_TAIL_LINES:] if ln.strip()]
+        res = run_step(
+            t,
+            sv.tail_command(host.supervisorctl, name, stream),
+            f"supervisorctl tail {stream}",
+            timeout=timeout,
+            sudo=True,
+        )
+        lines += [
+            f"  {stream}| {ln}" for ln in res.stdout.splitlines()[-_TAIL_LINES:] if ln.strip()
+        ]
     return lines
 
 
@@ -77,11 +84,19 @@ def _waking(poke: Optional[Callable[[], None]]):
         thread.join()
 
 
-def restart_and_verify(t: Transport, host: Host, programs: Sequence[str], *,
-                       timeout: float, log: Callable[[str], None], cancel: threading.Event,
-                       settle: float = 1.0, verify_timeout: float = 60.0,
-                       read_rows: Optional[Callable[[], list[sv.ProcessStatus]]] = None,
-                       poke: Optional[Callable[[], None]] = None) -> None:
+def restart_and_verify(
+    t: Transport,
+    host: Host,
+    programs: Sequence[str],
+    *,
+    timeout: float,
+    log: Callable[[str], None],
+    cancel: threading.Event,
+    settle: float = 1.0,
+    verify_timeout: float = 60.0,
+    read_rows: Optional[Callable[[], list[sv.ProcessStatus]]] = None,
+    poke: Optional[Callable[[], None]] = None,
+) -> None:
     """Bring ``programs`` up on the new release and prove they stay up.
 
     ``read_rows`` reads the host's status (a :class:`StatusReader`'s fast path, say);
@@ -100,16 +115,44 @@ def restart_and_verify(t: Transport, host: Host, programs: Sequence[str], *,
     # restart's exit code is not the verdict: a spawn error, an unknown program or a
     # supervisord that went away all show in the verify below, with better words.
     with _waking(poke):
-        run_step(t, sv.restart_command(host.supervisorctl, programs), "supervisorctl restart",
-                 timeout=timeout, on_line=lambda line, _s: log(line), sudo=True)
+        run_step(
+            t,
+            sv.restart_command(host.supervisorctl, programs),
+            "supervisorctl restart",
+            timeout=timeout,
+            on_line=lambda line, _s: log(line),
+            sudo=True,
+        )
     restarted = time.monotonic()
-    _verify(t, host, programs, before, restarted, timeout=timeout, log=log,
-            settle=settle, verify_timeout=verify_timeout, cancel=cancel, read_rows=read_rows)
+    _verify(
+        t,
+        host,
+        programs,
+        before,
+        restarted,
+        timeout=timeout,
+        log=log,
+        settle=settle,
+        verify_timeout=verify_timeout,
+        cancel=cancel,
+        read_rows=read_rows,
+    )
 
 
-def _verify(t: Transport, host: Host, programs: Sequence[str], before: dict[str, int | None],
-            restarted: float, *, timeout: float, log, settle: float, verify_timeout: float,
-            cancel: threading.Event, read_rows: Callable[[], list[sv.ProcessStatus]]) -> None:
+def _verify(
+    t: Transport,
+    host: Host,
+    programs: Sequence[str],
+    before: dict[str, int | None],
+    restarted: float,
+    *,
+    timeout: float,
+    log,
+    settle: float,
+    verify_timeout: float,
+    cancel: threading.Event,
+    read_rows: Callable[[], list[sv.ProcessStatus]],
+) -> None:
     while True:
         rows = read_rows()
         waiting = []
@@ -130,7 +173,8 @@ def _verify(t: Transport, host: Host, programs: Sequence[str], before: dict[str,
         # Up for `settle` seconds by supervisor's own clock (restart already waited
         # startsecs), or by ours: either way it survived its start.
         settled = elapsed >= settle or all(
-            (r.uptime or 0) >= settle for p in programs for r in rows if r.belongs_to(p))
+            (r.uptime or 0) >= settle for p in programs for r in rows if r.belongs_to(p)
+        )
         if not waiting and settled:
             for program in programs:
                 for proc in (r for r in rows if r.belongs_to(program)):

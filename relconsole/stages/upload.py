@@ -12,8 +12,9 @@ import io
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import git
 
@@ -23,8 +24,9 @@ from relconsole.hosts.base import CommandFailed, Transport
 from relconsole.stages.checkout import CheckoutError, _failed
 
 
-def write_release_tar(workspace: Path, sha: str, files: tuple[FileUpload, ...],
-                      out: BinaryIO) -> list[tuple[int, str]]:
+def write_release_tar(
+    workspace: Path, sha: str, files: tuple[FileUpload, ...], out: BinaryIO
+) -> list[tuple[int, str]]:
     """Write the tree of ``sha`` as one tar, plus REVISION and the configured ``files``.
 
     ``files`` go under ``.relconsole/files/<n>/`` inside the release and are only
@@ -47,8 +49,10 @@ def write_release_tar(workspace: Path, sha: str, files: tuple[FileUpload, ...],
                 raise CheckoutError(f"files: '{upload.src}' matches no file in the checkout")
             for match in matches:
                 if match.is_symlink():  # could point at anything on this machine
-                    raise CheckoutError(f"files: '{match.relative_to(workspace)}' is a symlink; "
-                                        "refusing to upload what it points to")
+                    raise CheckoutError(
+                        f"files: '{match.relative_to(workspace)}' is a symlink; "
+                        "refusing to upload what it points to"
+                    )
                 tar.add(str(match), arcname=f"{rel.STAGED_FILES}/{index}/{match.name}")
                 staged.append((index, match.name))
     out.seek(0)
@@ -62,15 +66,25 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def extract(t: Transport, base: str, release: str, tar_path: Path, *, timeout: float,
-            cancel: threading.Event, log: Callable[[str], None]) -> None:
+def extract(
+    t: Transport,
+    base: str,
+    release: str,
+    tar_path: Path,
+    *,
+    timeout: float,
+    cancel: threading.Event,
+    log: Callable[[str], None],
+) -> None:
     """Unpack the release tar into ``releases/<release>`` on one host."""
     started = time.monotonic()
     size = tar_path.stat().st_size
     with open(tar_path, "rb") as data:
-        res = t.put_stream(rel.extract_command(base, release), data, timeout=timeout, sudo=True,
-                           cancel=cancel)
+        res = t.put_stream(
+            rel.extract_command(base, release), data, timeout=timeout, sudo=True, cancel=cancel
+        )
     if not res.ok:
         raise CommandFailed(t.name, "unpacking the release", res)
-    log(f"unpacked {size / 1e6:.1f} MB into releases/{release} "
-        f"in {time.monotonic() - started:.2f}s")
+    log(
+        f"unpacked {size / 1e6:.1f} MB into releases/{release} in {time.monotonic() - started:.2f}s"
+    )

@@ -36,15 +36,14 @@ from __future__ import annotations
 import json
 import posixpath
 import shlex
-import socket
 import time
 from importlib import resources
 from typing import Optional
 
-from relconsole.status import supervisorctl as sv
 from relconsole.config import Host
 from relconsole.errors import RelconsoleError
 from relconsole.hosts.base import Channel, CommandTimedOut, Transport
+from relconsole.status import supervisorctl as sv
 
 #: The helper's source, shipped as package data (it runs on the host, not here).
 HELPER_SOURCE = (resources.files("relconsole.status") / "remote_helper.py").read_text("utf-8")
@@ -53,9 +52,18 @@ HELPER_SOURCE = (resources.files("relconsole.status") / "remote_helper.py").read
 HELPER_MARK = "relconsole-fastpoll"
 
 # Options of supervisorctl that take a value (getopt "c:s:u:p:r:").
-_VALUE_OPTIONS = {"-c": "conf", "--configuration": "conf", "-s": "url", "--serverurl": "url",
-                  "-u": None, "--username": None, "-p": None, "--password": None,
-                  "-r": None, "--history_file": None}
+_VALUE_OPTIONS = {
+    "-c": "conf",
+    "--configuration": "conf",
+    "-s": "url",
+    "--serverurl": "url",
+    "-u": None,
+    "--username": None,
+    "-p": None,
+    "--password": None,
+    "-r": None,
+    "--history_file": None,
+}
 # How long a helper that failed may take to say why.
 _LAST_WORDS = 1.0
 # Helpers started on one connection before it polls with supervisorctl for good.
@@ -78,7 +86,7 @@ def helper_target(supervisorctl: str) -> tuple[str, str]:
         return "", ""
     start = next((i for i, w in enumerate(words) if "supervisorctl" in posixpath.basename(w)), 0)
     found: dict[str, str] = {}
-    rest = iter(words[start + 1:])
+    rest = iter(words[start + 1 :])
     for word in rest:
         name, eq, value = word.partition("=") if word.startswith("--") else (word[:2], "", word[2:])
         if name not in _VALUE_OPTIONS:
@@ -87,8 +95,9 @@ def helper_target(supervisorctl: str) -> tuple[str, str]:
             continue  # a flag such as -i
         if not eq and not value:
             value = next(rest, "")
-        if _VALUE_OPTIONS[name]:
-            found[_VALUE_OPTIONS[name]] = value
+        key = _VALUE_OPTIONS[name]
+        if key:
+            found[key] = value
     return found.get("url") or found.get("conf") or "", words[start]
 
 
@@ -97,8 +106,14 @@ def helper_command(host: Host) -> str:
     target, argv0 = helper_target(host.supervisorctl)
     # -I: ignore PYTHON* variables and the user's site; -S: no site-packages (faster,
     # and nothing there can shadow the stdlib).
-    return " ".join(["exec python3 -I -S -c", shlex.quote(HELPER_SOURCE),
-                     shlex.quote(target), shlex.quote(argv0)])
+    return " ".join(
+        [
+            "exec python3 -I -S -c",
+            shlex.quote(HELPER_SOURCE),
+            shlex.quote(target),
+            shlex.quote(argv0),
+        ]
+    )
 
 
 def to_rows(processes: list[dict]) -> list[sv.ProcessStatus]:
@@ -111,18 +126,22 @@ def to_rows(processes: list[dict]) -> list[sv.ProcessStatus]:
     for p in processes:
         name, group = str(p.get("name")), str(p.get("group"))
         try:
-            state = sv.State(p.get("statename"))
+            state = sv.State(str(p.get("statename")))
         except ValueError:
             state = sv.State.UNKNOWN
         running = state == sv.State.RUNNING
         pid = p.get("pid")
-        rows.append(sv.ProcessStatus(
-            name=name if name == group else f"{group}:{name}",
-            state=state,
-            pid=int(pid) if running and pid else None,
-            uptime=max(0, int(p.get("now") or 0) - int(p.get("start") or 0)) if running else None,
-            description=str(p.get("description") or "").strip(),
-        ))
+        rows.append(
+            sv.ProcessStatus(
+                name=name if name == group else f"{group}:{name}",
+                state=state,
+                pid=int(pid) if running and pid else None,
+                uptime=max(0, int(p.get("now") or 0) - int(p.get("start") or 0))
+                if running
+                else None,
+                description=str(p.get("description") or "").strip(),
+            )
+        )
     return rows
 
 
@@ -171,7 +190,7 @@ class Helper:
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise socket.timeout()
+                raise TimeoutError()
             chunk = self._pipe.recv(left)
             if not chunk:
                 rest, self._buf = self._buf, b""
@@ -186,7 +205,7 @@ class Helper:
         try:
             while (left := deadline - time.monotonic()) > 0 and (chunk := self._pipe.recv(left)):
                 text += chunk
-        except (socket.timeout, OSError):
+        except (TimeoutError, OSError):
             pass
         return text.decode("utf-8", "replace").strip()
 
@@ -235,14 +254,14 @@ class FastPath:
             if self.off:
                 raise Unavailable(self.off, lasting=True)
             fresh = self._helper is None
-            if fresh:
-                self._start(timeout)
+            helper = self._helper or self._start(timeout)
             try:
-                reply = self._helper.ask("status", timeout)
-            except socket.timeout:
+                reply = helper.ask("status", timeout)
+            except TimeoutError:
                 self.close()
-                raise CommandTimedOut(self.host.name, f"the status helper did not answer "
-                                                      f"in {timeout:g}s") from None
+                raise CommandTimedOut(
+                    self.host.name, f"the status helper did not answer in {timeout:g}s"
+                ) from None
             except (_Gone, OSError) as exc:
                 self.close()
                 said = _summary(getattr(exc, "output", "") or str(exc))
@@ -256,30 +275,35 @@ class FastPath:
                 self.disable(error)
             raise Unavailable(error, lasting=bool(reply.get("lasting")))
 
-    def _start(self, timeout: float) -> None:
+    def _give_up(self, reason: str) -> Unavailable:
+        """Turn the fast path off for this connection; the error to raise."""
+        self.disable(reason)
+        return Unavailable(reason, lasting=True)
+
+    def _start(self, timeout: float) -> Helper:
         if self.starts >= MAX_STARTS:
-            self.disable(f"the status helper ended {self.starts} times on this connection")
-            raise Unavailable(self.off, lasting=True)
+            raise self._give_up(f"the status helper ended {self.starts} times on this connection")
         self.starts += 1
-        helper = Helper(self.transport.open_channel(helper_command(self.host), timeout=timeout,
-                                                    sudo=True))
+        helper = Helper(
+            self.transport.open_channel(helper_command(self.host), timeout=timeout, sudo=True)
+        )
         try:
             hello = helper.read(timeout)
-        except socket.timeout:
+        except TimeoutError:
             helper.close()
-            raise CommandTimedOut(self.host.name, f"the status helper did not start "
-                                                  f"in {timeout:g}s") from None
+            raise CommandTimedOut(
+                self.host.name, f"the status helper did not start in {timeout:g}s"
+            ) from None
         except (_Gone, OSError) as exc:
             helper.close()
-            self.disable(f"the status helper did not start: "
-                         f"{_summary(getattr(exc, 'output', '') or str(exc))}")
-            raise Unavailable(self.off, lasting=True) from None
+            said = _summary(getattr(exc, "output", "") or str(exc))
+            raise self._give_up(f"the status helper did not start: {said}") from None
         if hello.get("hello") != 1:
             helper.close()
-            self.disable(str(hello.get("error") or f"the status helper said {hello!r}"))
-            raise Unavailable(self.off, lasting=True)
+            raise self._give_up(str(hello.get("error") or f"the status helper said {hello!r}"))
         self.serverurl = hello.get("serverurl")
         self._helper = helper
+        return helper
 
     def close(self) -> None:
         """End the helper (its channel closes; it leaves at the end of its stdin)."""

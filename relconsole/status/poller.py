@@ -14,8 +14,9 @@ a reconnect tries the fast path again.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional, Sequence, TypeVar
+from typing import Optional, TypeVar
 
 from relconsole.config import Host, Settings
 from relconsole.fanout import DEFAULT_MAX_PARALLEL, HostResults, Outcome, attempt
@@ -31,12 +32,13 @@ class HostStatus(Outcome[tuple[sv.ProcessStatus, ...]]):
     """One host's answer to a poll: its processes, or why there are none."""
 
     @classmethod
-    def answered(cls, host: str, rows: Sequence[sv.ProcessStatus],
-                 seconds: float = 0.0) -> "HostStatus":
+    def answered(
+        cls, host: str, rows: Sequence[sv.ProcessStatus], seconds: float = 0.0
+    ) -> HostStatus:
         return cls(host, True, value=tuple(rows), seconds=seconds)
 
     @classmethod
-    def unreachable(cls, host: str, error: str, seconds: float = 0.0) -> "HostStatus":
+    def unreachable(cls, host: str, error: str, seconds: float = 0.0) -> HostStatus:
         return cls(host, False, error=error, seconds=seconds)
 
     @property
@@ -54,8 +56,14 @@ class StatusPoller:
     ``fast=False`` polls with ``supervisorctl status`` only.
     """
 
-    def __init__(self, hosts: Sequence[Host], settings: Settings,
-                 connector: Connector = open_transport, *, fast: bool = True):
+    def __init__(
+        self,
+        hosts: Sequence[Host],
+        settings: Settings,
+        connector: Connector = open_transport,
+        *,
+        fast: bool = True,
+    ):
         self.hosts = list(hosts)
         self.settings = settings
         self._connector = connector
@@ -110,7 +118,8 @@ class StatusPoller:
                 reader.close()
             reader = self._readers[host.name] = StatusReader(t, host, fast=self._fast_enabled)
         rows = reader.rows(timeout)
-        self._via[host.name] = reader.via
+        if reader.via is not None:
+            self._via[host.name] = reader.via
         return rows
 
     def via(self, host_name: str) -> Optional[str]:

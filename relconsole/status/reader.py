@@ -29,8 +29,9 @@ class SupervisorUnreachable(CommandFailed):
 
 def status_rows(t: Transport, host: Host, timeout: float) -> list[sv.ProcessStatus]:
     """``supervisorctl status`` on ``t``, parsed: the path that always works."""
-    res = run_step(t, sv.status_command(host.supervisorctl), "supervisorctl status",
-                   timeout=timeout, sudo=True)
+    res = run_step(
+        t, sv.status_command(host.supervisorctl), "supervisorctl status", timeout=timeout, sudo=True
+    )
     rows, errors = sv.parse_status(res.stdout)
     if not rows and errors:
         # supervisord down, wrong socket...: supervisorctl's own words say why.
@@ -74,15 +75,18 @@ class StatusReader:
                 if {r.name for r in ctl} == {r.name for r in rows}:
                     fast.guessed = False
                 else:
-                    fast.disable(f"the status helper asked {fast.serverurl}, which is not the "
-                                 f"supervisord that {host.supervisorctl!r} asks")
+                    fast.disable(
+                        f"the status helper asked {fast.serverurl}, which is not the "
+                        f"supervisord that {host.supervisorctl!r} asks"
+                    )
                 return ctl
         rows = status_rows(t, host, timeout)
         self.via = "supervisorctl"
-        if missed is not None and not missed.lasting:
+        if fast is not None and missed is not None and not missed.lasting:
             # supervisorctl reached a supervisord the helper could not: it looks elsewhere.
-            fast.disable(f"the status helper failed ({missed.message}) where "
-                         f"supervisorctl answered")
+            fast.disable(
+                f"the status helper failed ({missed.message}) where supervisorctl answered"
+            )
         return rows
 
     def poke(self, timeout: float) -> None:

@@ -5,7 +5,15 @@
 # ``python3 -I -S -c SOURCE TARGET ARGV0``. So: stdlib only, Python >= 3.6 syntax
 # (a test parses it so), no single quotes (it travels shell-quoted, twice under sudo).
 # The protocol is described in relconsole/status/fastpath.py.
-import base64, configparser, http.client, json, os, shutil, socket, sys, xmlrpc.client
+import base64
+import configparser
+import http.client
+import json
+import os
+import shutil
+import socket
+import sys
+import xmlrpc.client
 
 FIELDS = ("name", "group", "statename", "pid", "start", "now", "description")
 DEFAULT_URL = "http://localhost:9001"
@@ -31,9 +39,16 @@ def find_config(argv0):
     script = shutil.which(argv0) if argv0 else None
     if script:
         here = os.path.dirname(os.path.dirname(script))
-        paths += [os.path.join(here, "etc", "supervisord.conf"), os.path.join(here, "supervisord.conf")]
-    paths += ["supervisord.conf", "etc/supervisord.conf", "/etc/supervisord.conf",
-              "/etc/supervisor/supervisord.conf"]
+        paths += [
+            os.path.join(here, "etc", "supervisord.conf"),
+            os.path.join(here, "supervisord.conf"),
+        ]
+    paths += [
+        "supervisord.conf",
+        "etc/supervisord.conf",
+        "/etc/supervisord.conf",
+        "/etc/supervisor/supervisord.conf",
+    ]
     for path in paths:
         if os.path.exists(path):
             return path
@@ -148,7 +163,11 @@ class Server:
         except Refused as e:
             return {"ok": False, "lasting": e.status == 401, "error": "%s: %s" % (self.url, e)}
         except (OSError, http.client.HTTPException, ValueError) as e:
-            return {"ok": False, "lasting": False, "error": "%s: %s" % (self.url, e or type(e).__name__)}
+            return {
+                "ok": False,
+                "lasting": False,
+                "error": "%s: %s" % (self.url, e or type(e).__name__),
+            }
         return {"ok": True, "processes": [dict((k, i.get(k)) for k in FIELDS) for i in infos]}
 
 
@@ -172,7 +191,13 @@ def main():
             try:
                 say(server.answer())
             except Exception as e:  # a bug here must not pass for a supervisord answer
-                say({"ok": False, "lasting": True, "error": "helper: %s: %s" % (type(e).__name__, e)})
+                say(
+                    {
+                        "ok": False,
+                        "lasting": True,
+                        "error": "helper: %s: %s" % (type(e).__name__, e),
+                    }
+                )
         elif request:
             say({"ok": False, "lasting": True, "error": "unknown request %r" % request[:40]})
     return 0

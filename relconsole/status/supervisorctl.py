@@ -43,12 +43,12 @@ from __future__ import annotations
 import datetime
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
-from typing import Sequence
+from enum import StrEnum
 
 
-class State(str, Enum):
+class State(StrEnum):
     """Supervisor's process states, as printed by ``supervisorctl status``."""
 
     STOPPED = "STOPPED"
@@ -124,13 +124,15 @@ def parse_status(text: str) -> tuple[list[ProcessStatus], list[StatusError]]:
             continue
         description = m.group(3) or ""
         pid_m = _PID_RE.match(description)
-        rows.append(ProcessStatus(
-            name=m.group(1),
-            state=state,
-            pid=int(pid_m.group(1)) if pid_m else None,
-            uptime=_parse_uptime(description),
-            description=description,
-        ))
+        rows.append(
+            ProcessStatus(
+                name=m.group(1),
+                state=state,
+                pid=int(pid_m.group(1)) if pid_m else None,
+                uptime=_parse_uptime(description),
+                description=description,
+            )
+        )
     return rows, errors
 
 
@@ -138,11 +140,17 @@ def parse_status(text: str) -> tuple[list[ProcessStatus], list[StatusError]]:
 # ("Error: ...", "error: <class ...>", "ERROR: already shutting down",
 # "unix:///... no such file") is not a per-process result and is ignored.
 _ACTION_RE = re.compile(r"(\S+): (.+)")
-_ACTION_MESSAGES = frozenset({
-    "started", "stopped", "signalled",
-    "added process group", "updated process group", "removed process group",
-    "has problems; not removing",
-})
+_ACTION_MESSAGES = frozenset(
+    {
+        "started",
+        "stopped",
+        "signalled",
+        "added process group",
+        "updated process group",
+        "removed process group",
+        "has problems; not removing",
+    }
+)
 _ACTION_ERROR_RE = re.compile(r"ERROR \(.+\)")
 
 

@@ -11,8 +11,9 @@ a program back after ``kill -9``, someone's ``supervisorctl restart``, a deploy.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Optional
 
 from relconsole.status.poller import HostStatus
 
@@ -83,9 +84,15 @@ class FleetTracker:
             if not status.reachable:
                 if memory.down_since is None:
                     memory.down_since = now
-                rows.append(FleetRow(status.host, None, UNREACHABLE,
-                                     description=status.error or "",
-                                     last_change=memory.down_since))
+                rows.append(
+                    FleetRow(
+                        status.host,
+                        None,
+                        UNREACHABLE,
+                        description=status.error or "",
+                        last_change=memory.down_since,
+                    )
+                )
                 continue
             memory.down_since = None
             rows.extend(self._programs(status, memory, now))
@@ -113,14 +120,25 @@ class FleetTracker:
                 if proc.pid is not None:
                     seen.pid = proc.pid
             seen_now[proc.name] = seen
-            rows.append(FleetRow(status.host, proc.name, state, proc.pid, proc.uptime,
-                                 proc.description, seen.restarts, seen.last_change,
-                                 seen.restarted_at))
+            rows.append(
+                FleetRow(
+                    status.host,
+                    proc.name,
+                    state,
+                    proc.pid,
+                    proc.uptime,
+                    proc.description,
+                    seen.restarts,
+                    seen.last_change,
+                    seen.restarted_at,
+                )
+            )
         if not rows:
             # Shown as such, but remembered: an ssh channel cut mid-command also
             # answers with empty output, and the programs are back on the next poll.
-            return [FleetRow(status.host, None, NO_PROGRAMS,
-                             description="supervisord runs no programs")]
+            return [
+                FleetRow(status.host, None, NO_PROGRAMS, description="supervisord runs no programs")
+            ]
         memory.programs = seen_now  # programs gone from supervisord are forgotten
         return rows
 
@@ -139,7 +157,7 @@ def new_log_text(shown: str, fetched: str) -> str:
     first = fetched[0]
     at = shown.find(first, max(0, len(shown) - len(fetched)))
     while at >= 0:
-        if shown.startswith(fetched[:len(shown) - at], at):
-            return fetched[len(shown) - at:]
+        if shown.startswith(fetched[: len(shown) - at], at):
+            return fetched[len(shown) - at :]
         at = shown.find(first, at + 1)
     return fetched

@@ -67,8 +67,10 @@ class RelconsoleApp(App[int]):
             self.exit(0)
             return
         if main.quit_when_finished:
-            self.notify(f"Still cancelling the {main.running_action}; quitting when it stops…",
-                        severity="warning")
+            self.notify(
+                f"Still cancelling the {main.running_action}; quitting when it stops…",
+                severity="warning",
+            )
             return
         if isinstance(self.screen, QuitWhileBuilding):
             return
@@ -77,13 +79,15 @@ class RelconsoleApp(App[int]):
             if cancel_and_quit and main.build_running:
                 main.quit_when_finished = True
                 main.cancel_build()
-                self.notify(f"Quitting when the {main.running_action} has stopped…",
-                            severity="warning")
+                self.notify(
+                    f"Quitting when the {main.running_action} has stopped…", severity="warning"
+                )
             elif cancel_and_quit:
                 self.exit(0)
 
-        self.push_screen(QuitWhileBuilding(main.building or "a service", main.running_action),
-                         answered)
+        self.push_screen(
+            QuitWhileBuilding(main.building or "a service", main.running_action), answered
+        )
 
     def on_unmount(self) -> None:
         # Waits for a poll in flight (bounded by connect_timeout), then closes connections.

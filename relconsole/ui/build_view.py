@@ -12,7 +12,8 @@ Program and remote output only ever reaches ``Log`` widgets (plain text) or
 from __future__ import annotations
 
 import time
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Optional
 
 from textual import on
 from textual.app import ComposeResult
@@ -23,8 +24,17 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import ContentSwitcher, Log, Static, Tab, Tabs
 
-from relconsole.events import (RunResult, Stage, BuildFinished, BuildStarted, CommitResolved, Event, HostFinished,
-                     Output, StageFinished, StageStarted)
+from relconsole.events import (
+    BuildFinished,
+    BuildStarted,
+    CommitResolved,
+    Event,
+    HostFinished,
+    Output,
+    RunResult,
+    StageFinished,
+    StageStarted,
+)
 from relconsole.text import printable
 
 #: Lines kept per pane; older lines scroll away.
@@ -92,8 +102,10 @@ class StageCell(Static):
     state: reactive[str] = reactive("pending")
 
     def __init__(self, stage: str, number: int, *, unused: bool = False) -> None:
-        super().__init__(id=f"stage-{stage}" if stage.isidentifier() else None,
-                         classes="-unused" if unused else None)
+        super().__init__(
+            id=f"stage-{stage}" if stage.isidentifier() else None,
+            classes="-unused" if unused else None,
+        )
         self.stage = stage
         self.number = number
         self.started: Optional[float] = None  # event timestamp (time.time())
@@ -164,8 +176,10 @@ class StageStrip(Horizontal, can_focus=True):
         yield from self._make_cells(ACTION_STAGES["build"], EXTRA_STAGES["build"])
 
     def _make_cells(self, stages: Sequence[str], extras: Sequence[str]) -> list[StageCell]:
-        self.cells = {stage: StageCell(stage, number, unused=stage in extras)
-                      for number, stage in enumerate((*stages, *extras), 1)}
+        self.cells = {
+            stage: StageCell(stage, number, unused=stage in extras)
+            for number, stage in enumerate((*stages, *extras), 1)
+        }
         return list(self.cells.values())
 
     async def set_stages(self, stages: Sequence[str], extras: Sequence[str] = ()) -> None:
@@ -256,7 +270,8 @@ class BuildBanner(Static):
 def same_shape(old: str, new: str) -> bool:
     """Same length, with spaces and line breaks at the same places."""
     return len(old) == len(new) and all(
-        (a in " \n") == (b in " \n") for a, b in zip(old, new))
+        (a in " \n") == (b in " \n") for a, b in zip(old, new, strict=True)
+    )
 
 
 # --------------------------------------------------------------------------- per-host logs
@@ -400,8 +415,7 @@ class BuildView(Vertical):
 
     def _new_pane(self, stage: str) -> Log | HostLogs:
         pane_id = f"pane-{stage}" if stage.isidentifier() else f"pane-{len(self.panes)}"
-        pane = (HostLogs(stage, id=pane_id) if stage in PER_HOST_STAGES
-                else make_log(id=pane_id))
+        pane = HostLogs(stage, id=pane_id) if stage in PER_HOST_STAGES else make_log(id=pane_id)
         self.panes[stage] = pane
         return pane
 
@@ -476,19 +490,32 @@ class BuildView(Vertical):
             self.select_stage(shown[number - 1])
 
     # -- lifecycle --------------------------------------------------------------
-    def show_idle(self, service: str, branch: str, hosts: Sequence[str],
-                  lock: Optional[str] = None) -> None:
+    def show_idle(
+        self, service: str, branch: str, hosts: Sequence[str], lock: Optional[str] = None
+    ) -> None:
         """The banner before the first run of this session: what ``b`` would do."""
         if self.finished is None and self.service is None:
-            parts: list = ["Ready. ", ("b", "bold"), " builds ", (service, "bold"),
-                           f" ({branch}) on ", ", ".join(hosts) or "no hosts", "."]
+            parts: list = [
+                "Ready. ",
+                ("b", "bold"),
+                " builds ",
+                (service, "bold"),
+                f" ({branch}) on ",
+                ", ".join(hosts) or "no hosts",
+                ".",
+            ]
             if lock:
-                parts += ["\n", ("🔒 locked by ", "bold"), printable(lock),
-                          " — a build would be refused."]
+                parts += [
+                    "\n",
+                    ("🔒 locked by ", "bold"),
+                    printable(lock),
+                    " — a build would be refused.",
+                ]
             self.banner.show("locked" if lock else "idle", Content.assemble(*parts))
 
-    async def begin(self, service: str, branch: str, hosts: Sequence[str],
-                    action: str = "build") -> None:
+    async def begin(
+        self, service: str, branch: str, hosts: Sequence[str], action: str = "build"
+    ) -> None:
         """Clear everything for a new ``action`` ("build", "rollback") of ``service``."""
         self.action = action
         self.service, self.branch, self.hosts = service, branch, tuple(hosts)
@@ -542,7 +569,8 @@ class BuildView(Vertical):
                 if route is None:
                     route = routes[(event.stage, event.host)] = [
                         (lines.setdefault(log, []), prefix)
-                        for log, prefix in self.targets(event.stage, event.host)]
+                        for log, prefix in self.targets(event.stage, event.host)
+                    ]
                 for bucket, prefix in route:
                     bucket.append(prefix + event.line if prefix else event.line)
                 continue
@@ -607,12 +635,11 @@ class BuildView(Vertical):
         if state == "cancelled":
             for log in self.logs_of(event.stage):
                 add(log, "■ cancelled")
-        elif state == "failed":
-            # Per-host panes already end with their host's own error; the stage's error
-            # (every host's, joined) would put other hosts' words in a host's pane.
-            if hosts is None or "failed" not in hosts.states.values():
-                for log in self.logs_of(event.stage):
-                    add(log, f"✘ {event.stage} failed: {event.error}")
+        # Per-host panes already end with their host's own error; the stage's error
+        # (every host's, joined) would put other hosts' words in a host's pane.
+        elif state == "failed" and (hosts is None or "failed" not in hosts.states.values()):
+            for log in self.logs_of(event.stage):
+                add(log, f"✘ {event.stage} failed: {event.error}")
 
     def finish_host(self, event: HostFinished, add) -> None:
         state = "ok" if event.ok else "cancelled" if event.cancelled else "failed"
@@ -636,14 +663,24 @@ class BuildView(Vertical):
                 cell.state = "cancelled" if event.cancelled else "failed"
         self.banner.show(*verdict(event, self.commit, self.strip.last_reached(), self.action))
         if self.following and not event.ok:
-            failed = next((stage for stage, cell in self.strip.cells.items()
-                           if cell.state in ("failed", "cancelled")), None)
+            failed = next(
+                (
+                    stage
+                    for stage, cell in self.strip.cells.items()
+                    if cell.state in ("failed", "cancelled")
+                ),
+                None,
+            )
             if failed:
                 self.select_stage(failed, by_user=False)
 
 
-def verdict(event: BuildFinished, commit: Optional[CommitResolved],
-            stage: Optional[str], action: str = "build") -> tuple[str, Content]:
+def verdict(
+    event: BuildFinished,
+    commit: Optional[CommitResolved],
+    stage: Optional[str],
+    action: str = "build",
+) -> tuple[str, Content]:
     """The banner's class and text for a finished build or rollback."""
     took = seconds_text(event.seconds)
     sha = event.sha[:12] if event.sha else ""
@@ -651,22 +688,43 @@ def verdict(event: BuildFinished, commit: Optional[CommitResolved],
     if event.ok:
         if rollback:
             return "ok", Content.assemble(
-                ("↶ ROLLED BACK ", "bold"), (event.service, "bold"), " to ", (sha, "bold"),
-                f" in {took}", f"\nrelease {event.release}")
+                ("↶ ROLLED BACK ", "bold"),
+                (event.service, "bold"),
+                " to ",
+                (sha, "bold"),
+                f" in {took}",
+                f"\nrelease {event.release}",
+            )
         subject = f" · “{printable(commit.subject)}”" if commit else ""
         return "ok", Content.assemble(
-            ("✔ DEPLOYED ", "bold"), (event.service, "bold"), " ", (sha, "bold"), f" in {took}",
-            f"\nrelease {event.release}{subject}")
+            ("✔ DEPLOYED ", "bold"),
+            (event.service, "bold"),
+            " ",
+            (sha, "bold"),
+            f" in {took}",
+            f"\nrelease {event.release}{subject}",
+        )
     what = "ROLLBACK" if rollback else "BUILD"
     if event.result is RunResult.LOCKED:
         return "failed", Content.assemble(
-            (f"🔒 {what} REFUSED ", "bold"), printable(event.error or ""),
-            " (here: ctrl+p → ", (f"Unlock {event.service}", "bold"), ")")
+            (f"🔒 {what} REFUSED ", "bold"),
+            printable(event.error or ""),
+            " (here: ctrl+p → ",
+            (f"Unlock {event.service}", "bold"),
+            ")",
+        )
     if event.cancelled:
         where = f" during {stage}" if stage else ""
         return "cancelled", Content.assemble(
-            (f"■ {what} CANCELLED ", "bold"), (event.service, "bold"), f" {sha}".rstrip(),
-            f"{where} after {took}")
+            (f"■ {what} CANCELLED ", "bold"),
+            (event.service, "bold"),
+            f" {sha}".rstrip(),
+            f"{where} after {took}",
+        )
     return "failed", Content.assemble(
-        (f"✘ {what} FAILED ", "bold"), (event.service, "bold"), f" {sha}".rstrip(),
-        f" after {took}\n", printable(event.error or "unknown error"))
+        (f"✘ {what} FAILED ", "bold"),
+        (event.service, "bold"),
+        f" {sha}".rstrip(),
+        f" after {took}\n",
+        printable(event.error or "unknown error"),
+    )

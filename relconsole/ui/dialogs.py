@@ -50,9 +50,14 @@ class QuitWhileBuilding(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(Content.assemble(
-                f"A {self.action} of ", (self.service, "bold"), " is running.\n",
-                "Cancelling stops it between steps; hosts are never left half-switched."))
+            yield Static(
+                Content.assemble(
+                    f"A {self.action} of ",
+                    (self.service, "bold"),
+                    " is running.\n",
+                    "Cancelling stops it between steps; hosts are never left half-switched.",
+                )
+            )
             with Horizontal():
                 yield Button("Keep building", id="keep", variant="primary")
                 yield Button("Cancel build and quit", id="cancel-and-quit", variant="error")
@@ -101,30 +106,38 @@ class RollbackDialog(ModalScreen[Optional[str]]):
     ]
 
     class Read(Message):
-        def __init__(self, plan: "RollbackPlan", subjects: dict[str, str]) -> None:
+        def __init__(self, plan: RollbackPlan, subjects: dict[str, str]) -> None:
             super().__init__()
             self.plan = plan
             self.subjects = subjects
 
-    def __init__(self, config: "Config", service: str, on_host: "OnHost",
-                 lock: Optional[str] = None) -> None:
+    def __init__(
+        self, config: Config, service: str, on_host: OnHost, lock: Optional[str] = None
+    ) -> None:
         super().__init__(id="rollback-dialog")
         self.lock = lock  # who held the service's deploy lock at the last poll
         self.config = config
         self.service = config.services[service]
         self.on_host = on_host
-        self.plan: Optional["RollbackPlan"] = None
+        self.plan: Optional[RollbackPlan] = None
 
     def compose(self) -> ComposeResult:
         hosts = ", ".join(self.service.hosts)
         with Vertical():
-            yield Static(Content.assemble("Roll back ", (self.service.name, "bold"), " on ",
-                                          hosts, "?"), id="rb-question")
+            yield Static(
+                Content.assemble("Roll back ", (self.service.name, "bold"), " on ", hosts, "?"),
+                id="rb-question",
+            )
             yield Static(Content(f"reading the releases on {hosts}…"), id="rb-hosts")
             yield OptionList(id="rb-targets", markup=False)
             yield Static(id="rb-problem", markup=False)
-            yield Static(Content("Every host switches to it, or none does; then supervisor "
-                                 "restarts the programs and checks they stay up."), id="rb-why")
+            yield Static(
+                Content(
+                    "Every host switches to it, or none does; then supervisor "
+                    "restarts the programs and checks they stay up."
+                ),
+                id="rb-why",
+            )
             with Horizontal():
                 yield Button("Roll back (y)", variant="warning", id="yes", disabled=True)
                 yield Button("Cancel (n)", id="no")
@@ -140,8 +153,9 @@ class RollbackDialog(ModalScreen[Optional[str]]):
         from relconsole.stages.checkout import workspace_path
 
         hosts = self.config.hosts_of(self.service)
-        plan = plan_rollback(read_releases(self.service, hosts, self.on_host,
-                                           self.config.settings.command_timeout))
+        plan = plan_rollback(
+            read_releases(self.service, hosts, self.on_host, self.config.settings.command_timeout)
+        )
         workspace = workspace_path(self.config.settings.state_dir, self.service.name)
         subjects = {r: s for r in plan.candidates if (s := release_subject(workspace, r))}
         self.post_message(self.Read(plan, subjects))
@@ -154,8 +168,12 @@ class RollbackDialog(ModalScreen[Optional[str]]):
             if h.error:
                 lines.append(Content.assemble(f"{h.host}: ", (printable(h.error), "$error")))
             else:
-                lines.append(Content(f"{h.host}: runs {h.current or 'nothing'}"
-                                     f"{' → ' + h.previous if h.previous else ''}"))
+                lines.append(
+                    Content(
+                        f"{h.host}: runs {h.current or 'nothing'}"
+                        f"{' → ' + h.previous if h.previous else ''}"
+                    )
+                )
         self.query_one("#rb-hosts", Static).update(Content("\n").join(lines))
         problem = None
         if plan.errors:
@@ -163,19 +181,32 @@ class RollbackDialog(ModalScreen[Optional[str]]):
         elif not plan.candidates:
             problem = "No earlier release is on every host: there is nothing to roll back to."
         elif plan.drift:
-            problem = ("The hosts run different releases: choose the one they should all run.")
+            problem = "The hosts run different releases: choose the one they should all run."
         if self.lock and not plan.errors:
-            problem = "\n".join(filter(None, [problem, f"🔒 locked by {printable(self.lock)}: "
-                                                        "the rollback will be refused."]))
+            problem = "\n".join(
+                filter(
+                    None,
+                    [
+                        problem,
+                        f"🔒 locked by {printable(self.lock)}: the rollback will be refused.",
+                    ],
+                )
+            )
         targets = self.query_one("#rb-targets", OptionList)
         if plan.candidates and not plan.errors:
-            targets.add_options([
-                Option(Content.assemble(
-                    (release, "bold"),
-                    f"  {message.subjects[release]}" if release in message.subjects else "",
-                    ("  (previous)", "$success") if release == plan.default else ""),
-                    id=release)
-                for release in plan.candidates])
+            targets.add_options(
+                [
+                    Option(
+                        Content.assemble(
+                            (release, "bold"),
+                            f"  {message.subjects[release]}" if release in message.subjects else "",
+                            ("  (previous)", "$success") if release == plan.default else "",
+                        ),
+                        id=release,
+                    )
+                    for release in plan.candidates
+                ]
+            )
             targets.display = True
             targets.highlighted = plan.candidates.index(plan.default) if plan.default else 0
             targets.focus()
@@ -251,13 +282,25 @@ class ConfirmUnlock(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(Content.assemble("Remove the deploy lock of ", (self.service, "bold"),
-                                          " on every host?"), id="question")
-            held = (Content.assemble("Held by ", printable(self.holder), ".")
-                    if self.holder else Content("No lock was seen at the last poll."))
+            yield Static(
+                Content.assemble(
+                    "Remove the deploy lock of ", (self.service, "bold"), " on every host?"
+                ),
+                id="question",
+            )
+            held = (
+                Content.assemble("Held by ", printable(self.holder), ".")
+                if self.holder
+                else Content("No lock was seen at the last poll.")
+            )
             yield Static(held)
-            yield Static(Content("Only when you know that run is gone: a build running "
-                                 "elsewhere would lose its protection."), id="why")
+            yield Static(
+                Content(
+                    "Only when you know that run is gone: a build running "
+                    "elsewhere would lose its protection."
+                ),
+                id="why",
+            )
             with Horizontal():
                 yield Button("Unlock (y)", variant="error", id="yes")
                 yield Button("Cancel (n)", id="no")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import textwrap
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Optional
 
 from rich.text import Text
 from textual.binding import Binding
@@ -12,17 +13,16 @@ from textual.content import Content
 from textual.widgets import DataTable, Static
 
 from relconsole.config import Service
-from relconsole.deployed import Deployed
+from relconsole.deployed import Deployed, Pending
 from relconsole.events import BuildFinished
-from relconsole.text import printable
+from relconsole.lock import ServiceLock
 from relconsole.status.poller import HostStatus
 from relconsole.status.supervisorctl import State
-from relconsole.deployed import Pending
-from relconsole.lock import ServiceLock
+from relconsole.text import printable
 
 
 def programs_up(status: HostStatus, programs: Sequence[str]) -> Content:
-    """" · 2/2 up" for the service's processes on a reachable host ("" if it has none)."""
+    """ " · 2/2 up" for the service's processes on a reachable host ("" if it has none)."""
     rows = [r for r in status.rows if any(r.belongs_to(p) for p in programs)]
     if not programs:
         return Content("")
@@ -36,8 +36,11 @@ def last_cell(action: str, result: str, sha: Optional[str]) -> Text:
     sha = (sha or "")[:7] or "—"
     if result == "running":
         return Text("● running", style="yellow")
-    icon, style = {"success": ("✔", "green"), "cancelled": ("■", "yellow"),
-                   "rolled back": ("↶", "red")}.get(result, ("✘", "red"))
+    icon, style = {
+        "success": ("✔", "green"),
+        "cancelled": ("■", "yellow"),
+        "rolled back": ("↶", "red"),
+    }.get(result, ("✘", "red"))
     if action == "rollback" and result == "success":
         icon = "↶"  # the fleet went back: green, but not a new deploy
     return Text.assemble((f"{icon} ", style), sha)
@@ -73,8 +76,9 @@ class ServiceTable(DataTable):
         self.add_column("last", key="last")
         for service in self.services:
             # rich Text cells, never str: DataTable parses str cells as markup.
-            self.add_row(Text(service.name), Text(service.branch), Text("—", style="dim"),
-                         key=service.name)
+            self.add_row(
+                Text(service.name), Text(service.branch), Text("—", style="dim"), key=service.name
+            )
 
     @property
     def selected(self) -> Optional[str]:
@@ -111,8 +115,12 @@ class ServiceTable(DataTable):
     def show_result(self, event: BuildFinished, action: str = "build") -> None:
         if self.running == event.service:
             self.running = None
-        self.update_cell(event.service, "last", last_cell(action, event.result.recorded, event.sha),
-                         update_width=True)
+        self.update_cell(
+            event.service,
+            "last",
+            last_cell(action, event.result.recorded, event.sha),
+            update_width=True,
+        )
 
 
 class HostList(VerticalScroll, can_focus=False):
@@ -138,9 +146,14 @@ class HostList(VerticalScroll, can_focus=False):
     def on_resize(self) -> None:
         self.show(*self._shown)
 
-    def show(self, hosts: Sequence[str], statuses: Mapping[str, HostStatus],
-             programs: Sequence[str] = (), deployed: Optional[Mapping[str, Deployed]] = None,
-             lock: Optional[ServiceLock] = None) -> None:
+    def show(
+        self,
+        hosts: Sequence[str],
+        statuses: Mapping[str, HostStatus],
+        programs: Sequence[str] = (),
+        deployed: Optional[Mapping[str, Deployed]] = None,
+        lock: Optional[ServiceLock] = None,
+    ) -> None:
         """``statuses``: host name -> HostStatus, absent while the first poll runs;
         ``deployed``: host name -> what it runs, when known."""
         deployed = deployed or {}
@@ -154,20 +167,33 @@ class HostList(VerticalScroll, can_focus=False):
         lines = []
         if lock is not None:
             style = "$warning" if lock.stale else "$error"
-            lines.append(Content.assemble(("🔒 locked", f"bold {style}"),
-                                          (" (stale)" if lock.stale else "", style)))
+            lines.append(
+                Content.assemble(
+                    ("🔒 locked", f"bold {style}"), (" (stale)" if lock.stale else "", style)
+                )
+            )
             lines += wrapped(printable(lock.describe()), "$text-muted")
         for host in hosts:
             status = statuses.get(host)
             if status is None:
-                lines.append(Content.assemble(("… ", "$text-muted"), (host, "bold"),
-                                              (" checking", "$text-muted")))
+                lines.append(
+                    Content.assemble(
+                        ("… ", "$text-muted"), (host, "bold"), (" checking", "$text-muted")
+                    )
+                )
             elif status.reachable:
-                lines.append(Content.assemble(("✔ ", "$success"), (host, "bold"), " reachable",
-                                              programs_up(status, programs)))
+                lines.append(
+                    Content.assemble(
+                        ("✔ ", "$success"),
+                        (host, "bold"),
+                        " reachable",
+                        programs_up(status, programs),
+                    )
+                )
             else:
-                lines.append(Content.assemble(("✘ ", "$error"), (host, "bold"),
-                                              (" unreachable", "$error")))
+                lines.append(
+                    Content.assemble(("✘ ", "$error"), (host, "bold"), (" unreachable", "$error"))
+                )
                 reason = printable(status.error or "").strip() or "no reason given"
                 lines += wrapped(reason, "$text-muted")
                 continue
@@ -178,10 +204,16 @@ class HostList(VerticalScroll, can_focus=False):
                 lines.append(Content.assemble("  ", ("nothing deployed", "$text-muted")))
                 continue
             drift = " ≠ drift" if runs.drift else ""
-            lines.append(Content.assemble(
-                "  ", (release_text(runs.release, width - len(drift)),
-                       "$warning" if runs.drift else "$text-muted"),
-                (drift, "bold $warning")))
+            lines.append(
+                Content.assemble(
+                    "  ",
+                    (
+                        release_text(runs.release, width - len(drift)),
+                        "$warning" if runs.drift else "$text-muted",
+                    ),
+                    (drift, "bold $warning"),
+                )
+            )
         content = Content("\n").join(lines) if lines else Content("no hosts")
         # Polls repeat mostly the same words: an update lays out the whole screen.
         key = (content.plain, tuple(content.spans))
@@ -234,13 +266,16 @@ class PendingList(VerticalScroll, can_focus=True):
             lines.append(Content.styled(f"{pending.note}: latest commits", "$warning"))
         elif count == 0:
             self.border_subtitle = "up to date"
-            lines.append(Content.styled(f"✔ hosts run the tip of {pending.branch} "
-                                        f"({pending.base[:7]})", "$success"))
+            lines.append(
+                Content.styled(
+                    f"✔ hosts run the tip of {pending.branch} ({pending.base[:7]})", "$success"
+                )
+            )
         else:
             self.border_subtitle = f"{count}{'+' if count >= 50 else ''} commit(s)"
         for commit in pending.commits:
             text = f"{commit.sha[:7]} {printable(commit.subject)}"
             if len(text) > width:
-                text = text[:max(8, width - 1)] + "…"
+                text = text[: max(8, width - 1)] + "…"
             lines.append(Content.assemble((text[:8], "bold"), text[8:]))
         self.body.update(Content("\n").join(lines))

@@ -20,22 +20,37 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Log, Static
 
-from relconsole.ui.build_view import seconds_text
 from relconsole.config import Config
-from relconsole.text import printable
 from relconsole.history import History
+from relconsole.text import printable
+from relconsole.ui.build_view import seconds_text
 
 #: Rows read per load (the history keeps everything; the screen shows the newest).
 LIMIT = 500
 
-RESULT_STYLES = {"success": "green", "failed": "bold red", "cancelled": "yellow",
-                 "rolled back": "bold magenta", "running": "cyan"}
+RESULT_STYLES = {
+    "success": "green",
+    "failed": "bold red",
+    "cancelled": "yellow",
+    "rolled back": "bold magenta",
+    "running": "cyan",
+}
 
 # The release (23 columns, and its sha and time are already shown) goes last, so 80
 # columns show everything else.
-COLUMNS = [("#", "number"), ("service", "service"), ("action", "action"), ("result", "result"),
-           ("branch", "branch"), ("sha", "sha"), ("started", "started"), ("took", "duration"),
-           ("trigger", "trigger"), ("who", "who"), ("release", "release")]
+COLUMNS = [
+    ("#", "number"),
+    ("service", "service"),
+    ("action", "action"),
+    ("result", "result"),
+    ("branch", "branch"),
+    ("sha", "sha"),
+    ("started", "started"),
+    ("took", "duration"),
+    ("trigger", "trigger"),
+    ("who", "who"),
+    ("release", "release"),
+]
 
 
 def started_text(ts: float, now: Optional[float] = None) -> str:
@@ -81,8 +96,9 @@ class HistoryScreen(Screen[None]):
     ]
 
     class Loaded(Message):
-        def __init__(self, service: Optional[str], rows: Optional[list[dict]],
-                     error: Optional[str] = None) -> None:
+        def __init__(
+            self, service: Optional[str], rows: Optional[list[dict]], error: Optional[str] = None
+        ) -> None:
             super().__init__()
             self.service = service
             self.rows = rows
@@ -137,10 +153,16 @@ class HistoryScreen(Screen[None]):
     def reload(self) -> None:
         scope = self.scope
         what = f"history of {scope}" if scope else "history of every service"
-        self.query_one("#history-title", Static).update(Content.assemble(
-            (what, "bold"), ("  · enter: log · a: ", "$text-muted"),
-            ("all services" if scope else f"only {self.service}" if self.service else "",
-             "$text-muted")))
+        self.query_one("#history-title", Static).update(
+            Content.assemble(
+                (what, "bold"),
+                ("  · enter: log · a: ", "$text-muted"),
+                (
+                    "all services" if scope else f"only {self.service}" if self.service else "",
+                    "$text-muted",
+                ),
+            )
+        )
         self.load(scope)
 
     @work(thread=True, group="history", exclusive=True, exit_on_error=False)
@@ -180,8 +202,11 @@ class HistoryScreen(Screen[None]):
         if keep in self.rows:
             table.move_cursor(row=table.get_row_index(keep))
         count = len(message.rows)
-        note.update("no builds recorded yet" if not count else
-                    f"{count} run(s){' (newest ' + str(LIMIT) + ')' if count >= LIMIT else ''}")
+        note.update(
+            "no builds recorded yet"
+            if not count
+            else f"{count} run(s){' (newest ' + str(LIMIT) + ')' if count >= LIMIT else ''}"
+        )
 
     @on(DataTable.RowSelected, "#history")
     def open_log(self, event: DataTable.RowSelected) -> None:
@@ -224,7 +249,8 @@ class BuildLogScreen(Screen[None]):
         result = row["result"]
         duration = row.get("duration")
         parts: list = [
-            (f"{row['action']} #{row['number']} of {row['service']}", "bold"), "  ",
+            (f"{row['action']} #{row['number']} of {row['service']}", "bold"),
+            "  ",
             (result, RESULT_STYLES.get(result, "").replace("bold ", "") or "bold"),
             f"  {row.get('branch') or ''} {(row.get('sha') or '')[:12]}",
             f"  {row.get('release') or ''}",
@@ -261,8 +287,11 @@ class BuildLogScreen(Screen[None]):
         self.show_title(message.row)
         text = message.row.get("log") or ""
         if not text:
-            log.write_line("(the log is saved when the run ends)" if message.row["result"] ==
-                           "running" else "(no output was recorded)")
+            log.write_line(
+                "(the log is saved when the run ends)"
+                if message.row["result"] == "running"
+                else "(no output was recorded)"
+            )
             return
         # Opens at the end, where a failed run says why; g goes to the top.
         log.write_lines([printable(line) or " " for line in text.splitlines()])

@@ -17,7 +17,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Optional
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -29,21 +30,18 @@ from textual.screen import Screen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, DataTable, Footer, Input, Static
 
-from relconsole.events import RunResult
-from relconsole.ui.build_view import BuildView
 from relconsole.config import Service, validate_branch
-from relconsole.deployed import Deployed, read_deployed
-from relconsole.events import BuildFinished, Event
-from relconsole.text import printable
-from relconsole.history import History
+from relconsole.deployed import Deployed, Pending, deployed_base, read_deployed, read_pending
+from relconsole.events import BuildFinished, Event, RunResult
+from relconsole.history import History, last_runs
+from relconsole.lock import ServiceLock, local_locks, remote_locks
 from relconsole.pipeline import force_unlock, run_build, run_rollback
+from relconsole.stages.checkout import workspace_path
 from relconsole.status.poller import HostStatus
+from relconsole.text import printable
+from relconsole.ui.build_view import BuildView
 from relconsole.ui.dialogs import ConfirmUnlock, RollbackDialog
 from relconsole.ui.fleet_list import HostList, PendingList, ServiceTable
-from relconsole.deployed import Pending, deployed_base, read_pending
-from relconsole.history import last_runs
-from relconsole.lock import ServiceLock, local_locks, remote_locks
-from relconsole.stages.checkout import workspace_path
 
 if TYPE_CHECKING:
     from relconsole.ui.app import RelconsoleApp
@@ -64,7 +62,7 @@ class BranchValidator(Validator):
 
 
 class MainScreen(Screen):
-    app: "RelconsoleApp"
+    app: RelconsoleApp
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]
 
@@ -74,8 +72,10 @@ class MainScreen(Screen):
         Binding("h", "history", "History"),
         Binding("f", "fetch", "Fetch"),
         Binding("escape", "cancel_build", "Cancel"),
-        *[Binding(str(n), f"show_stage({n})", f"stage {n} output", show=False)
-          for n in range(1, 7)],
+        *[
+            Binding(str(n), f"show_stage({n})", f"stage {n} output", show=False)
+            for n in range(1, 7)
+        ],
     ]
 
     class HostsPolled(Message):
@@ -88,9 +88,14 @@ class MainScreen(Screen):
     class FleetRead(Message):
         """What a poll read besides status; the poll is over when this arrives."""
 
-        def __init__(self, locks: Optional[dict[str, ServiceLock]],
-                     last: Optional[dict[str, dict]], service: Optional[str],
-                     deployed: Optional[list[Deployed]], end_of_poll: bool = True) -> None:
+        def __init__(
+            self,
+            locks: Optional[dict[str, ServiceLock]],
+            last: Optional[dict[str, dict]],
+            service: Optional[str],
+            deployed: Optional[list[Deployed]],
+            end_of_poll: bool = True,
+        ) -> None:
             super().__init__()
             self.end_of_poll = end_of_poll
             self.locks = locks
@@ -151,8 +156,12 @@ class MainScreen(Screen):
             with Vertical(id="work"):
                 with Horizontal(id="build-bar"):
                     yield Button("▶ Build", id="build", variant="success")
-                    yield Input(id="branch", placeholder="branch", validators=[BranchValidator()],
-                                validate_on=["changed", "submitted"])
+                    yield Input(
+                        id="branch",
+                        placeholder="branch",
+                        validators=[BranchValidator()],
+                        validate_on=["changed", "submitted"],
+                    )
                 yield Static(id="branch-error", markup=False)
                 yield BuildView(id="build-view")
         yield Footer()
@@ -207,8 +216,12 @@ class MainScreen(Screen):
         if service is None or self.build_running:
             return
         lock = self.locks.get(service.name)
-        self.build_view.show_idle(service.name, self.branch_value() or service.branch,
-                                  service.hosts, lock.describe() if lock else None)
+        self.build_view.show_idle(
+            service.name,
+            self.branch_value() or service.branch,
+            service.hosts,
+            lock.describe() if lock else None,
+        )
 
     @on(DataTable.RowHighlighted, "#services")
     def follow_service_cursor(self, event: DataTable.RowHighlighted) -> None:
@@ -224,9 +237,13 @@ class MainScreen(Screen):
         if service is None:
             self.query_one(HostList).show((), self.statuses)
             return
-        self.query_one(HostList).show(service.hosts, self.statuses, service.programs,
-                                      self.deployed.get(service.name),
-                                      self.locks.get(service.name))
+        self.query_one(HostList).show(
+            service.hosts,
+            self.statuses,
+            service.programs,
+            self.deployed.get(service.name),
+            self.locks.get(service.name),
+        )
 
     def poll_hosts(self) -> None:
         if not self.is_active:  # the process view (or a dialog) is on top: wait for resume
@@ -247,8 +264,9 @@ class MainScreen(Screen):
         except Exception as exc:  # sqlite3.Error, OSError: builds still work; say it once
             if self._history_error is None:
                 self._history_error = str(exc)
-                self.app.call_from_thread(self.notify, f"cannot read the history: {exc}",
-                                          severity="warning", markup=False)
+                self.app.call_from_thread(
+                    self.notify, f"cannot read the history: {exc}", severity="warning", markup=False
+                )
             return None
 
     def read_locks(self, busy: Optional[str], reachable: set[str]) -> dict[str, ServiceLock]:
@@ -256,8 +274,9 @@ class MainScreen(Screen):
         config, poller = self.app.config, self.app.poller
         locks = local_locks(config, skip=[busy] if busy else ())
         hosts = [h for h in poller.hosts if h.name in reachable]
-        for name, lock in remote_locks(config, hosts, poller.on_host,
-                                       config.settings.connect_timeout).items():
+        for name, lock in remote_locks(
+            config, hosts, poller.on_host, config.settings.connect_timeout
+        ).items():
             if name != busy:
                 locks.setdefault(name, lock)
         return locks
@@ -292,8 +311,9 @@ class MainScreen(Screen):
             service = config.services.get(selected) if selected else None
             if service is not None:
                 hosts = [h for h in config.hosts_of(service) if h.name in reachable]
-                deployed = read_deployed(service, hosts, poller.on_host,
-                                         config.settings.connect_timeout)
+                deployed = read_deployed(
+                    service, hosts, poller.on_host, config.settings.connect_timeout
+                )
         except Exception:  # a closed poller at exit, a bug: the next poll tries again
             pass
         finally:
@@ -337,11 +357,13 @@ class MainScreen(Screen):
         config, poller = self.app.config, self.app.poller
         service = config.services[name]
         known = self.statuses
-        hosts = [h for h in config.hosts_of(service)
-                 if h.name not in known or known[h.name].reachable]
+        hosts = [
+            h for h in config.hosts_of(service) if h.name not in known or known[h.name].reachable
+        ]
         try:
-            deployed = read_deployed(service, hosts, poller.on_host,
-                                     config.settings.connect_timeout)
+            deployed = read_deployed(
+                service, hosts, poller.on_host, config.settings.connect_timeout
+            )
         except Exception:  # the poller closed under us (exiting)
             return
         self.post_message(self.DeployedRead(name, deployed))
@@ -368,8 +390,9 @@ class MainScreen(Screen):
         deployed = list(self.deployed.get(name, {}).values())
         if not deployed:
             if name == self.selected and name in self.deployed:
-                self.query_one(PendingList).show_waiting("no host answered: what runs there, "
-                                                         "and so what is pending, is unknown")
+                self.query_one(PendingList).show_waiting(
+                    "no host answered: what runs there, and so what is pending, is unknown"
+                )
             return
         branch = (self.branch_value() if name == self.selected else None) or service.branch
         base, note = deployed_base(deployed)
@@ -386,8 +409,9 @@ class MainScreen(Screen):
         self.read_pending_in_thread(name, branch, deployed, key)
 
     @work(thread=True, group="pending", exclusive=True, exit_on_error=False)
-    def read_pending_in_thread(self, name: str, branch: str, deployed: list[Deployed],
-                               key: tuple) -> None:
+    def read_pending_in_thread(
+        self, name: str, branch: str, deployed: list[Deployed], key: tuple
+    ) -> None:
         config = self.app.config
         lock = self.git_locks.setdefault(name, threading.Lock())
         # A build holds it until run_build returns, a moment after its end is on screen.
@@ -395,7 +419,9 @@ class MainScreen(Screen):
             self.post_message(self.PendingRead(name, key, None))
             return
         try:
-            pending = read_pending(workspace_path(config.settings.state_dir, name), branch, deployed)
+            pending = read_pending(
+                workspace_path(config.settings.state_dir, name), branch, deployed
+            )
         finally:
             lock.release()
         self.post_message(self.PendingRead(name, key, pending))
@@ -460,8 +486,9 @@ class MainScreen(Screen):
         service = self.service
         if service is not None and not self.build_running:
             lock = self.locks.get(service.name)
-            self.build_view.show_idle(service.name, event.value.strip(), service.hosts,
-                                      lock.describe() if lock else None)
+            self.build_view.show_idle(
+                service.name, event.value.strip(), service.hosts, lock.describe() if lock else None
+            )
         # Another branch has other pending commits: read them once typing pauses.
         if self.pending_timer is not None:
             self.pending_timer.stop()
@@ -474,8 +501,11 @@ class MainScreen(Screen):
 
     def refuse_while_running(self) -> bool:
         if self.build_running:
-            self.notify(f"a {self.running_action} of {self.building} is running; esc cancels it",
-                        severity="warning", markup=False)
+            self.notify(
+                f"a {self.running_action} of {self.building} is running; esc cancels it",
+                severity="warning",
+                markup=False,
+            )
         return self.build_running
 
     async def start_build(self, service_name: Optional[str] = None) -> None:
@@ -501,8 +531,15 @@ class MainScreen(Screen):
 
         def run(sink, cancel) -> BuildFinished:
             with git_lock:  # waits for a pending-commits fetch in the workspace to end
-                return run_build(self.app.config, service.name, sink, cancel, branch=branch,
-                                 trigger="tui", **kwargs)
+                return run_build(
+                    self.app.config,
+                    service.name,
+                    sink,
+                    cancel,
+                    branch=branch,
+                    trigger="tui",
+                    **kwargs,
+                )
 
         await self.begin_run(service, "build", branch, run)
 
@@ -521,8 +558,12 @@ class MainScreen(Screen):
                 await self.start_rollback(name, target)
 
         lock = self.locks.get(name)
-        self.app.push_screen(RollbackDialog(self.app.config, name, self.app.poller.on_host,
-                                            lock.describe() if lock else None), answered)
+        self.app.push_screen(
+            RollbackDialog(
+                self.app.config, name, self.app.poller.on_host, lock.describe() if lock else None
+            ),
+            answered,
+        )
 
     async def start_rollback(self, name: str, to: Optional[str] = None) -> None:
         """Switch every host of ``name`` back to release ``to`` (None: the previous one)."""
@@ -532,13 +573,13 @@ class MainScreen(Screen):
         kwargs = {"connector": self.app.connector} if self.app.connector else {}
 
         def run(sink, cancel) -> BuildFinished:
-            return run_rollback(self.app.config, name, sink, cancel, to=to, trigger="tui",
-                                **kwargs)
+            return run_rollback(self.app.config, name, sink, cancel, to=to, trigger="tui", **kwargs)
 
         await self.begin_run(service, "rollback", service.branch, run)
 
-    async def begin_run(self, service: Service, action: str, branch: str,
-                        run: Callable[..., BuildFinished]) -> None:
+    async def begin_run(
+        self, service: Service, action: str, branch: str, run: Callable[..., BuildFinished]
+    ) -> None:
         self.build_running, self.building, self.running_action = True, service.name, action
         self.cancel = threading.Event()
         self.events.clear()
@@ -551,21 +592,29 @@ class MainScreen(Screen):
         self.run_in_thread(service.name, run, self.cancel)
 
     @work(thread=True, group="build", exit_on_error=False)
-    def run_in_thread(self, service: str, run: Callable[..., BuildFinished],
-                      cancel: threading.Event) -> None:
+    def run_in_thread(
+        self, service: str, run: Callable[..., BuildFinished], cancel: threading.Event
+    ) -> None:
         try:
             run(self.events.append, cancel)
         except Exception as exc:  # a bug in the engine must still end the run on screen
-            self.events.append(BuildFinished(result=RunResult.FAILED, seconds=0.0, service=service,
-                                             error=f"internal error: {type(exc).__name__}: {exc}"))
+            self.events.append(
+                BuildFinished(
+                    result=RunResult.FAILED,
+                    seconds=0.0,
+                    service=service,
+                    error=f"internal error: {type(exc).__name__}: {exc}",
+                )
+            )
 
     def cancel_build(self) -> None:
         if not self.build_running or self.cancel is None:
             return
         if not self.cancel.is_set():
             self.cancel.set()
-            self.notify(f"Cancelling the {self.running_action} of {self.building}…",
-                        severity="warning")
+            self.notify(
+                f"Cancelling the {self.running_action} of {self.building}…", severity="warning"
+            )
         self.update_build_button()
 
     def drain_events(self) -> None:
@@ -591,19 +640,34 @@ class MainScreen(Screen):
         self.update_build_button()
         sha = f" {event.sha[:7]}" if event.sha else ""
         if event.ok and action == "rollback":
-            self.notify(f"{event.service} runs release {event.release} again",
-                        title="Rolled back", markup=False)
+            self.notify(
+                f"{event.service} runs release {event.release} again",
+                title="Rolled back",
+                markup=False,
+            )
         elif event.ok:
-            self.notify(f"{event.service}{sha} deployed as {event.release}", title="Build OK",
-                        markup=False)
+            self.notify(
+                f"{event.service}{sha} deployed as {event.release}", title="Build OK", markup=False
+            )
         elif event.cancelled:
-            self.notify(f"{event.service} {action} cancelled", title=f"{action.title()} cancelled",
-                        severity="warning", markup=False)
+            self.notify(
+                f"{event.service} {action} cancelled",
+                title=f"{action.title()} cancelled",
+                severity="warning",
+                markup=False,
+            )
         else:
-            title = (f"{event.service} is locked" if event.result is RunResult.LOCKED else
-                     f"{action.title()} of {event.service} failed")
-            self.notify(printable(event.error or "unknown error"), title=title, severity="error",
-                        markup=False)
+            title = (
+                f"{event.service} is locked"
+                if event.result is RunResult.LOCKED
+                else f"{action.title()} of {event.service} failed"
+            )
+            self.notify(
+                printable(event.error or "unknown error"),
+                title=title,
+                severity="error",
+                markup=False,
+            )
         if self.quit_when_finished:
             self.app.exit(0)
             return
@@ -630,8 +694,12 @@ class MainScreen(Screen):
     def ask_unlock(self, name: str) -> None:
         """Ask, then remove ``name``'s deploy lock on every host (``relconsole --unlock``)."""
         if self.build_running and self.building == name:
-            self.notify(f"this console is running a {self.running_action} of {name}: cancel "
-                        "it instead (esc)", severity="warning", markup=False)
+            self.notify(
+                f"this console is running a {self.running_action} of {name}: cancel "
+                "it instead (esc)",
+                severity="warning",
+                markup=False,
+            )
             return
         lock = self.locks.get(name)
 
@@ -654,9 +722,13 @@ class MainScreen(Screen):
     @on(Unlocked)
     def show_unlocked(self, message: Unlocked) -> None:
         text = "\n".join(printable(line) for line in message.lines) or "done"
-        self.notify(text, title=f"Unlock {message.service}" + ("" if message.ok else " failed"),
-                    severity="information" if message.ok else "error", markup=False,
-                    timeout=10)
+        self.notify(
+            text,
+            title=f"Unlock {message.service}" + ("" if message.ok else " failed"),
+            severity="information" if message.ok else "error",
+            markup=False,
+            timeout=10,
+        )
         if message.ok:
             self.locks.pop(message.service, None)
             self.query_one(ServiceTable).show_lock(message.service, False)

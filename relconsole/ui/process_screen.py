@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Optional, TypeVar
+from typing import Optional, TypeVar
 
 from rich.text import Text
 from textual import on
@@ -27,11 +28,11 @@ from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import Button, DataTable, Footer, Header, Input, Log, Static
 
-from relconsole.status import supervisorctl as sv
 from relconsole.config import Config, Host
-from relconsole.status.tracker import NO_PROGRAMS, UNREACHABLE, FleetRow, FleetTracker, new_log_text
-from relconsole.status.poller import HostStatus, StatusPoller
 from relconsole.hosts.base import Result, TransportError
+from relconsole.status import supervisorctl as sv
+from relconsole.status.poller import HostStatus, StatusPoller
+from relconsole.status.tracker import NO_PROGRAMS, UNREACHABLE, FleetRow, FleetTracker, new_log_text
 
 T = TypeVar("T")
 
@@ -81,12 +82,14 @@ def format_age(seconds: float) -> str:
 
 def render_row(row: FleetRow, now: float) -> tuple[Text, ...]:
     """The cells of one table row, in COLUMNS order."""
-    restarted = (row.restarted_at is not None
-                 and now - row.restarted_at < RESTART_HIGHLIGHT_SECONDS)
-    pid = Text(str(row.pid) if row.pid is not None else "",
-               style="bold reverse yellow" if restarted else "")
-    restarts = Text(str(row.restarts) if row.restarts else "",
-                    style="bold yellow" if restarted else "yellow")
+    restarted = row.restarted_at is not None and now - row.restarted_at < RESTART_HIGHLIGHT_SECONDS
+    pid = Text(
+        str(row.pid) if row.pid is not None else "",
+        style="bold reverse yellow" if restarted else "",
+    )
+    restarts = Text(
+        str(row.restarts) if row.restarts else "", style="bold yellow" if restarted else "yellow"
+    )
     # A running program's description only repeats pid and uptime.
     detail = "" if row.description.startswith("pid ") else row.description
     return (
@@ -109,8 +112,9 @@ def _same(a: Text, b: Text) -> bool:
 def matches(row: FleetRow, needle: str) -> bool:
     """Whether the filter ``needle`` is in the row's host, program or state."""
     needle = needle.strip().lower()
-    return not needle or any(needle in field.lower()
-                             for field in (row.host, row.program or "", row.state))
+    return not needle or any(
+        needle in field.lower() for field in (row.host, row.program or "", row.state)
+    )
 
 
 @dataclass
@@ -207,14 +211,17 @@ class ProcessScreen(Screen[None]):
         self._tail_seq = 0
         # Polls, actions and the tail: one thread per host plus a few, so a slow host
         # only ever occupies its own thread.
-        self._pool = ThreadPoolExecutor(max_workers=2 * len(self._hosts) + 2,
-                                        thread_name_prefix="procview")
+        self._pool = ThreadPoolExecutor(
+            max_workers=2 * len(self._hosts) + 2, thread_name_prefix="procview"
+        )
 
     # --- layout ---------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(id="filter", placeholder="filter by host, program or state; enter keeps it, esc clears")
+        yield Input(
+            id="filter", placeholder="filter by host, program or state; enter keeps it, esc clears"
+        )
         yield DataTable(id="processes", cursor_type="row", zebra_stripes=True)
         yield Static(id="detail")
         with Vertical(id="tail"):
@@ -282,7 +289,8 @@ class ProcessScreen(Screen[None]):
         rows = []
         for host in self._hosts:
             rows += by_host.get(host.name) or [
-                FleetRow(host.name, None, CONNECTING, description=f"connecting to {host.label}")]
+                FleetRow(host.name, None, CONNECTING, description=f"connecting to {host.label}")
+            ]
         return rows
 
     # --- showing --------------------------------------------------------------------
@@ -323,14 +331,17 @@ class ProcessScreen(Screen[None]):
                 table.add_row(*cells, key=row.key)
             self._shown_keys = keys
             if keys:
-                index = (keys.index(selected.key) if selected and selected.key in keys
-                         else min(max(old_index, 0), len(keys) - 1))
+                index = (
+                    keys.index(selected.key)
+                    if selected and selected.key in keys
+                    else min(max(old_index, 0), len(keys) - 1)
+                )
                 table.move_cursor(row=index)
         else:
             for row in visible:
                 cells = render_row(row, now)
                 old = self._cells[row.key]
-                for (column, _), new, before in zip(COLUMNS, cells, old):
+                for (column, _), new, before in zip(COLUMNS, cells, old, strict=True):
                     if not _same(new, before):
                         table.update_cell(row.key, column, new, update_width=True)
                 self._cells[row.key] = cells
@@ -344,8 +355,9 @@ class ProcessScreen(Screen[None]):
             # Hosts answer on their own cycles: the latest answer, and the slowest poll.
             slowest = max(s.seconds for s in statuses)
             took = f"{slowest * 1000:.0f}ms" if slowest < 1 else f"{slowest:.1f}s"
-            parts.append(f"polled {time.strftime('%H:%M:%S', time.localtime(self._polled_at))}"
-                         f" in {took}")
+            parts.append(
+                f"polled {time.strftime('%H:%M:%S', time.localtime(self._polled_at))} in {took}"
+            )
         if self._filter.strip():
             parts.append(f"{visible}/{len(self._rows)} rows")
         self.sub_title = " · ".join(parts)
@@ -354,8 +366,14 @@ class ProcessScreen(Screen[None]):
         row = self.selected_row()
         detail = self.query_one("#detail", Static)
         if row is None:
-            detail.update(Text(f"no rows match {self._filter.strip()!r}" if self._filter.strip()
-                               else "no processes", style="dim"))
+            detail.update(
+                Text(
+                    f"no rows match {self._filter.strip()!r}"
+                    if self._filter.strip()
+                    else "no processes",
+                    style="dim",
+                )
+            )
             return
         text = Text()
         text.append(row.key, style="bold")
@@ -364,8 +382,10 @@ class ProcessScreen(Screen[None]):
         if row.description:
             text.append("  " + " ".join(row.description.split()))
         if row.state == UNREACHABLE and row.last_change is not None:
-            text.append(f"  (since {time.strftime('%H:%M:%S', time.localtime(row.last_change))})",
-                        style="dim")
+            text.append(
+                f"  (since {time.strftime('%H:%M:%S', time.localtime(row.last_change))})",
+                style="dim",
+            )
         if row.restarts:
             when = time.strftime("%H:%M:%S", time.localtime(row.restarted_at or 0))
             text.append(f"  restarted {row.restarts}× (last at {when})", style="yellow")
@@ -386,7 +406,7 @@ class ProcessScreen(Screen[None]):
             if typing:
                 return False  # these keys type into the filter
             row = self.selected_row()
-            return row is not None and row.program is not None or None
+            return (row is not None and row.program is not None) or None
         if action == "close_filter":
             return filter_input.display and (typing or self._tail is None)
         if action == "close_tail":
@@ -433,8 +453,11 @@ class ProcessScreen(Screen[None]):
         command = sv.action_command(host.supervisorctl, action, [row.program])
         self.notify(f"{action} {row.program} on {row.host}…", timeout=2, markup=False)
         # An app worker: its answer is still shown if the user has left this screen.
-        self.app.run_worker(self._action(host, row.program, action, command),
-                            group="process-action", name=f"{action} {row.key}")
+        self.app.run_worker(
+            self._action(host, row.program, action, command),
+            group="process-action",
+            name=f"{action} {row.key}",
+        )
 
     async def _action(self, host: Host, program: str, action: str, command: str) -> None:
         app = self.app
@@ -443,7 +466,8 @@ class ProcessScreen(Screen[None]):
         res: Optional[Result] = None
         try:
             res = await self._in_thread(
-                self.poller.on_host, host, lambda t: t.run(command, timeout=timeout, sudo=True))
+                self.poller.on_host, host, lambda t: t.run(command, timeout=timeout, sudo=True)
+            )
         except TransportError as exc:
             app.notify(exc.message, title=f"{title} failed", severity="error", markup=False)
         except Exception as exc:  # a bug must not take the console down mid-incident
@@ -452,14 +476,21 @@ class ProcessScreen(Screen[None]):
             answers = sv.parse_action_output(res.stdout)
             if answers:
                 message = "\n".join(f"{name}: {what}" for name, what in answers.items())
-                failed = [w for w in answers.values() if w.startswith("ERROR") and w not in _HARMLESS]
+                failed = [
+                    w for w in answers.values() if w.startswith("ERROR") and w not in _HARMLESS
+                ]
                 harmless = [w for w in answers.values() if w in _HARMLESS]
                 severity = "error" if failed else "warning" if harmless else "information"
             else:
                 message = res.tail(5) or f"no output (exit {res.exit_code})"
                 severity = "information" if res.ok else "error"
-            app.notify(message, title=title, severity=severity, markup=False,
-                       timeout=8 if severity == "error" else 4)
+            app.notify(
+                message,
+                title=title,
+                severity=severity,
+                markup=False,
+                timeout=8 if severity == "error" else 4,
+            )
         if not self._closing_down:
             self._poll_soon(host)
 
@@ -526,7 +557,8 @@ class ProcessScreen(Screen[None]):
         error = None
         try:
             res: Result = await self._in_thread(
-                self.poller.on_host, tail.host, lambda t: t.run(command, timeout=timeout, sudo=True))
+                self.poller.on_host, tail.host, lambda t: t.run(command, timeout=timeout, sudo=True)
+            )
         except TransportError as exc:
             error = exc.message
         except Exception as exc:  # a bug must not take the console down mid-incident
