@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Optional
 
 from relconsole.headless.exit import Exit
+from relconsole.headless.exit import fail as _fail
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,11 +89,6 @@ def _version() -> str:
     from relconsole import __version__
 
     return f"relconsole {__version__}"
-
-
-def _fail(message: str, code: Exit = Exit.USAGE) -> int:
-    print(f"relconsole: {message}", file=sys.stderr)
-    return int(code)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

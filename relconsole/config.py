@@ -375,9 +375,17 @@ def validate_branch(name: str) -> str:
     return name
 
 
-def _positive(value: float) -> float:
+#: The longest any wait may be: a timeout beyond a day is a typo, and a huge one
+#: (1e308) overflows the clocks it is added to.
+MAX_SECONDS = 86_400.0
+
+
+def _seconds(value: float) -> float:
+    """A duration in seconds: positive and at most a day."""
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"must be a number > 0, got {value!r}")
+    if value > MAX_SECONDS:
+        raise ValueError(f"must be at most {MAX_SECONDS:g} seconds (a day), got {value!r}")
     return value
 
 
@@ -512,9 +520,9 @@ def _path_key(default: str | None) -> _Key:
 SETTINGS_SCHEMA: dict[str, _Key] = {
     "state_dir": _path_key(".relconsole"),
     "known_hosts": _path_key("~/.ssh/known_hosts"),
-    "poll_interval": _Key(NUMBER, 2.0, _positive),
-    "connect_timeout": _Key(NUMBER, 10.0, _positive),
-    "command_timeout": _Key(NUMBER, 300.0, _positive),
+    "poll_interval": _Key(NUMBER, 2.0, _seconds),
+    "connect_timeout": _Key(NUMBER, 10.0, _seconds),
+    "command_timeout": _Key(NUMBER, 300.0, _seconds),
 }
 
 HOST_SCHEMA: dict[str, _Key] = {
@@ -533,7 +541,7 @@ HOST_SCHEMA: dict[str, _Key] = {
 CHECK_SCHEMA: dict[str, _Key] = {
     "name": _Key(STRING, _REQUIRED, _single_line),
     "run": _Key(STRING, _REQUIRED, _non_empty),
-    "timeout": _Key(NUMBER, 900.0, _positive),
+    "timeout": _Key(NUMBER, 900.0, _seconds),
 }
 
 FILE_SCHEMA: dict[str, _Key] = {
@@ -715,6 +723,22 @@ def _read_service(ctx: _Ctx, name: str, raw: dict) -> Service:
     return Service(name=name, **values)
 
 
+def _refuse_shared_paths(ctx: _Ctx, services: dict[str, Service]) -> None:
+    """Two services deploying to the same path on the same host would overwrite each
+    other's releases, ``current`` and lock."""
+    owner: dict[tuple[str, str], str] = {}
+    for service in services.values():
+        for host in service.hosts:
+            other = owner.setdefault((host, service.path), service.name)
+            if other != service.name:
+                raise ctx.error(
+                    _Where(("services", service.name)),
+                    "path",
+                    f"{_q(service.path)} on host {_q(host)} is already the path of service "
+                    f"{_q(other)}: two services would overwrite each other's releases",
+                )
+
+
 def _read_named_tables(
     ctx: _Ctx, doc: dict, section: str, kind: str, reader: Callable[[_Ctx, str, dict], Any]
 ) -> dict[str, Any]:
@@ -808,6 +832,7 @@ def parse_config(text: str | bytes, path: Path) -> Config:
     settings = Settings(**_read_table(ctx, _Where(("settings",)), settings_raw, SETTINGS_SCHEMA))
     ctx.hosts = _read_named_tables(ctx, doc, "hosts", "host", _read_host)
     services = _read_named_tables(ctx, doc, "services", "service", _read_service)
+    _refuse_shared_paths(ctx, services)
     return Config(path=ctx.path, settings=settings, hosts=ctx.hosts, services=services)
 
 

@@ -19,7 +19,7 @@ import git
 from relconsole.config import Host, Service
 from relconsole.fanout import fan_out
 from relconsole.hosts.connect import OnHost
-from relconsole.release import q, release_from_link
+from relconsole.release import q, read_own_file, release_from_link
 from relconsole.stages.checkout import CheckoutError, Commit, fetch, git_error, workspace_lock
 
 
@@ -36,7 +36,7 @@ def deployed_command(base: str) -> str:
     current = posixpath.join(base, "current")
     return (
         f"printf 'current=%s\\n' \"$(readlink {q(current)} || true)\"; "
-        f"cat {q(posixpath.join(current, 'REVISION'))} 2>/dev/null || true"
+        f"{read_own_file(posixpath.join(current, 'REVISION'))} 2>/dev/null || true"
     )
 
 

@@ -134,6 +134,22 @@ class HostFinished(Event):
     cancelled: bool = False
     kind = "host_finished"
 
+    def after(self, earlier: Optional[HostFinished]) -> HostFinished:
+        """This host's verdict for the whole stage, given its ``earlier`` part of it
+        (the upload stage unpacks, then switches): times add up, a failure stays."""
+        if earlier is None:
+            return self
+        failed = earlier if not earlier.ok else self
+        return HostFinished(
+            stage=self.stage,
+            host=self.host,
+            ok=earlier.ok and self.ok,
+            seconds=earlier.seconds + self.seconds,
+            error=failed.error,
+            cancelled=earlier.cancelled or self.cancelled,
+            ts=self.ts,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class BuildFinished(Event):

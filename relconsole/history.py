@@ -28,6 +28,7 @@ from relconsole.events import (
     StageFinished,
 )
 from relconsole.lock import who
+from relconsole.text import printable
 
 #: The console output kept per build: the most recent bytes win.
 LOG_CAP_BYTES = 4 * 1024 * 1024
@@ -158,6 +159,7 @@ class HistoryRecorder:
         self._dropped = 0
         self._stages: dict[str, dict] = {}
         self._hosts: dict[str, dict] = {}
+        self._host_parts: dict[tuple[str, str], HostFinished] = {}
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
@@ -189,10 +191,13 @@ class HistoryRecorder:
                 f" ({event.seconds:.1f}s)"
             )
         elif isinstance(event, HostFinished):
+            whole = self._host_parts[(event.stage, event.host)] = event.after(
+                self._host_parts.get((event.stage, event.host))
+            )
             self._hosts.setdefault(event.host, {})[event.stage] = {
-                "ok": event.ok,
-                "seconds": round(event.seconds, 3),
-                "error": event.error,
+                "ok": whole.ok,
+                "seconds": round(whole.seconds, 3),
+                "error": whole.error,
             }
         elif isinstance(event, BuildFinished) and self.row_id:
             self.history.update(
@@ -240,7 +245,7 @@ def history_table(rows: list[dict]) -> list[list[str]]:
     ]
     for r in rows:
         table.append(
-            [
+            [  # printable: a history may be older than today's validation rules
                 r["service"],
                 str(r["number"]),
                 r["action"],
@@ -250,7 +255,7 @@ def history_table(rows: list[dict]) -> list[list[str]]:
                 r["release"] or "",
                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])),
                 "" if r["duration"] is None else f"{r['duration']:.1f}",
-                r["who"],
+                printable(r["who"]),
                 r["trigger"],
             ]
         )

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Optional
 from relconsole.errors import StageFailed
 from relconsole.fanout import fan_out
 from relconsole.release import q
+from relconsole.text import printable
 
 if TYPE_CHECKING:
     from relconsole.config import Config, Host
@@ -98,7 +99,8 @@ class LockInfo:
 
     def describe(self, now: Optional[float] = None) -> str:
         held = max(0, int((now or time.time()) - self.started))
-        text = (
+        # The lock file came from another machine: its words are data, not terminal codes.
+        text = printable(
             f"{self.user}@{self.machine} (pid {self.pid}, {self.action} of {self.branch}) "
             f"for {held // 60}m{held % 60:02d}s"
         )

@@ -18,15 +18,22 @@ from typing import Optional
 
 from relconsole.config import FileUpload
 
-RELEASE_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{7,40}$")
-STAGED_FILES = ".relconsole/files"
+#: ``20261126-070707.123-1a2b3c4`` (and ids of earlier versions, without ``.123``).
+RELEASE_ID = re.compile(r"^\d{8}-\d{6}(\.\d{3})?-[0-9a-f]{7,40}$")
+#: relconsole's own folder inside a release; never taken from the repository's tree.
+OWN_DIR = ".relconsole"
+STAGED_FILES = f"{OWN_DIR}/files"
 PARTIAL_PREFIX = ".partial-"
 
 
 def new_release_id(sha: str, now: Optional[datetime] = None) -> str:
-    """Sortable by time, readable, and naming the commit: ``20261126-070707-1a2b3c4``."""
+    """Sortable by time, readable, and naming the commit: ``20261126-070707.123-1a2b3c4``.
+
+    Milliseconds, so two builds of one commit in the same second get two folders (the
+    extract also refuses a folder that exists: a release folder is never reused).
+    """
     now = now or datetime.now(UTC)
-    return f"{now:%Y%m%d-%H%M%S}-{sha[:7]}"
+    return f"{now:%Y%m%d-%H%M%S}.{now.microsecond // 1000:03d}-{sha[:7]}"
 
 
 def release_dir(base: str, release: str) -> str:
@@ -91,8 +98,14 @@ def switch_command(base: str, release: str, files: Iterable[FileUpload]) -> str:
     return "\n".join(lines)
 
 
+def read_own_file(path: str) -> str:
+    """``cat`` of a file relconsole wrote, refusing a symlink: a hostile tree could have
+    put one there pointing at /etc/shadow, and reads run as root."""
+    return f"if [ -f {q(path)} ] && [ ! -L {q(path)} ]; then head -c 4096 {q(path)}; fi"
+
+
 def revision_command(base: str, release: str) -> str:
-    return f"cat {q(posixpath.join(release_dir(base, release), 'REVISION'))}"
+    return read_own_file(posixpath.join(release_dir(base, release), "REVISION"))
 
 
 def unlink_current_command(base: str) -> str:

@@ -9,8 +9,10 @@ a build starts, handed to checks as environment variables, and replaced by
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
+import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -54,6 +56,21 @@ def resolve(ref: str) -> str:
         raise SecretError(f"cannot read secret file {rest}: {exc.strerror or exc}") from None
 
 
+#: Lines of a multi-line secret shorter than this are not masked on their own: a
+#: "}" or "-----" would blank every other occurrence in the output.
+MIN_LINE = 4
+
+
+def _forms(value: str) -> list[str]:
+    """``value`` as it may appear in output: itself, shell-quoted, JSON-escaped, and,
+    for a multi-line value (a key, a certificate), each of its lines — output is
+    split into lines before it is masked, so the whole never appears in one."""
+    forms = [value, shlex.quote(value), json.dumps(value)[1:-1]]
+    if "\n" in value:
+        forms += [line.strip() for line in value.splitlines() if len(line.strip()) >= MIN_LINE]
+    return forms
+
+
 class Masker:
     """Replaces every known secret value in the string fields of events."""
 
@@ -62,8 +79,9 @@ class Masker:
         self.add(values)
 
     def add(self, values: Iterable[str]) -> None:
+        forms = [form for value in values for form in _forms(value)]
         # Longest first, so a secret containing another is masked whole.
-        self.values = sorted({v for v in [*self.values, *values] if v}, key=len, reverse=True)
+        self.values = sorted({v for v in [*self.values, *forms] if v}, key=len, reverse=True)
 
     def mask(self, text: str) -> str:
         for value in self.values:

@@ -10,11 +10,16 @@ from relconsole.config import FileUpload
 
 def test_release_ids_sort_by_time_and_name_the_commit():
     sha = "1a2b3c4d5e6f7a8b9c0d1a2b3c4d5e6f7a8b9c0d"
-    early = rel.new_release_id(sha, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    early = rel.new_release_id(sha, datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=UTC))
     late = rel.new_release_id(sha, datetime(2026, 11, 2, 3, 4, 5, tzinfo=UTC))
-    assert early == "20260102-030405-1a2b3c4"
+    assert early == "20260102-030405.006-1a2b3c4"
     assert early < late
     assert rel.RELEASE_ID.match(early)
+    # Issue 14: two builds of one commit in the same second get two folders.
+    same_second = rel.new_release_id(sha, datetime(2026, 1, 2, 3, 4, 5, 7000, tzinfo=UTC))
+    assert same_second != early and early < same_second
+    # Ids of earlier versions (no milliseconds) still read as releases, and sort first.
+    assert rel.RELEASE_ID.match("20260102-030405-1a2b3c4") and "20260102-030405-1a2b3c4" < early
 
 
 def test_paths_with_shell_metacharacters_are_quoted(tmp_path):

@@ -20,7 +20,7 @@ from typing import Any
 from relconsole.config import Config, Service
 from relconsole.errors import RelconsoleError
 from relconsole.events import BuildFinished, Sink
-from relconsole.headless.exit import Exit
+from relconsole.headless.exit import Exit, fail
 from relconsole.text import format_table, printable
 
 Command = Callable[[Config, argparse.Namespace], int]
@@ -28,11 +28,6 @@ Command = Callable[[Config, argparse.Namespace], int]
 
 class UsageError(RelconsoleError):
     """The command line asks for something the config does not have (exit 2)."""
-
-
-def fail(message: str, code: Exit = Exit.USAGE) -> int:
-    print(f"relconsole: {message}", file=sys.stderr)
-    return int(code)
 
 
 def service_named(config: Config, name: str) -> Service:
@@ -76,7 +71,7 @@ def rollback_command(config: Config, args: argparse.Namespace) -> int:
 
     service = service_named(config, args.rollback)
     if args.to and not RELEASE_ID.match(args.to):
-        return fail(f"--to: '{args.to}' is not a release id (like 20261126-070707-1a2b3c4)")
+        return fail(f"--to: '{args.to}' is not a release id (like 20261126-070707.123-1a2b3c4)")
     return run_headless(
         args, lambda sink, cancel: run_rollback(config, service.name, sink, cancel, to=args.to)
     )
@@ -93,19 +88,24 @@ def run_headless(
     got: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
-        if not got:
-            print(
-                f"\nrelconsole: {signal.Signals(signum).name}: cancelling safely "
-                "(no host is left half-switched)…",
-                file=sys.stderr,
-                flush=True,
-            )
         got.append(signum)
         cancel.set()
+        if len(got) == 1:
+            try:  # the terminal may be the thing that went away
+                print(
+                    f"\nrelconsole: {signal.Signals(signum).name}: cancelling safely "
+                    "(no host is left half-switched)…",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            except (OSError, ValueError):
+                pass
 
     outcome: list[BuildFinished] = []
     worker = threading.Thread(target=lambda: outcome.append(run(sink, cancel)), name="build")
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    # A closed terminal or ssh session (SIGHUP) cancels like Ctrl-C: same clean-up path.
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, on_signal) for s in stops}
     try:
         worker.start()
         while worker.is_alive():  # join with a timeout so signals reach the handler
@@ -117,7 +117,7 @@ def run_headless(
         return fail("the run stopped unexpectedly", Exit.FAILED)
     finished = outcome[0]
     if finished.cancelled:  # a signal that came too late to stop anything changes nothing
-        return int(Exit.TERMINATED if got and got[0] == signal.SIGTERM else Exit.INTERRUPTED)
+        return int(Exit.for_signal(got[0] if got else signal.SIGINT))
     return int(Exit.OK if finished.ok else Exit.FAILED)
 
 
@@ -176,13 +176,22 @@ def status_command(config: Config, args: argparse.Namespace) -> int:
                 ]
             )
         print(format_table(table))
-    return int(Exit.FAILED if any(r["state"] == "UNREACHABLE" for r in rows) else Exit.OK)
+    bad = [r for r in rows if r["state"] in (UNREACHABLE, MISSING)]
+    for row in bad:
+        where = f"{row['host']}: {row['program']}" if row["program"] else row["host"]
+        fail(f"{where}: {row['description']}", Exit.FAILED)
+    return int(Exit.FAILED if bad else Exit.OK)
+
+
+#: A host that did not answer; a configured program its supervisord does not know.
+UNREACHABLE, MISSING = "UNREACHABLE", "MISSING"
 
 
 def fleet_rows(poller: Any, services: list[Service]) -> list[dict[str, Any]]:
     """One poll as rows (``--status``): a row per host × process, with the release and
     sha of the service the program belongs to and whether that host drifted; an
-    unreachable host gets one row with state UNREACHABLE."""
+    unreachable host gets one row with state UNREACHABLE, a configured program that
+    supervisord does not know one with state MISSING."""
     from relconsole.deployed import Deployed, read_deployed
 
     statuses = poller.poll()
@@ -199,7 +208,7 @@ def fleet_rows(poller: Any, services: list[Service]) -> list[dict[str, Any]]:
                 {
                     "host": st.host,
                     "program": None,
-                    "state": "UNREACHABLE",
+                    "state": UNREACHABLE,
                     "pid": None,
                     "uptime": None,
                     "description": st.error,
@@ -225,7 +234,30 @@ def fleet_rows(poller: Any, services: list[Service]) -> list[dict[str, Any]]:
             if deployed is not None:
                 row.update(release=deployed.release, sha=deployed.sha, drift=deployed.drift)
             rows.append(row)
+        rows += _missing_programs(st, services)
     return rows
+
+
+def _missing_programs(st: Any, services: list[Service]) -> list[dict[str, Any]]:
+    """A row per configured program the host's supervisord does not know: a status
+    that lists nothing of the service is not a healthy one."""
+    if not st.reachable:
+        return []
+    return [
+        {
+            "host": st.host,
+            "program": program,
+            "state": MISSING,
+            "pid": None,
+            "uptime": None,
+            "description": f"supervisord on {st.host} does not know {program} "
+            f"(configured for {service.name})",
+        }
+        for service in services
+        if st.host in service.hosts
+        for program in service.programs
+        if not any(r.belongs_to(program) for r in st.rows)
+    ]
 
 
 def trust_command(config: Config, args: argparse.Namespace) -> int:

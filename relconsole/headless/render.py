@@ -30,20 +30,30 @@ from relconsole.text import format_table, printable
 
 
 class _Writer:
-    """Thread-safe writes; flushes at most every 0.1 s while output streams in."""
+    """Thread-safe writes; flushes at most every 0.1 s while output streams in.
+
+    A terminal that went away (SIGHUP, a closed pipe) must not break the run it
+    reports on: the clean-up still has to happen. Writing then stops quietly.
+    """
 
     def __init__(self, out: TextIO):
         self._out = out
         self._lock = threading.Lock()
         self._flushed = time.monotonic()
+        self._gone = False
 
     def write(self, text: str, flush: bool = False) -> None:
         with self._lock:
-            self._out.write(text)
-            now = time.monotonic()
-            if flush or now - self._flushed > 0.1:
-                self._out.flush()
-                self._flushed = now
+            if self._gone:
+                return
+            try:
+                self._out.write(text)
+                now = time.monotonic()
+                if flush or now - self._flushed > 0.1:
+                    self._out.flush()
+                    self._flushed = now
+            except (OSError, ValueError):  # EIO, EPIPE; ValueError: closed file
+                self._gone = True
 
 
 class JsonRenderer:
@@ -94,7 +104,8 @@ class TextRenderer:
         self.commit = e
 
     def on_host_finished(self, e: HostFinished) -> None:
-        self.host_results[(e.stage, e.host)] = e
+        key = (e.stage, e.host)
+        self.host_results[key] = e.after(self.host_results.get(key))
         if not e.ok:
             self._w.write(f"[{e.stage} {e.host}] FAILED: {printable(e.error or '')}\n", flush=True)
 

@@ -183,39 +183,3 @@ class Transport(ABC):
     @abstractmethod
     def close(self) -> None:
         """Close the connection; commands still running on it end with it."""
-
-
-class LineSplitter:
-    """A file-like sink that turns arbitrary chunks into whole lines.
-
-    Invoke and paramiko hand over chunks that are not line-aligned; front ends want
-    lines. ``flush_partial`` emits a last line that has no newline.
-    """
-
-    def __init__(self, emit: Callable[[str], None]):
-        self._emit = emit
-        # The start of a line whose end has not come yet, in pieces: joining only when
-        # the newline arrives keeps a long line without one linear, not quadratic.
-        self._parts: list[str] = []
-
-    def write(self, chunk: str) -> int:
-        if not chunk:
-            return 0
-        if "\n" not in chunk:
-            self._parts.append(chunk)
-            return len(chunk)
-        first, *rest = chunk.split("\n")
-        self._parts.append(first)
-        self._emit("".join(self._parts).rstrip("\r"))
-        for line in rest[:-1]:
-            self._emit(line.rstrip("\r"))
-        self._parts = [rest[-1]] if rest[-1] else []
-        return len(chunk)
-
-    def flush(self) -> None:
-        """File-like API: Invoke calls it after each write; lines are only emitted whole."""
-
-    def flush_partial(self) -> None:
-        if self._parts:
-            line, self._parts = "".join(self._parts), []
-            self._emit(line.rstrip("\r"))

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Optional
 
-from relconsole.hosts.base import CommandTimedOut, LineCallback, LineSplitter, Result
+from relconsole.hosts.base import CommandTimedOut, LineCallback, Result
+from relconsole.text import LineSplitter
 
 
 def invoke_run(

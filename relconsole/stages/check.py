@@ -6,6 +6,7 @@ with everything it started (a test runner's workers, say), not just the shell.
 
 from __future__ import annotations
 
+import codecs
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from relconsole.config import Check
+from relconsole.text import LineSplitter
 
 # After SIGTERM, how long a check gets to clean up before SIGKILL.
 _KILL_GRACE = 3.0
@@ -53,6 +55,17 @@ def _kill_group(proc: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _stream_lines(fd: int, emit: Callable[[str], None]) -> None:
+    """Whole lines from ``fd`` to ``emit`` as they come; a megabyte-long line without a
+    newline costs linear time and is cut (see :class:`~relconsole.text.LineSplitter`)."""
+    lines = LineSplitter(emit)
+    decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+    while chunk := os.read(fd, 65536):
+        lines.write(decode(chunk))
+    lines.write(decode(b"", final=True))
+    lines.flush_partial()
 
 
 def run_check(
@@ -95,8 +108,7 @@ def run_check(
     watcher.start()
     try:
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            emit(raw.decode("utf-8", "replace").rstrip("\r\n"))
+        _stream_lines(proc.stdout.fileno(), emit)
         proc.wait()
     finally:
         stop.set()

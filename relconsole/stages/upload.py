@@ -23,6 +23,9 @@ from relconsole.config import FileUpload
 from relconsole.hosts.base import CommandFailed, Transport
 from relconsole.stages.checkout import CheckoutError, _failed
 
+#: git pathspecs leaving out of the tree what relconsole writes into a release itself.
+OWN_PATHS_EXCLUDED = (":(exclude,top)REVISION", f":(exclude,top){rel.OWN_DIR}")
+
 
 def write_release_tar(
     workspace: Path, sha: str, files: tuple[FileUpload, ...], out: BinaryIO
@@ -32,10 +35,15 @@ def write_release_tar(
     ``files`` go under ``.relconsole/files/<n>/`` inside the release and are only
     copied to their ``dest`` at the switch: until every host holds the release,
     nothing outside the release directory changes. Returns (n, name) pairs staged.
+
+    The repository may be written by someone who should not own the hosts: the paths
+    relconsole writes itself (REVISION, ``.relconsole/``) are left out of the tree, so
+    the tree can neither plant a REVISION symlink nor inject staged files; every
+    ``files`` source must be a regular file inside the workspace.
     """
     repo = git.Repo(workspace)
     try:
-        repo.archive(out, sha, format="tar")
+        repo.archive(out, sha, format="tar", path=[".", *OWN_PATHS_EXCLUDED])
     except git.GitCommandError as exc:
         raise _failed(f"cannot archive {sha[:12]}", exc) from None
     out.flush()
@@ -48,15 +56,22 @@ def write_release_tar(
             if not matches:
                 raise CheckoutError(f"files: '{upload.src}' matches no file in the checkout")
             for match in matches:
-                if match.is_symlink():  # could point at anything on this machine
-                    raise CheckoutError(
-                        f"files: '{match.relative_to(workspace)}' is a symlink; "
-                        "refusing to upload what it points to"
-                    )
+                _inside_workspace(workspace, match)
                 tar.add(str(match), arcname=f"{rel.STAGED_FILES}/{index}/{match.name}")
                 staged.append((index, match.name))
     out.seek(0)
     return staged
+
+
+def _inside_workspace(workspace: Path, match: Path) -> None:
+    """Refuse a ``files`` source that is, or lies under, a symlink: followed, it could
+    copy anything this machine can read (a private key) to the hosts."""
+    shown = match.relative_to(workspace)
+    real, root = match.resolve(), workspace.resolve()
+    if match.is_symlink() or real != root / shown or not real.is_relative_to(root):
+        raise CheckoutError(
+            f"files: '{shown}' is or lies under a symlink; refusing to upload what it points to"
+        )
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

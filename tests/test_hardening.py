@@ -1,0 +1,195 @@
+"""Issue 14, the parts that need no hosts: bounded durations, services that would
+overwrite each other, linear and capped line splitting, masking of multi-line secrets,
+the release tar refusing what a hostile tree plants, exit codes of signals."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import git
+import pytest
+
+from relconsole import release as rel
+from relconsole.config import ConfigError, FileUpload, parse_config
+from relconsole.headless.exit import Exit
+from relconsole.secrets import MASK, Masker
+from relconsole.stages.checkout import CheckoutError
+from relconsole.stages.upload import write_release_tar
+from relconsole.text import LineSplitter
+
+BASE = """
+[hosts.h1]
+address = "10.0.0.1"
+[services.api]
+repo = "/srv/git/api"
+hosts = ["h1"]
+"""
+
+
+def config_error(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, Path("/etc/relconsole/config.toml"))
+    return str(info.value)
+
+
+# -- 13. durations ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["command_timeout", "connect_timeout", "poll_interval"])
+@pytest.mark.parametrize("value", ["1e308", "86401", "inf"])
+def test_a_duration_beyond_a_day_is_a_config_error_naming_the_key(key, value):
+    message = config_error(f"[settings]\n{key} = {value}\n" + BASE)
+    assert f"[settings] key '{key}'" in message
+    assert "at most 86400 seconds" in message or "> 0" in message
+
+
+def test_a_check_timeout_beyond_a_day_is_refused_too():
+    message = config_error(BASE + 'checks = [{ name = "t", run = "true", timeout = 1e308 }]\n')
+    assert "key 'timeout'" in message and "at most 86400" in message
+
+
+def test_a_day_is_still_allowed():
+    cfg = parse_config("[settings]\ncommand_timeout = 86400\n" + BASE, Path("/c.toml"))
+    assert cfg.settings.command_timeout == 86400
+
+
+# -- 20. two services on the same path of one host ------------------------------------
+
+
+def test_two_services_with_the_same_host_and_path_are_refused():
+    text = BASE + '\n[services.web]\nrepo = "/srv/git/web"\nhosts = ["h1"]\npath = "/srv/api"\n'
+    message = config_error(text)
+    assert "[services.web] key 'path'" in message
+    assert "'/srv/api' on host 'h1' is already the path of service 'api'" in message
+
+
+def test_two_services_on_different_paths_are_fine():
+    text = BASE + '\n[services.web]\nrepo = "/srv/git/web"\nhosts = ["h1"]\n'
+    assert set(parse_config(text, Path("/c.toml")).services) == {"api", "web"}
+
+
+# -- 16. line splitting ----------------------------------------------------------------
+
+
+def test_a_long_line_without_newline_costs_linear_time_and_is_cut():
+    lines: list[str] = []
+    splitter = LineSplitter(lines.append)
+    chunk = "x" * 4096
+    started = time.process_time()
+    for _ in range(10 * 1024 * 1024 // len(chunk)):  # 10 MB, no newline
+        splitter.write(chunk)
+    splitter.write("\nnext\n")
+    took = time.process_time() - started
+    assert took < 1.0, f"10 MB took {took:.2f}s of CPU"  # was 99 s (quadratic)
+    assert lines[1] == "next"
+    assert len(lines[0]) < 70 * 1024
+    assert lines[0].endswith(f" … [{10 * 1024 * 1024 - 64 * 1024} more characters]")
+
+
+def test_lines_split_across_chunks_come_out_whole():
+    lines: list[str] = []
+    splitter = LineSplitter(lines.append, max_line=8)
+    for piece in ("ab", "c\r\nde", "fghijklmno", "p\nq"):
+        splitter.write(piece)
+    splitter.flush_partial()
+    assert lines == ["abc", "defghijk … [5 more characters]", "q"]
+
+
+# -- 8. secrets with several lines ----------------------------------------------------
+
+
+KEY = "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG\n9w0BAQEFAASCBKcwggSj\n-----END KEY-----\n"
+
+
+def test_every_line_of_a_multi_line_secret_is_masked():
+    masker = Masker([KEY])
+    for line in KEY.splitlines():
+        assert masker.mask(f"got {line} here") == f"got {MASK} here"
+
+
+def test_a_secret_shell_quoted_or_json_escaped_is_masked():
+    secret = "it's a $ecret"
+    masker = Masker([secret])
+    assert MASK in masker.mask(f"+ echo {shlex.quote(secret)}")
+    assert secret not in masker.mask(f"+ echo {shlex.quote(secret)}")
+    assert "MIIE" not in Masker([KEY]).mask(json.dumps({"k": KEY}))
+
+
+def test_short_lines_of_a_secret_do_not_blank_other_output():
+    masker = Masker(["abc\n}\nlonger-line"])
+    assert masker.mask("if x: }") == "if x: }"
+
+
+# -- 4, 5, 6. what a hostile tree cannot plant ----------------------------------------
+
+
+def hostile_repo(tmp_path: Path) -> tuple[Path, str]:
+    work = tmp_path / "ws"
+    repo = git.Repo.init(work, initial_branch="main")
+    (work / "app.py").write_text("print('hi')\n")
+    (work / "REVISION").symlink_to("/etc/shadow")
+    (work / ".relconsole" / "files" / "0").mkdir(parents=True)
+    (work / ".relconsole" / "files" / "0" / "evil.conf").write_text("[program:evil]\n")
+    (work / "deploy").mkdir()
+    (work / "deploy" / "ok.conf").write_text("[program:ok]\n")
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "id_rsa").write_text("PRIVATE\n")
+    (work / "linked").symlink_to(tmp_path / "secret")
+    repo.git.add("-A")
+    repo.git.commit("-m", "hostile", "--author", "t <t@t.invalid>")
+    return work, repo.head.commit.hexsha
+
+
+def tar_names(path: Path) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(path) as tar:
+        return {m.name: m for m in tar.getmembers()}
+
+
+def test_the_release_tar_takes_revision_and_relconsole_paths_from_relconsole_only(tmp_path):
+    work, sha = hostile_repo(tmp_path)
+    out = tmp_path / "release.tar"
+    with open(out, "w+b") as f:
+        write_release_tar(work, sha, (FileUpload("deploy/*.conf", "/etc/x"),), f)
+    members = tar_names(out)
+    assert [n for n in members if n == "REVISION"] == ["REVISION"]
+    assert members["REVISION"].isfile() and not members["REVISION"].issym()
+    assert f"{rel.STAGED_FILES}/0/evil.conf" not in members
+    assert f"{rel.STAGED_FILES}/0/ok.conf" in members
+    with tarfile.open(out) as tar:
+        assert tar.extractfile("REVISION").read().decode().strip() == sha
+
+
+def test_a_files_source_under_a_symlinked_folder_is_refused(tmp_path):
+    work, sha = hostile_repo(tmp_path)
+    with open(tmp_path / "r.tar", "w+b") as f, pytest.raises(CheckoutError) as info:
+        write_release_tar(work, sha, (FileUpload("linked/id_rsa", "/etc/x"),), f)
+    assert "linked/id_rsa" in str(info.value) and "symlink" in str(info.value)
+
+
+def test_reading_revision_on_a_host_never_follows_a_symlink(tmp_path):
+    release = tmp_path / "releases" / "20260101-000000-abcdef1"
+    release.mkdir(parents=True)
+    (tmp_path / "secret").write_text("root:$6$hash\n")
+    (release / "REVISION").symlink_to(tmp_path / "secret")
+    command = rel.revision_command(str(tmp_path), "20260101-000000-abcdef1")
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout == ""
+    (release / "REVISION").unlink()
+    (release / "REVISION").write_text("abc123\n")
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+    assert out.stdout.strip() == "abc123"
+
+
+# -- 10. signals -----------------------------------------------------------------------
+
+
+def test_a_hangup_exits_129_like_a_shell_would():
+    assert Exit.for_signal(signal.SIGHUP) == 129
+    assert Exit.for_signal(signal.SIGTERM) == 143
+    assert Exit.for_signal(signal.SIGINT) == 130
