@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Release console: checkout → check → upload → supervisor. "
         "Without --build or --status it opens the console (TUI).",
         epilog="exit codes: 0 ok, 1 build failed or host unreachable, 2 usage or config "
-        "error, 130 interrupted (143 on SIGTERM)",
+        "error, 75 refused: another run holds the deploy lock, 129/130/143 cancelled by "
+        "SIGHUP/SIGINT/SIGTERM",
     )
     p.add_argument(
         "--config",
@@ -77,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--branch", metavar="B", help="with --build: build branch B instead")
     p.add_argument("--hosts", metavar="H1,H2", help="with --build: only these of SVC's hosts")
     p.add_argument("--to", metavar="RELEASE", help="with --rollback: the release to go back to")
+    p.add_argument(
+        "--lock-wait",
+        metavar="SECONDS",
+        type=_seconds,
+        default=0.0,
+        help="with --build/--rollback: wait this long for a deploy lock another run holds "
+        "(default: refuse at once, exit 75)",
+    )
     p.add_argument("--yes", action="store_true", help="with --trust: do not ask")
     p.add_argument(
         "--json", action="store_true", help="machine-readable output (JSON lines / array)"
@@ -91,6 +100,16 @@ def _version() -> str:
     return f"relconsole {__version__}"
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 86_400:
+        raise argparse.ArgumentTypeError("must be between 0 and 86400 seconds")
+    return value
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     # Workspaces, history and logs may hold secrets: whatever relconsole creates is
@@ -100,6 +119,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail("--branch and --hosts go with --build")
     if args.to and not args.rollback:
         return _fail("--to goes with --rollback")
+    if args.lock_wait and not (args.build or args.rollback):
+        return _fail("--lock-wait goes with --build or --rollback")
     if args.demo and args.config:
         return _fail("--demo brings its own config; drop --config")
     if args.stop_demo:
@@ -126,6 +147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     from relconsole.headless.commands import MODES, UsageError
+    from relconsole.state import describe_os_error
 
     try:
         for mode, command in MODES.items():
@@ -135,6 +157,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(str(exc))
     except RelconsoleError as exc:
         return _fail(str(exc), Exit.FAILED)
+    except OSError as exc:
+        return _fail(describe_os_error(exc), Exit.FAILED)
     from relconsole.app import run_app  # the only path that imports Textual
 
     return run_app(config)

@@ -61,6 +61,8 @@ class Settings:
     poll_interval: float = 2.0
     connect_timeout: float = 10.0
     command_timeout: float = 300.0
+    #: A deploy lock whose heartbeat is older than this belongs to a run that died.
+    lock_ttl: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,6 +391,14 @@ def _seconds(value: float) -> float:
     return value
 
 
+def _lock_ttl(value: float) -> float:
+    """Long enough for a heartbeat every quarter of it to arrive over a slow link."""
+    value = _seconds(value)
+    if value < 10:
+        raise ValueError(f"must be at least 10 seconds, got {value!r}")
+    return value
+
+
 def _port(value: int) -> int:
     if not 1 <= value <= 65535:
         raise ValueError(f"must be between 1 and 65535, got {value}")
@@ -523,6 +533,7 @@ SETTINGS_SCHEMA: dict[str, _Key] = {
     "poll_interval": _Key(NUMBER, 2.0, _seconds),
     "connect_timeout": _Key(NUMBER, 10.0, _seconds),
     "command_timeout": _Key(NUMBER, 300.0, _seconds),
+    "lock_ttl": _Key(NUMBER, 120.0, _lock_ttl),
 }
 
 HOST_SCHEMA: dict[str, _Key] = {

@@ -39,11 +39,6 @@ class RunResult(StrEnum):
     #: Refused before anything happened: another run holds the deploy lock.
     LOCKED = "locked"
 
-    @property
-    def recorded(self) -> str:
-        """The word the history keeps (a refusal is a failed run there)."""
-        return RunResult.FAILED.value if self is RunResult.LOCKED else self.value
-
 
 def _now() -> float:
     return time.time()
@@ -149,6 +144,15 @@ class HostFinished(Event):
             cancelled=earlier.cancelled or self.cancelled,
             ts=self.ts,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Switched(Event):
+    """Every host's ``current`` now points at ``release``: from here on the fleet runs
+    it (or is switched back, which a later event says)."""
+
+    release: str
+    kind = "switched"
 
 
 @dataclass(frozen=True, slots=True)

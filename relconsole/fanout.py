@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, Optional, TypeVar
+from typing import Any, Generic, Optional, TypeVar
 
 from relconsole.errors import Cancelled, RelconsoleError
 
@@ -43,19 +43,24 @@ class Outcome(Generic[T]):
     exc: Optional[BaseException] = None
 
 
-class HostResults(Generic[T]):
-    """Outcomes by host name, in the order the hosts were given."""
+OutcomeT = TypeVar("OutcomeT", bound="Outcome[Any]")
 
-    def __init__(self, outcomes: Iterable[Outcome[T]] = ()) -> None:
-        self.outcomes: dict[str, Outcome[T]] = {o.host: o for o in outcomes}
 
-    def __iter__(self) -> Iterator[Outcome[T]]:
+class HostResults(Generic[OutcomeT]):
+    """Outcomes by host name, in the order the hosts were given. ``OutcomeT`` is the outcome
+    type: ``Outcome[T]`` from :func:`fan_out`, a subclass where a fan-out has its own
+    (the status poller's ``HostStatus``)."""
+
+    def __init__(self, outcomes: Iterable[OutcomeT] = ()) -> None:
+        self.outcomes: dict[str, OutcomeT] = {o.host: o for o in outcomes}
+
+    def __iter__(self) -> Iterator[OutcomeT]:
         return iter(self.outcomes.values())
 
     def __len__(self) -> int:
         return len(self.outcomes)
 
-    def __getitem__(self, host: str) -> Outcome[T]:
+    def __getitem__(self, host: str) -> OutcomeT:
         return self.outcomes[host]
 
     @property
@@ -67,7 +72,7 @@ class HostResults(Generic[T]):
         return any(o.cancelled for o in self)
 
     @property
-    def succeeded(self) -> dict[str, Optional[T]]:
+    def succeeded(self) -> dict[str, Any]:
         """Host → value, for the hosts where the work succeeded."""
         return {o.host: o.value for o in self if o.ok}
 
@@ -117,7 +122,7 @@ def fan_out(
     pool: Optional[Executor] = None,
     thread_name: str = "host",
     on_done: Optional[Callable[[Outcome[T]], None]] = None,
-) -> HostResults[T]:
+) -> HostResults[Outcome[T]]:
     """``work(host)`` for every host in parallel (at most ``max_parallel`` at once, or on
     ``pool``), collected as :class:`HostResults` in the order of ``hosts``.
 

@@ -8,8 +8,10 @@ hosts or none, switch all hosts or none.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional, TypeVar
 
@@ -25,10 +27,11 @@ from relconsole.hosts.base import (
     HostUnreachable,
     Result,
     Transport,
+    TransportError,
     run_step,
 )
 from relconsole.hosts.connect import Connector
-from relconsole.stages.supervisor import restart_and_verify
+from relconsole.stages.supervisor import VerifyFailed, restart_and_verify
 from relconsole.status.reader import StatusReader, SupervisorUnreachable
 
 T = TypeVar("T")
@@ -44,6 +47,10 @@ class Fleet:
     transports: dict[str, Transport] = field(default_factory=dict)
     #: The lock this build holds on each host (host name → token).
     locked: dict[str, str] = field(default_factory=dict)
+    #: This run's lock token, once it tried to lock.
+    token: Optional[str] = None
+    #: Hosts whose lock is no longer this run's (said once each).
+    _lost_locks: set[str] = field(default_factory=set)
     #: The last stage a step ran in: where the cleanup at the end reports.
     last_stage: Stage = Stage.CHECKOUT
     #: Hosts whose supervisord did not answer at the last :meth:`restart`.
@@ -74,7 +81,7 @@ class Fleet:
         hosts: Optional[Sequence[Host]] = None,
         report: bool = True,
         housekeeping: bool = False,
-    ) -> HostResults[T]:
+    ) -> HostResults[Outcome[T]]:
         """Run ``work`` on every host in parallel and collect outcomes, never raising.
 
         ``report``: send each host's :class:`HostFinished` as it finishes.
@@ -143,44 +150,111 @@ class Fleet:
         if failed:
             raise StageFailed(f"cannot reach {describe(failed)} — nothing was changed")
 
-    def lock(self, stage: Stage, info: lk.LockInfo) -> None:
-        """Take the lock on every host, or on none: a refusal releases what was taken."""
-        holders: dict[str, Optional[lk.LockInfo]] = {}
+    def lock(
+        self,
+        stage: Stage,
+        info: lk.LockInfo,
+        *,
+        wait: float = 0.0,
+        cancel: Optional[threading.Event] = None,
+    ) -> None:
+        """Take the lock on every host, or on none: a refusal (or a failure on some
+        host) releases, by this run's token, what was taken on every host. Waits up
+        to ``wait`` seconds for a held lock to be released or to go stale."""
+        self.token = info.token
+        deadline = time.monotonic() + wait
+        said_waiting = False
+        while True:
+            held, failed = self._try_lock(stage, info)
+            if not held and not failed:
+                break
+            self.unlock(everywhere=True)
+            if failed:
+                raise StageFailed(f"cannot take the deploy lock: {describe(failed)}")
+            name, (holder, age) = next(iter(held.items()))
+            if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
+                raise lk.LockHeld(self.service.name, name, holder, age, self.settings.lock_ttl)
+            if not said_waiting:
+                who = holder.describe() if holder else "an unknown holder"
+                self.say(stage, f"waiting up to {wait:g}s for the deploy lock held by {who}")
+                said_waiting = True
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        self.say(stage, f"locked {self.service.name} on {', '.join(self.locked)}")
+
+    def _try_lock(
+        self, stage: Stage, info: lk.LockInfo
+    ) -> tuple[dict[str, tuple[Optional[lk.LockInfo], Optional[int]]], dict[str, str]]:
+        """One attempt on every host: who holds it where (holder, heartbeat age), and
+        the hosts where taking it failed otherwise."""
+        held: dict[str, tuple[Optional[lk.LockInfo], Optional[int]]] = {}
 
         def take(host: Host, t: Transport) -> None:
+            command = lk.acquire_command(self.base(t), info, self.settings.lock_ttl)
             res = run_step(
                 t,
-                lk.acquire_command(self.base(t), info),
+                command,
                 "taking the deploy lock",
                 timeout=self.settings.command_timeout,
                 sudo=True,
             )
             if res.ok:
                 self.locked[host.name] = info.token
-            elif "HELD" in res.stdout:
-                holders[host.name] = lk.parse_holder(res.stdout)
+                if res.stdout.startswith("TAKEOVER"):
+                    old = lk.parse_holder(res.stdout)
+                    who = old.describe() if old else "an unknown holder"
+                    self.say(
+                        stage,
+                        f"took over the deploy lock of {who}: no heartbeat for "
+                        f"{lk.lock_age(res.stdout)}s (lock_ttl {self.settings.lock_ttl:g}s)",
+                        host=host.name,
+                        stream="err",
+                    )
+            elif res.stdout.startswith("HELD"):
+                held[host.name] = (lk.parse_holder(res.stdout), lk.lock_age(res.stdout))
             else:
                 raise CommandFailed(t.name, "taking the deploy lock", res)
 
-        failed = self.each(stage, take, report=False).failed
-        if holders or failed:
-            self.unlock()
-            if holders:
-                name, holder = next(iter(holders.items()))
-                raise lk.LockHeld(self.service.name, name, holder)
-            raise StageFailed(f"cannot take the deploy lock: {describe(failed)}")
-        self.say(stage, f"locked {self.service.name} on {', '.join(self.locked)}")
+        return held, self.each(stage, take, report=False).failed
 
-    def unlock(self) -> None:
-        """Release the locks this build holds; never raises. A lock that stays behind
-        (its host is gone) is reported with the way to remove it later."""
-        locked = [h for h in self.hosts if h.name in self.locked and h.name in self.transports]
+    def heartbeat(self, stage: Stage) -> None:
+        """Renew the lease on every host this run holds the lock on (from a thread of
+        its own: each renewal is a channel of its own on the host's connection). A
+        lock that is no longer ours is said loudly; a missed renewal is retried."""
 
-        def release(host: Host, _t) -> None:
+        def beat(host: Host, t: Transport) -> None:
+            res = t.run(
+                lk.heartbeat_command(self.base(t), self.locked[host.name]),
+                timeout=self.settings.connect_timeout,
+                sudo=True,
+            )
+            if "LOST" in res.stdout and host.name not in self._lost_locks:
+                self._lost_locks.add(host.name)
+                self.say(
+                    stage,
+                    "this run's deploy lock is gone from this host (removed with --unlock, or "
+                    "taken over): another run may deploy here now",
+                    host=host.name,
+                    stream="err",
+                )
+
+        hosts = [h for h in self.hosts if h.name in self.locked and h.name in self.transports]
+        self.each(stage, beat, hosts=hosts, report=False, housekeeping=True)
+
+    def unlock(self, everywhere: bool = False) -> None:
+        """Release the locks this run holds (``everywhere``: on every connected host,
+        by this run's token, whatever this object remembers); never raises. A lock that
+        stays behind (its host is gone) is reported with the way to remove it later."""
+        token = self.token
+        if token is None:
+            return
+        names = set(self.transports) if everywhere else set(self.locked)
+        hosts = [h for h in self.hosts if h.name in names and h.name in self.transports]
+
+        def release(host: Host, _t: Transport) -> None:
             res = self.on_host(
                 host,
                 lambda t: t.run(
-                    lk.release_command(self.base(t), self.locked[host.name]),
+                    lk.release_command(self.base(t), token),
                     timeout=self.settings.command_timeout,
                     sudo=True,
                 ),
@@ -189,7 +263,7 @@ class Fleet:
                 raise CommandFailed(host.name, "releasing the deploy lock", res)
 
         failed = self.each(
-            self.last_stage, release, hosts=locked, report=False, housekeeping=True
+            self.last_stage, release, hosts=hosts, report=False, housekeeping=True
         ).failed
         for name, error in failed.items():
             self.say(
@@ -228,8 +302,39 @@ class Fleet:
         return [FileUpload(u.src, t.path(u.dest)) for u in self.service.files]
 
     def list_releases(self, t: Transport) -> tuple[Optional[str], list[str]]:
+        current, releases, _ = self.listing(t)
+        return current, releases
+
+    def listing(self, t: Transport) -> tuple[Optional[str], list[str], Optional[dict[str, str]]]:
+        """The host's current release, every release, and their verdicts."""
         res = self.run(t, rel.list_releases_command(self.base(t)), "listing releases")
-        return rel.parse_releases(res.stdout)
+        return (*rel.parse_releases(res.stdout), rel.parse_verdicts(res.stdout))
+
+    @contextmanager
+    def verdict_recorded(self, stage: Stage, host: Host, t: Transport) -> Iterator[None]:
+        """Record on the host whether the release ``current`` points at passed verify:
+        a rollback only ever goes back to a release that did. Failing to record is a
+        warning (the release runs); the verify's own outcome stands."""
+        try:
+            yield
+        except VerifyFailed:
+            self._mark(stage, host, t, rel.FAILED)
+            raise
+        self._mark(stage, host, t, rel.GOOD)
+
+    def _mark(self, stage: Stage, host: Host, t: Transport, verdict: str) -> None:
+        try:
+            res = t.run(
+                rel.mark_current_command(self.base(t), verdict),
+                timeout=self.settings.command_timeout,
+                sudo=True,
+            )
+            why = None if res.ok else (res.tail(2) or f"exit {res.exit_code}")
+        except TransportError as exc:
+            why = exc.message
+        if why:
+            message = f"could not record the release as {verdict}: {why}"
+            self.say(stage, message, host=host.name, stream="err")
 
     def revision(self, t: Transport, release: str) -> Optional[str]:
         res = t.run(
@@ -307,7 +412,7 @@ class Fleet:
                 command = (
                     rel.switch_command(self.base(t), release, self.staged_files(t))
                     if release
-                    else rel.unlink_current_command(self.base(t))
+                    else rel.unlink_current_command(self.base(t), self.staged_files(t))
                 )
                 self.run(t, command, "switching back")
 
@@ -355,16 +460,17 @@ class Fleet:
         def restart_one(host: Host, t: Transport) -> None:
             reader = self.status_reader(host, t)
             timeout = self.settings.command_timeout
-            restart_and_verify(
-                t,
-                host,
-                self.service.programs,
-                timeout=timeout,
-                log=lambda line: self.say(stage, line, host=host.name, stream="out"),
-                cancel=cancel,
-                read_rows=lambda: reader.rows(timeout),
-                poke=lambda: reader.poke(timeout),
-            )
+            with self.verdict_recorded(stage, host, t):
+                restart_and_verify(
+                    t,
+                    host,
+                    self.service.programs,
+                    timeout=timeout,
+                    log=lambda line: self.say(stage, line, host=host.name, stream="out"),
+                    cancel=cancel,
+                    read_rows=lambda: reader.rows(timeout),
+                    poke=lambda: reader.poke(timeout),
+                )
 
         outcomes = self.each(stage, restart_one, hosts=hosts)
         self.unreachable_supervisors = {

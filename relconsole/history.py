@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -17,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Optional
 
+from relconsole.errors import RelconsoleError
 from relconsole.events import (
     BuildFinished,
     BuildStarted,
@@ -26,8 +28,10 @@ from relconsole.events import (
     Output,
     Sink,
     StageFinished,
+    Switched,
 )
 from relconsole.lock import who
+from relconsole.state import private_dir
 from relconsole.text import printable
 
 #: The console output kept per build: the most recent bytes win.
@@ -48,7 +52,7 @@ CREATE TABLE IF NOT EXISTS builds (
     hosts TEXT NOT NULL DEFAULT '[]',
     started REAL NOT NULL,
     duration REAL,
-    result TEXT NOT NULL,           -- running, success, failed, cancelled, rolled back
+    result TEXT NOT NULL,           -- running, success, failed, cancelled, rolled back, interrupted
     error TEXT,
     stages TEXT NOT NULL DEFAULT '{}',
     host_results TEXT NOT NULL DEFAULT '{}',
@@ -63,18 +67,79 @@ _SUMMARY = (
 )
 
 
+class HistoryError(RelconsoleError):
+    """The history file cannot be opened or written; the message says which and why."""
+
+
+#: Columns added since the first schema, added to older files when opened.
+_ADDED_COLUMNS = {"pid": "INTEGER", "machine": "TEXT"}
+
+
 class History:
+    """The history file of one state_dir. Opening it also marks the runs of this
+    machine whose process is gone (kill -9, a crash) as interrupted."""
+
     def __init__(self, state_dir: Path):
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.path = state_dir / "history.sqlite3"
-        if not self.path.exists():
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self._db = sqlite3.connect(
-            self.path, timeout=10, check_same_thread=False, isolation_level=None
-        )
-        self._db.row_factory = sqlite3.Row
-        self._db.executescript(_SCHEMA)
+        self.path = private_dir(state_dir) / "history.sqlite3"
+        #: Something the operator should hear once (a corrupt file moved aside).
+        self.warning: Optional[str] = None
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:  # locked, read-only, cannot open
+                raise self._error(exc) from None
+            kept = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            os.replace(self.path, kept)
+            self.warning = (
+                f"{self.path} was damaged ({exc}); it was moved to {kept} and a new "
+                "history was started"
+            )
+            self._db = self._open()
         self._lock = threading.Lock()
+        self._mark_interrupted()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise self._error(exc) from None
+        db = sqlite3.connect(self.path, timeout=10, check_same_thread=False, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            db.executescript(_SCHEMA)
+            have = {row[1] for row in db.execute("PRAGMA table_info(builds)")}
+            for name, kind in _ADDED_COLUMNS.items():
+                if name not in have:
+                    db.execute(f"ALTER TABLE builds ADD COLUMN {name} {kind}")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _error(self, exc: Exception) -> HistoryError:
+        why = getattr(exc, "strerror", None) or str(exc)
+        return HistoryError(
+            f"cannot use the history {self.path}: {why}; make state_dir writable for this "
+            "user, or set [settings] state_dir to a folder that is"
+        )
+
+    def _mark_interrupted(self) -> None:
+        """A row still "running" whose process on this machine is gone never ended."""
+        try:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT id, pid FROM builds WHERE result = 'running' AND machine = ?",
+                    (socket.gethostname(),),
+                ).fetchall()
+                for row_id, pid in rows:
+                    if pid and not _alive(pid):
+                        self._db.execute(
+                            "UPDATE builds SET result = 'interrupted', error = ? WHERE id = ?",
+                            ("the relconsole process ended before the run did", row_id),
+                        )
+        except sqlite3.OperationalError:  # read-only: reading the history still works
+            pass
 
     def close(self) -> None:
         with self._lock:  # never under a query running in another thread
@@ -99,8 +164,20 @@ class History:
                 ).fetchone()[0]
                 cur = self._db.execute(
                     "INSERT INTO builds (service, number, action, who, trigger, branch, hosts, "
-                    "started, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')",
-                    (service, number, action, who, trigger, branch, json.dumps(hosts), time.time()),
+                    "started, result, pid, machine) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+                    (
+                        service,
+                        number,
+                        action,
+                        who,
+                        trigger,
+                        branch,
+                        json.dumps(hosts),
+                        time.time(),
+                        os.getpid(),
+                        socket.gethostname(),
+                    ),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -135,6 +212,16 @@ class History:
                 "SELECT * FROM builds WHERE service = ? AND number = ?", (service, number)
             ).fetchone()
         return _row(r) if r else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _row(r: sqlite3.Row) -> dict:
@@ -180,6 +267,9 @@ class HistoryRecorder:
             )
         elif isinstance(event, CommitResolved) and self.row_id:
             self.history.update(self.row_id, sha=event.sha, subject=event.subject)
+        elif isinstance(event, Switched) and self.row_id:
+            # At the moment it happens: a run killed later still says what went where.
+            self.history.update(self.row_id, release=event.release)
         elif isinstance(event, StageFinished):
             self._stages[event.stage] = {
                 "ok": event.ok,
@@ -202,7 +292,7 @@ class HistoryRecorder:
         elif isinstance(event, BuildFinished) and self.row_id:
             self.history.update(
                 self.row_id,
-                result=event.result.recorded,
+                result=event.result.value,
                 duration=event.seconds,
                 error=event.error,
                 release=event.release,
@@ -271,8 +361,11 @@ def recording(state_dir: Path, sink: Sink, trigger: str) -> Sink:
     problem: list[str] = []
     recorder: Optional[HistoryRecorder] = None
     try:
-        recorder = HistoryRecorder(History(state_dir), trigger, who())
-    except (sqlite3.Error, OSError) as exc:
+        history = History(state_dir)
+        recorder = HistoryRecorder(history, trigger, who())
+        if history.warning:
+            problem.append(history.warning)
+    except (sqlite3.Error, OSError, RelconsoleError) as exc:
         problem.append(f"history not recorded: {exc}")
 
     def both(event: Event) -> None:

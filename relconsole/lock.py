@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Optional
 from relconsole.errors import StageFailed
 from relconsole.fanout import fan_out
 from relconsole.release import q
+from relconsole.state import private_dir
 from relconsole.text import printable
 
 if TYPE_CHECKING:
@@ -108,10 +109,21 @@ class LockInfo:
 
 
 class LockHeld(StageFailed):
-    def __init__(self, service: str, where: str, holder: Optional[LockInfo]):
+    def __init__(
+        self,
+        service: str,
+        where: str,
+        holder: Optional[LockInfo],
+        age: Optional[int] = None,
+        ttl: Optional[float] = None,
+    ):
         desc = holder.describe() if holder else "an unknown holder (unreadable lock)"
+        beat = f"; last heartbeat {age}s ago" if age is not None else ""
+        lease = (
+            f" (taken over once it is older than lock_ttl = {ttl:g}s)" if ttl is not None else ""
+        )
         hint = f"; if it is stale, remove it with: relconsole --unlock {service}"
-        super().__init__(f"{service} is locked on {where} by {desc}{hint}")
+        super().__init__(f"{service} is locked on {where} by {desc}{beat}{lease}{hint}")
         self.holder = holder
 
 
@@ -123,17 +135,19 @@ class LocalLock:
         self.service = service
         self._fd: Optional[int] = None
 
-    def acquire(self, info: LockInfo) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    def acquire(self, info: LockInfo, wait: float = 0.0) -> None:
+        """Take the flock, waiting up to ``wait`` seconds for its holder to finish."""
+        private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        # At least a few tries: holder() probes by taking the flock for an instant.
+        deadline = time.monotonic() + max(wait, 0.12)
         try:
-            # A few tries: holder() probes by taking the flock for an instant.
-            for attempt in range(5):
+            while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if attempt == 4:
+                    if time.monotonic() >= deadline:
                         raise
                     time.sleep(0.03)
         except BlockingIOError:
@@ -168,20 +182,51 @@ def remote_lock_dir(base: str) -> str:
     return posixpath.join(base, LOCK_DIR)
 
 
-def acquire_command(base: str, info: LockInfo) -> str:
-    """``mkdir`` is atomic: exactly one of two racing builds creates the folder.
+def acquire_command(base: str, info: LockInfo, ttl: float) -> str:
+    """Take the lock: ``mkdir`` is atomic, so exactly one of two racing runs creates it.
 
-    On refusal it prints the holder's info, marked, for the message.
+    The lock is a lease: its holder touches ``heartbeat`` while it works. A lock whose
+    heartbeat is older than ``ttl`` seconds (by the host's own clock: no skew between
+    machines) belongs to a run that died; it is taken over, and the answer says so
+    (``TAKEOVER <age>`` and the old holder). Two runs taking over the same dead lock
+    race for ``mkdir takeover``: one wins. Otherwise ``HELD <age>`` and the holder.
     """
     lock = remote_lock_dir(base)
+    info_file, beat, takeover = (posixpath.join(lock, n) for n in ("info", "heartbeat", "takeover"))
+    write = f"printf '%s\\n' {q(info.to_json())} > {q(info_file)} && touch {q(beat)}"
+    # The heartbeat's age; a lock of an older relconsole has none: its info file's.
+    age = (
+        f"age=$(( $(date +%s) - $(stat -c %Y {q(beat)} 2>/dev/null || "
+        f"stat -c %Y {q(info_file)} 2>/dev/null || date +%s) ))"
+    )
     # Only an existing lock folder means "held"; any other mkdir failure (permission,
     # disk) is reported as the error it is.
     return (
-        f"mkdir -p {q(base)} && if err=$(mkdir {q(lock)} 2>&1); then "
-        f"printf '%s\\n' {q(info.to_json())} > {q(lock + '/info')}; "
-        f"elif [ -d {q(lock)} ]; then echo HELD; cat {q(lock + '/info')} 2>/dev/null; exit 3; "
+        f"mkdir -p {q(base)} && if err=$(mkdir {q(lock)} 2>&1); then {write}; "
+        f"elif [ -d {q(lock)} ]; then {age}; "
+        f'if [ "$age" -gt {int(ttl)} ] && mkdir {q(takeover)} 2>/dev/null; then '
+        f'echo "TAKEOVER $age"; cat {q(info_file)} 2>/dev/null; {write}; rmdir {q(takeover)}; '
+        f'else echo "HELD $age"; cat {q(info_file)} 2>/dev/null; exit 3; fi; '
         f"else printf '%s\\n' \"$err\" >&2; exit 1; fi"
     )
+
+
+def heartbeat_command(base: str, token: str) -> str:
+    """Renew the lease, if the lock is still ours."""
+    lock = remote_lock_dir(base)
+    return (
+        f"if grep -qF {q(token)} {q(lock + '/info')} 2>/dev/null; then "
+        f"touch {q(lock + '/heartbeat')}; else echo LOST; fi"
+    )
+
+
+def lock_age(output: str) -> Optional[int]:
+    """The seconds since the heartbeat, from a HELD or TAKEOVER answer."""
+    for line in output.splitlines():
+        word, _, number = line.partition(" ")
+        if word in ("HELD", "TAKEOVER") and number.strip().lstrip("-").isdigit():
+            return int(number)
+    return None
 
 
 def release_command(base: str, token: str) -> str:

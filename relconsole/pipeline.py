@@ -27,16 +27,17 @@ from typing import BinaryIO, ClassVar, Optional, cast
 from relconsole import release as rel
 from relconsole.config import Config, Host, Service
 from relconsole.errors import Cancelled, StageFailed
-from relconsole.events import BuildFinished, CommitResolved, Sink, Stage
+from relconsole.events import BuildFinished, CommitResolved, Sink, Stage, Switched
 from relconsole.fanout import describe
 from relconsole.history import recording
 from relconsole.hosts.connect import Connector, open_transport
 from relconsole.rollback import run_rollback
-from relconsole.run import Run, Step, ensure_private_dir, rolled_back_to
+from relconsole.run import Run, Step, rolled_back_to
 from relconsole.secrets import Masker
 from relconsole.stages.check import run_check
 from relconsole.stages.checkout import checkout, workspace_path
 from relconsole.stages.upload import extract, write_release_tar
+from relconsole.state import private_dir
 from relconsole.unlock import force_unlock
 
 __all__ = ["Build", "Connector", "force_unlock", "run_build", "run_rollback"]
@@ -113,7 +114,7 @@ class Build(Run):
         assert self.commit is not None
         release = self.release = rel.new_release_id(self.commit.sha)
         self.say(Stage.UPLOAD, f"release {release}")
-        tmp_dir = ensure_private_dir(self.settings.state_dir / "tmp")
+        tmp_dir = private_dir(self.settings.state_dir / "tmp")
         with tempfile.NamedTemporaryFile(dir=tmp_dir, suffix=".tar") as tar:
             write_release_tar(
                 self.workspace, self.commit.sha, self.service.files, cast(BinaryIO, tar)
@@ -140,6 +141,7 @@ class Build(Run):
                 f"upload failed on {outcomes.describe_failures()} — no host was switched"
             )
         self.previous = self.fleet.switch(Stage.UPLOAD, {h.name: release for h in self.hosts})
+        self.sink(Switched(release=release))
         self.fleet.prune(Stage.UPLOAD, self.service.keep_releases, self.previous)
 
     def roll_back_automatically(self) -> None:
@@ -209,6 +211,7 @@ def run_build(
     only_hosts: Optional[Sequence[str]] = None,
     trigger: str = "headless",
     connector: Connector = open_transport,
+    lock_wait: float = 0.0,
 ) -> BuildFinished:
     """Build and deploy ``service_name``; every step is reported through ``sink``.
 
@@ -221,6 +224,7 @@ def run_build(
         only_hosts: deploy to these of the service's hosts only.
         trigger: who asked, for the history ("tui" or "headless").
         connector: opens a transport to a host (tests and sandboxes swap it).
+        lock_wait: seconds to wait for a deploy lock another run holds.
 
     Returns:
         The final event, also sent to ``sink``.
@@ -236,4 +240,5 @@ def run_build(
         masker=masker,
         cancel=cancel or threading.Event(),
         connector=connector,
+        lock_wait=lock_wait,
     ).run()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Optional
 
@@ -75,17 +75,47 @@ def remove_release_command(base: str, release: str) -> str:
     return f"rm -rf {q(release_dir(base, release))} {q(partial_dir(base, release))}"
 
 
-def switch_command(base: str, release: str, files: Iterable[FileUpload]) -> str:
+def _retire_files(files: Sequence[FileUpload], incoming: bool) -> list[str]:
+    """Shell lines removing from each ``dest`` what the outgoing release (``$old``)
+    installed there and the incoming one (``$new``; none when not ``incoming``) does
+    not ship: a conf that a rolled-back release added must not stay behind and break
+    every later ``supervisorctl update``. Only names under ``dest`` are touched."""
+    lines = []
+    for index, upload in enumerate(files):
+        staged = q(posixpath.join(STAGED_FILES, str(index)))
+        keep = f'[ -e "$new"/{staged}/"$n" ] || ' if incoming else ""
+        lines.append(
+            f'for f in "$old"/{staged}/* "$old"/{staged}/.[!.]* "$old"/{staged}/..?*; do '
+            f'[ -e "$f" ] || [ -L "$f" ] || continue; n=${{f##*/}}; '
+            f'{keep}rm -f -- {q(upload.dest)}/"$n"; done'
+        )
+    return lines
+
+
+def switch_command(base: str, release: str, files: Sequence[FileUpload]) -> str:
     """Install the release's staged files, then point ``current`` at it atomically.
 
     Prints ``previous=<old target>`` first so a failed fleet switch can be undone.
+    The files the outgoing release installed and this one does not ship are removed
+    first, so ``files`` always follow ``current`` (a rollback restores them too).
     The new link is made under a temporary name and renamed over ``current``
     (``mv -T`` is one rename(2)): readers see the old release or the new, never none.
     """
     target = release_dir(base, release)
     current = posixpath.join(base, "current")
     tmp = posixpath.join(base, f".current-{release}")
-    lines = ["set -e", f"printf 'previous=%s\\n' \"$(readlink {q(current)} || true)\""]
+    lines = [
+        "set -e",
+        f"old=$(readlink {q(current)} || true)",
+        "printf 'previous=%s\\n' \"$old\"",
+        f"new={q(target)}",
+    ]
+    if files:
+        lines += [
+            'if [ -n "$old" ] && [ "$old" != "$new" ]; then',
+            *_retire_files(files, incoming=True),
+            "fi",
+        ]
     for index, upload in enumerate(files):
         # Guarded: an older release (switched back to) may not have staged this entry.
         staged = posixpath.join(target, STAGED_FILES, str(index))
@@ -108,9 +138,13 @@ def revision_command(base: str, release: str) -> str:
     return read_own_file(posixpath.join(release_dir(base, release), "REVISION"))
 
 
-def unlink_current_command(base: str) -> str:
-    """Undo a first deploy's switch: there was no ``current`` before it."""
-    return f"rm -f {q(posixpath.join(base, 'current'))}"
+def unlink_current_command(base: str, files: Sequence[FileUpload] = ()) -> str:
+    """Undo a first deploy's switch: there was no ``current`` before it, nor its files."""
+    current = posixpath.join(base, "current")
+    retire = ['if [ -n "$old" ]; then', *_retire_files(files, incoming=False), "fi"]
+    return "\n".join(
+        [f"old=$(readlink {q(current)} || true)", *(retire if files else []), f"rm -f {q(current)}"]
+    )
 
 
 def release_from_link(line: str, key: str) -> Optional[str]:
@@ -135,12 +169,36 @@ def previous_release(current: Optional[str], releases: Iterable[str]) -> Optiona
     return max(older) if older else None
 
 
+def verdicts_file(base: str) -> str:
+    """Beside the releases on the host (not in state_dir): what each release proved to
+    be when it went live. It outlives this machine's state and any one build."""
+    return posixpath.join(base, OWN_DIR, "verdicts")
+
+
+GOOD, FAILED = "good", "failed"
+
+
+def mark_current_command(base: str, verdict: str) -> str:
+    """Record ``verdict`` (GOOD: its programs passed verify; FAILED: they did not) for
+    the release ``current`` points at."""
+    current, verdicts = posixpath.join(base, "current"), verdicts_file(base)
+    return (
+        f"r=$(readlink {q(current)}) && mkdir -p {q(posixpath.dirname(verdicts))} && "
+        f"printf '%s %s\\n' {q(verdict)} \"${{r##*/}}\" >> {q(verdicts)}"
+    )
+
+
 def list_releases_command(base: str) -> str:
+    """``current=…``, every release folder, then ``verdict=good|failed <id>`` lines in
+    the order they were recorded (``verdicts=none`` when this host has no record)."""
     releases = posixpath.join(base, "releases")
     current = posixpath.join(base, "current")
+    verdicts = verdicts_file(base)
     return (
         f"printf 'current=%s\\n' \"$(readlink {q(current)} || true)\"; "
-        f"ls -1 {q(releases)} 2>/dev/null || true"
+        f"ls -1 {q(releases)} 2>/dev/null || true; "
+        f"if [ -f {q(verdicts)} ] && [ ! -L {q(verdicts)} ]; then "
+        f"sed 's/^/verdict=/' {q(verdicts)}; else echo verdicts=none; fi"
     )
 
 
@@ -154,6 +212,36 @@ def parse_releases(output: str) -> tuple[Optional[str], list[str]]:
         elif RELEASE_ID.match(line.strip()):
             releases.append(line.strip())
     return current, sorted(releases)
+
+
+def parse_verdicts(output: str) -> Optional[dict[str, str]]:
+    """Each release's latest verdict, in the order they became good or failed (the
+    last one recorded last); None when the host keeps no record at all."""
+    if "verdicts=none" in output.splitlines():
+        return None
+    found: dict[str, str] = {}
+    for line in output.splitlines():
+        verdict, _, release = line.removeprefix("verdict=").partition(" ")
+        if line.startswith("verdict=") and verdict in (GOOD, FAILED) and RELEASE_ID.match(release):
+            found.pop(release, None)  # re-inserted: the order is that of the latest verdict
+            found[release] = verdict
+    return found
+
+
+def rollback_target(
+    current: Optional[str], releases: Sequence[str], verdicts: Optional[dict[str, str]]
+) -> Optional[str]:
+    """Where a plain rollback takes a host: the release that was last live and good
+    before ``current`` (and is still there). A release that failed is never a target.
+
+    Hosts deployed before verdicts were recorded (``verdicts`` None) fall back to the
+    newest release older than ``current``.
+    """
+    if verdicts is None:
+        return previous_release(current, releases)
+    present = set(releases)
+    good = [r for r, v in verdicts.items() if v == GOOD and r != current and r in present]
+    return good[-1] if good else None
 
 
 def releases_to_prune(

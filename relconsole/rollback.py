@@ -17,7 +17,7 @@ from typing import ClassVar, Optional
 from relconsole import release as rel
 from relconsole.config import Config, Host, Service
 from relconsole.errors import StageFailed
-from relconsole.events import BuildFinished, Sink, Stage
+from relconsole.events import BuildFinished, Sink, Stage, Switched
 from relconsole.fanout import fan_out
 from relconsole.history import recording
 from relconsole.hosts.base import Transport
@@ -42,19 +42,24 @@ class Rollback(Run):
         targets: dict[str, str] = {}
 
         def find(host: Host, t: Transport) -> None:
-            current, releases = self.fleet.list_releases(t)
+            current, releases, verdicts = self.fleet.listing(t)
             if self.to:
                 if self.to not in releases:
                     raise StageFailed(
                         f"release {self.to} is not on this host "
                         f"(it has: {', '.join(releases) or 'none'})"
                     )
+                if (verdicts or {}).get(self.to) == rel.FAILED:
+                    raise StageFailed(f"release {self.to} failed when it went live here")
                 targets[host.name] = self.to
                 return
-            previous = rel.previous_release(current, releases)
-            if previous is None:
-                raise StageFailed(f"no release before {current or 'the current one'} to go back to")
-            targets[host.name] = previous
+            target = rel.rollback_target(current, releases, verdicts)
+            if target is None:
+                raise StageFailed(
+                    f"no known-good release before {current or 'the current one'} to go "
+                    "back to (a release that failed is never a target)"
+                )
+            targets[host.name] = target
 
         found = self.fleet.each(Stage.SWITCH, find, report=False)
         if found.failed:
@@ -75,6 +80,7 @@ class Rollback(Run):
             Stage.SWITCH, f"rolling back to release {self.release} (sha {(sha or 'unknown')[:12]})"
         )
         self.previous = self.fleet.switch(Stage.SWITCH, targets)
+        self.sink(Switched(release=self.release))
 
 
 def run_rollback(
@@ -86,6 +92,7 @@ def run_rollback(
     to: Optional[str] = None,
     trigger: str = "headless",
     connector: Connector = open_transport,
+    lock_wait: float = 0.0,
 ) -> BuildFinished:
     """Switch every host of ``service_name`` back to the previous release (or ``to``),
     all or none, then restart and verify its programs as a build does."""
@@ -101,6 +108,7 @@ def run_rollback(
         cancel=cancel or threading.Event(),
         connector=connector,
         to=to,
+        lock_wait=lock_wait,
     ).run()
 
 
@@ -113,11 +121,18 @@ class HostReleases:
     current: Optional[str] = None
     releases: tuple[str, ...] = ()  # oldest first
     error: Optional[str] = None
+    #: Each release's verdict when it went live (None: this host keeps no record).
+    verdicts: Optional[dict[str, str]] = None
 
     @property
     def previous(self) -> Optional[str]:
         """Where a plain rollback takes this host."""
-        return rel.previous_release(self.current, self.releases)
+        return rel.rollback_target(self.current, self.releases, self.verdicts)
+
+    @property
+    def failed(self) -> set[str]:
+        """Releases that failed when they went live here: never a rollback target."""
+        return {r for r, v in (self.verdicts or {}).items() if v == rel.FAILED}
 
 
 def read_releases(
@@ -135,7 +150,9 @@ def read_releases(
         if not res.ok:
             return HostReleases(host.name, error=f"cannot list releases: {res.tail(2)}")
         current, releases = rel.parse_releases(res.stdout)
-        return HostReleases(host.name, current, tuple(releases))
+        return HostReleases(
+            host.name, current, tuple(releases), None, rel.parse_verdicts(res.stdout)
+        )
 
     results = fan_out(hosts, lambda h: h.name, one, thread_name="releases")
     return [o.value if o.ok and o.value else HostReleases(o.host, error=o.error) for o in results]
@@ -163,6 +180,7 @@ def plan_rollback(found: Sequence[HostReleases]) -> RollbackPlan:
     if not ok or len(ok) < len(found):
         return RollbackPlan(tuple(found), (), None)
     common = set(ok[0].releases).intersection(*(h.releases for h in ok[1:]))
+    common -= set().union(*(h.failed for h in ok))
     currents = {h.current for h in ok}
     if len(currents) == 1:
         common -= currents

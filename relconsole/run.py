@@ -14,7 +14,6 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar, Optional
 
 from relconsole import lock as lk
@@ -36,14 +35,9 @@ from relconsole.hosts.connect import Connector, open_transport
 from relconsole.secrets import Masker, SecretError
 from relconsole.secrets import resolve as resolve_secret
 from relconsole.stages.checkout import Commit
+from relconsole.state import describe_os_error, private_dir
 
 Step = tuple[Stage, Callable[[], None]]
-
-
-def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` readable by the user only: it holds workspaces and logs."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
 
 
 @dataclass
@@ -68,10 +62,13 @@ class Run:
     secret_env: dict[str, str] = field(default_factory=dict)
     #: The stage running now: where an unexpected error is reported.
     current_stage: Optional[Stage] = None
+    #: Seconds to wait for a deploy lock another run holds (--lock-wait).
+    lock_wait: float = 0.0
 
     def __post_init__(self) -> None:
         self.fleet = Fleet(self.service, self.hosts, self.settings, self.sink, self.connector)
         self.local_lock = lk.LocalLock(self.settings.state_dir, self.service.name)
+        self._heartbeat: Optional[Heartbeat] = None
 
     # -- what a subclass says ---------------------------------------------------
     def steps(self) -> list[Step]:
@@ -120,13 +117,17 @@ class Run:
     def begin(self, stage: Stage) -> None:
         """Lock this machine, connect to every host, lock every host: in that order, so a
         second run on this machine is refused at once, before any connection."""
-        ensure_private_dir(self.settings.state_dir)
+        private_dir(self.settings.state_dir)
         self.read_secrets()
         info = lk.LockInfo.mine(self.branch, self.action)
-        self.local_lock.acquire(info)
+        started = time.monotonic()
+        self.local_lock.acquire(info, wait=self.lock_wait)
         self.fleet.connect(stage)
         self.check_cancel()
-        self.fleet.lock(stage, info)
+        waited = time.monotonic() - started
+        self.fleet.lock(stage, info, wait=max(0.0, self.lock_wait - waited), cancel=self.cancel)
+        self._heartbeat = Heartbeat(self.fleet, self.settings.lock_ttl / 4)
+        self._heartbeat.start()
 
     def read_secrets(self) -> None:
         """Read the secrets this run needs and mask their values from now on."""
@@ -148,6 +149,8 @@ class Run:
                 self.secret_env[env_name] = value
 
     def end(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         self.fleet.unlock()
         self.fleet.close()
         self.local_lock.release()
@@ -190,6 +193,8 @@ class Run:
             holder = exc.holder.describe() if exc.holder else None
         except StageFailed as exc:
             error, result = str(exc), RunResult.FAILED
+        except OSError as exc:  # this machine's disk or permissions: say which file
+            error, result = describe_os_error(exc), RunResult.FAILED
         except Exception as exc:  # a bug: still end cleanly (lock released) and say so
             error, result = f"internal error: {type(exc).__name__}: {exc}", RunResult.FAILED
             where = self.current_stage or steps[0][0]
@@ -213,6 +218,29 @@ class Run:
         )
         self.sink(finished)
         return finished
+
+
+class Heartbeat:
+    """Renews the run's deploy lock on every host every ``every`` seconds while the run
+    works, so a run that dies (kill -9, a machine lost) leaves a lock that goes stale
+    after lock_ttl and is taken over, instead of one only a person can clear."""
+
+    def __init__(self, fleet: Fleet, every: float):
+        self._fleet = fleet
+        self._every = every
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lock-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._done.wait(self._every):
+            self._fleet.heartbeat(self._fleet.last_stage)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def rolled_back_to(previous: dict[str, Optional[str]]) -> str:

@@ -193,3 +193,77 @@ def test_a_hangup_exits_129_like_a_shell_would():
     assert Exit.for_signal(signal.SIGHUP) == 129
     assert Exit.for_signal(signal.SIGTERM) == 143
     assert Exit.for_signal(signal.SIGINT) == 130
+
+
+# -- 1. the rollback target --------------------------------------------------------------
+
+A, B, C = "20260101-000000-aaaaaaa", "20260102-000000-bbbbbbb", "20260103-000000-ccccccc"
+
+
+def test_the_rollback_target_is_the_last_good_release_never_a_failed_one():
+    verdicts = rel.parse_verdicts(f"verdict=good {A}\nverdict=failed {B}\nverdict=good {C}\n")
+    assert rel.rollback_target(C, [A, B, C], verdicts) == A
+    assert rel.rollback_target(C, [B, C], verdicts) is None  # A was pruned
+    # a release that was good and later failed (a rollback to it crashed) is not good
+    later = rel.parse_verdicts(f"verdict=good {A}\nverdict=good {C}\nverdict=failed {A}\n")
+    assert rel.rollback_target(C, [A, B, C], later) is None
+
+
+def test_hosts_without_a_record_fall_back_to_the_newest_older_release():
+    assert rel.parse_verdicts(f"current=x\n{A}\nverdicts=none\n") is None
+    assert rel.rollback_target(C, [A, B, C], None) == B
+
+
+def test_verdicts_are_recorded_for_the_release_current_points_at(tmp_path):
+    (tmp_path / "releases" / A).mkdir(parents=True)
+    (tmp_path / "current").symlink_to(tmp_path / "releases" / A)
+    for verdict in (rel.GOOD, rel.FAILED):
+        subprocess.run(["sh", "-c", rel.mark_current_command(str(tmp_path), verdict)], check=True)
+    listing = subprocess.run(
+        ["sh", "-c", rel.list_releases_command(str(tmp_path))], capture_output=True, text=True
+    ).stdout
+    assert rel.parse_releases(listing) == (A, [A])
+    assert rel.parse_verdicts(listing) == {A: rel.FAILED}
+
+
+# -- 2. files follow `current` ---------------------------------------------------------
+
+
+def stage(base: Path, release: str, names: dict[str, str]) -> None:
+    staged = base / "releases" / release / rel.STAGED_FILES / "0"
+    staged.mkdir(parents=True)
+    for name, text in names.items():
+        (staged / name).write_text(text)
+
+
+def switch(base: Path, release: str, dest: Path) -> None:
+    command = rel.switch_command(str(base), release, [FileUpload("x", str(dest))])
+    subprocess.run(["sh", "-c", command], check=True, capture_output=True)
+
+
+def test_switching_removes_the_files_the_outgoing_release_shipped_and_the_new_one_does_not(
+    tmp_path,
+):
+    dest = tmp_path / "conf.d"
+    dest.mkdir()
+    (dest / "someone-elses.conf").write_text("kept\n")
+    stage(tmp_path, A, {"svc.conf": "a\n"})
+    stage(tmp_path, B, {"svc.conf": "b\n", "extra.conf": "b\n", ".hidden": "b\n"})
+
+    switch(tmp_path, A, dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["someone-elses.conf", "svc.conf"]
+    switch(tmp_path, B, dest)
+    assert sorted(p.name for p in dest.iterdir()) == [
+        ".hidden",
+        "extra.conf",
+        "someone-elses.conf",
+        "svc.conf",
+    ]
+    switch(tmp_path, A, dest)  # a rollback: B's additions go, A's file comes back
+    assert sorted(p.name for p in dest.iterdir()) == ["someone-elses.conf", "svc.conf"]
+    assert (dest / "svc.conf").read_text() == "a\n"
+
+    undo = rel.unlink_current_command(str(tmp_path), [FileUpload("x", str(dest))])
+    subprocess.run(["sh", "-c", undo], check=True)
+    assert sorted(p.name for p in dest.iterdir()) == ["someone-elses.conf"]
+    assert not (tmp_path / "current").exists()

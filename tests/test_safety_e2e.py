@@ -121,14 +121,14 @@ def test_second_concurrent_build_is_refused_quickly_while_the_first_completes(
     started = time.monotonic()
     same_machine = cli("--config", str(config), "--build", "svc")
     assert time.monotonic() - started < 5
-    assert same_machine.returncode == 1
+    assert same_machine.returncode == 75  # issue 14: a refusal has its own exit code
     assert "svc is locked on this machine by" in same_machine.stdout
     assert "build of main" in same_machine.stdout
 
     started = time.monotonic()
     other_machine = cli("--config", str(other_config), "--build", "svc")
     assert time.monotonic() - started < 5
-    assert other_machine.returncode == 1
+    assert other_machine.returncode == 75
     assert (
         "svc is locked on h1 by" in other_machine.stdout or "locked on h2" in other_machine.stdout
     )
@@ -150,7 +150,7 @@ def test_stale_lock_is_reported_and_unlock_clears_it(bed, origin, tmp_path):
     (lock / "info").write_text(stale.to_json() + "\n")
 
     refused = cli("--config", str(config), "--build", "svc")
-    assert refused.returncode == 1
+    assert refused.returncode == 75
     assert "STALE" in refused.stdout and "relconsole --unlock svc" in refused.stdout
     assert "for 10m" in refused.stdout
 
@@ -165,7 +165,7 @@ def test_stale_lock_is_reported_and_unlock_clears_it(bed, origin, tmp_path):
     assert [(r["action"], r["result"]) for r in rows] == [
         ("build", "success"),
         ("unlock", "success"),
-        ("build", "failed"),
+        ("build", "locked"),  # issue 14: a refusal is its own result
     ]
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from relconsole.config import Config, Service
 from relconsole.errors import RelconsoleError
-from relconsole.events import BuildFinished, Sink
+from relconsole.events import BuildFinished, RunResult, Sink
 from relconsole.headless.exit import Exit, fail
 from relconsole.text import format_table, printable
 
@@ -60,7 +60,13 @@ def build_command(config: Config, args: argparse.Namespace) -> int:
     return run_headless(
         args,
         lambda sink, cancel: run_build(
-            config, service.name, sink, cancel, branch=branch, only_hosts=only_hosts
+            config,
+            service.name,
+            sink,
+            cancel,
+            branch=branch,
+            only_hosts=only_hosts,
+            lock_wait=args.lock_wait,
         ),
     )
 
@@ -73,7 +79,10 @@ def rollback_command(config: Config, args: argparse.Namespace) -> int:
     if args.to and not RELEASE_ID.match(args.to):
         return fail(f"--to: '{args.to}' is not a release id (like 20261126-070707.123-1a2b3c4)")
     return run_headless(
-        args, lambda sink, cancel: run_rollback(config, service.name, sink, cancel, to=args.to)
+        args,
+        lambda sink, cancel: run_rollback(
+            config, service.name, sink, cancel, to=args.to, lock_wait=args.lock_wait
+        ),
     )
 
 
@@ -118,6 +127,8 @@ def run_headless(
     finished = outcome[0]
     if finished.cancelled:  # a signal that came too late to stop anything changes nothing
         return int(Exit.for_signal(got[0] if got else signal.SIGINT))
+    if finished.result is RunResult.LOCKED:
+        return int(Exit.LOCKED)
     return int(Exit.OK if finished.ok else Exit.FAILED)
 
 
@@ -126,7 +137,10 @@ def history_command(config: Config, args: argparse.Namespace) -> int:
 
     if args.history:
         service_named(config, args.history)
-    rows = History(config.settings.state_dir).list(args.history or None)
+    history = History(config.settings.state_dir)
+    if history.warning:
+        fail(history.warning, Exit.OK)
+    rows = history.list(args.history or None)
     if args.json:
         print(json.dumps(rows, indent=2))
         return int(Exit.OK)

@@ -12,6 +12,7 @@ class Exit(enum.IntEnum):
     OK = 0
     FAILED = 1
     USAGE = 2
+    LOCKED = 75  # EX_TEMPFAIL: another run holds the deploy lock; try again later
     HANGUP = 129  # SIGHUP: the terminal or ssh session went away
     INTERRUPTED = 130  # SIGINT
     TERMINATED = 143  # SIGTERM

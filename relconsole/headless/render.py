@@ -22,6 +22,7 @@ from relconsole.events import (
     Event,
     HostFinished,
     Output,
+    RunResult,
     Stage,
     StageFinished,
     StageStarted,
@@ -137,6 +138,8 @@ class TextRenderer:
 
     def verdict(self, e: BuildFinished) -> str:
         sha = f" {e.sha[:12]}" if e.sha else ""
+        if e.result is RunResult.LOCKED:
+            return f"{self.action.upper()} REFUSED: {printable(e.error or '')}"
         if self.action == "rollback":
             if e.ok:
                 return f"ROLLBACK OK: {e.service} runs release {e.release}{sha} ({e.seconds:.1f}s)"

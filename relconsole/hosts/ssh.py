@@ -11,6 +11,7 @@ import shlex
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import BinaryIO, Optional
 
 import fabric
@@ -27,7 +28,7 @@ from relconsole.hosts.base import (
     Result,
     Transport,
 )
-from relconsole.hosts.invoke_run import invoke_run
+from relconsole.hosts.ssh_command import run_command
 from relconsole.hosts.trust import RejectUnknown, UnknownHostKey, known_hosts_name, load_known_hosts
 from relconsole.secrets import SecretError, resolve
 
@@ -191,17 +192,33 @@ class SshTransport(Transport):
         on_line: Optional[LineCallback] = None,
         sudo: bool = False,
     ) -> Result:
-        command = self.sudo_wrap(command, sudo)
+        wrapped = self.sudo_wrap(command, sudo)
         if self._dead():  # Fabric would quietly open a new connection: the caller decides
             raise self._lost(ran=False)
+
+        def kill(shell: str) -> None:  # as the command ran: root's processes need sudo
+            self._command(self.sudo_wrap(shell, sudo), 10.0, None, lambda _shell: None)
+
         try:
-            res = invoke_run(self._conn.run, self.name, command, timeout, on_line)
+            res = self._command(wrapped, timeout, on_line, kill)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise self._lost(str(exc) or type(exc).__name__) from None
         # A channel closed with the connection has no exit status: paramiko says -1.
         if res.exit_code == -1 and self._dead():
             raise self._lost()
         return res
+
+    def _command(
+        self,
+        command: str,
+        timeout: float,
+        on_line: Optional[LineCallback],
+        kill: Callable[[str], None],
+    ) -> Result:
+        transport = self._conn.client.get_transport()
+        if transport is None:
+            raise EOFError("not connected")
+        return run_command(transport, self.name, command, timeout, on_line, kill)
 
     def put_stream(
         self,

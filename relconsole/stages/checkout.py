@@ -28,10 +28,13 @@ from typing import Optional
 import git
 
 from relconsole.errors import Cancelled, StageFailed
+from relconsole.state import private_dir
 
-# How git ends when the operator's Ctrl-C or a service manager's SIGTERM reached it too
-# (they signal the whole process group): killed by the signal, or exiting 128 + signal.
-_INTERRUPTED = {-signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGINT, 128 + signal.SIGTERM}
+# How git ends when the operator's Ctrl-C, a service manager's SIGTERM or a closed
+# terminal's SIGHUP reached it too (they signal the whole process group): killed by
+# the signal, or exiting 128 + signal.
+_STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_INTERRUPTED = {-s for s in _STOPS} | {128 + s for s in _STOPS}
 
 
 class CheckoutError(StageFailed):
@@ -54,7 +57,7 @@ def workspace_path(state_dir: Path, service: str) -> Path:
 def workspace_lock(workspace: Path, timeout: float = 600.0):
     """One git at a time in a workspace, across processes: a build's checkout and the
     console's pending-commits fetch would otherwise race for git's ref locks."""
-    workspace.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(workspace.parent)
     fd = os.open(workspace.parent / f".{workspace.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + timeout

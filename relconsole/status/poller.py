@@ -134,7 +134,7 @@ class StatusPoller:
         reader = self._readers.get(host_name)
         return reader.off if reader is not None else None
 
-    def poll(self) -> HostResults[tuple[sv.ProcessStatus, ...]]:
+    def poll(self) -> HostResults[HostStatus]:
         """One status of every host (:class:`HostStatus` each), in the configured order;
         never raises for a host."""
         return HostResults(self._pool.map(self.poll_host, self.hosts))

@@ -118,7 +118,7 @@ class ServiceTable(DataTable):
         self.update_cell(
             event.service,
             "last",
-            last_cell(action, event.result.recorded, event.sha),
+            last_cell(action, event.result.value, event.sha),
             update_width=True,
         )
 
