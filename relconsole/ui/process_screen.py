@@ -104,6 +104,10 @@ class ProcessScreen(Screen[None]):
             self._poll(host)
         self.set_interval(1.0, self._show)  # ages and restart highlights move on
 
+    def on_resize(self) -> None:
+        # Nine bindings and the palette's hint: at 80 columns only a compact footer fits.
+        self.query_one(Footer).compact = self.size.width < 100
+
     def on_unmount(self) -> None:
         for timer in self._poll_timers.values():
             timer.stop()
