@@ -29,6 +29,40 @@ from relconsole.ui.run_state import RunState
 from relconsole.ui.services_table import ServiceTable
 
 
+class HostsPolled(Message):
+    """A poll of every host finished (``statuses`` is None if the poll itself broke)."""
+
+    def __init__(self, statuses: Optional[list[HostStatus]]) -> None:
+        super().__init__()
+        self.statuses = statuses
+
+
+class FleetRead(Message):
+    """What a poll read besides status; the poll is over when this arrives."""
+
+    def __init__(
+        self,
+        locks: Optional[dict[str, ServiceLock]],
+        last: Optional[dict[str, dict]],
+        service: Optional[str],
+        deployed: Optional[list[Deployed]],
+        end_of_poll: bool = True,
+    ) -> None:
+        super().__init__()
+        self.end_of_poll = end_of_poll
+        self.locks = locks
+        self.last = last
+        self.service = service
+        self.deployed = deployed
+
+
+class DeployedRead(Message):
+    def __init__(self, service: str, deployed: list[Deployed]) -> None:
+        super().__init__()
+        self.service = service
+        self.deployed = deployed
+
+
 def read_locks(
     config: Config, poller: StatusPoller, busy: Optional[str], reachable: set[str]
 ) -> dict[str, ServiceLock]:
@@ -43,6 +77,17 @@ def read_locks(
     return locks
 
 
+def read_last_runs(config: Config) -> dict[str, dict]:
+    """Each service's newest recorded run. Raises what SQLite or the disk raise."""
+    # Opened and closed in the caller's thread: a connection shared with the UI thread
+    # could be closed at exit under a query still running (SQLite crashes).
+    history = History(config.settings.state_dir)
+    try:
+        return last_runs(history, config.services)
+    finally:
+        history.close()
+
+
 class FleetColumn(Vertical):
     app: Console
 
@@ -55,37 +100,6 @@ class FleetColumn(Vertical):
 
     class LocksRead(Message):
         """The deploy locks were read again (``app.fleet.locks``)."""
-
-    class HostsPolled(Message):
-        """A poll of every host finished (``statuses`` is None if the poll itself broke)."""
-
-        def __init__(self, statuses: Optional[list[HostStatus]]) -> None:
-            super().__init__()
-            self.statuses = statuses
-
-    class FleetRead(Message):
-        """What a poll read besides status; the poll is over when this arrives."""
-
-        def __init__(
-            self,
-            locks: Optional[dict[str, ServiceLock]],
-            last: Optional[dict[str, dict]],
-            service: Optional[str],
-            deployed: Optional[list[Deployed]],
-            end_of_poll: bool = True,
-        ) -> None:
-            super().__init__()
-            self.end_of_poll = end_of_poll
-            self.locks = locks
-            self.last = last
-            self.service = service
-            self.deployed = deployed
-
-    class DeployedRead(Message):
-        def __init__(self, service: str, deployed: list[Deployed]) -> None:
-            super().__init__()
-            self.service = service
-            self.deployed = deployed
 
     def __init__(self, *, id: Optional[str] = None) -> None:
         super().__init__(id=id)
@@ -204,14 +218,8 @@ class FleetColumn(Vertical):
             self.poll_hosts()
 
     def read_last_runs(self) -> Optional[dict[str, dict]]:
-        # Opened and closed in the worker's own thread: a connection shared with the UI
-        # thread could be closed at exit under a query still running (SQLite crashes).
         try:
-            history = History(self.app.config.settings.state_dir)
-            try:
-                return last_runs(history, self.app.config.services)
-            finally:
-                history.close()
+            return read_last_runs(self.app.config)
         except Exception as exc:  # sqlite3.Error, OSError: builds still work; say it once
             if self._history_error is None:
                 self._history_error = str(exc)
@@ -230,7 +238,7 @@ class FleetColumn(Vertical):
             locks = read_locks(self.app.config, self.app.poller, None, reachable)
         except Exception:  # the poller closed under us (exiting)
             locks = None
-        self.post_message(self.FleetRead(locks, last, None, None, end_of_poll=False))
+        self.post_message(FleetRead(locks, last, None, None, end_of_poll=False))
 
     @work(thread=True, group="poll", exit_on_error=False)
     def poll_in_thread(self, selected: Optional[str], busy: Optional[str]) -> None:
@@ -242,7 +250,7 @@ class FleetColumn(Vertical):
                 statuses: Optional[list[HostStatus]] = list(poller.poll())  # type: ignore[arg-type]
             except Exception:  # the poller is closed (app exiting) or broken: keep the UI alive
                 statuses = None
-            self.post_message(self.HostsPolled(statuses))
+            self.post_message(HostsPolled(statuses))
             if statuses is None:
                 return
             reachable = {st.host for st in statuses if st.reachable}
@@ -257,7 +265,7 @@ class FleetColumn(Vertical):
         except Exception:  # a closed poller at exit, a bug: the next poll tries again
             pass
         finally:
-            self.post_message(self.FleetRead(locks, last, selected, deployed))
+            self.post_message(FleetRead(locks, last, selected, deployed))
 
     @on(HostsPolled)
     def show_polled_hosts(self, message: HostsPolled) -> None:
@@ -301,7 +309,7 @@ class FleetColumn(Vertical):
             )
         except Exception:  # the poller closed under us (exiting)
             return
-        self.post_message(self.DeployedRead(name, deployed))
+        self.post_message(DeployedRead(name, deployed))
 
     @on(DeployedRead)
     def show_deployed(self, message: DeployedRead) -> None:

@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Optional, TypeVar
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -29,20 +28,16 @@ from relconsole.config import Config, Host
 from relconsole.hosts.base import Result, TransportError
 from relconsole.status import supervisorctl as sv
 from relconsole.status.poller import HostStatus, StatusPoller
-from relconsole.status.tracker import UNREACHABLE, FleetRow, FleetTracker
+from relconsole.status.tracker import FleetRow, FleetTracker
 from relconsole.ui import clock
 from relconsole.ui.dialogs import ConfirmStop
-from relconsole.ui.process_rows import CONNECTING, STATE_STYLES
+from relconsole.ui.process_rows import action_answer, detail_text, fleet_rows, status_line
 from relconsole.ui.process_table import ProcessTable
 from relconsole.ui.program_tail import ProgramTail
-from relconsole.ui.run_state import Severity
 
 T = TypeVar("T")
 
 POLL_SOON = 0.2  # after an action, the host's next poll comes this soon
-
-# supervisorctl's answers that mean "nothing to do" rather than failure.
-_HARMLESS = ("ERROR (already started)", "ERROR (not running)")
 
 
 class ProcessScreen(Screen[None]):
@@ -174,16 +169,7 @@ class ProcessScreen(Screen[None]):
         self._poll_timers[host.name] = self.set_timer(delay, partial(self._poll, host))
 
     def _current_rows(self) -> list[FleetRow]:
-        known = [self._statuses[h.name] for h in self._hosts if h.name in self._statuses]
-        by_host: dict[str, list[FleetRow]] = {}
-        for row in self._tracker.update(known, now=clock.now()):
-            by_host.setdefault(row.host, []).append(row)
-        rows = []
-        for host in self._hosts:
-            rows += by_host.get(host.name) or [
-                FleetRow(host.name, None, CONNECTING, description=f"connecting to {host.label}")
-            ]
-        return rows
+        return fleet_rows(self._hosts, self._statuses, self._tracker, clock.now())
 
     # --- showing --------------------------------------------------------------------
     def _show(self) -> None:
@@ -191,38 +177,13 @@ class ProcessScreen(Screen[None]):
             return
         table = self.table
         table.show(clock.now())
-        statuses = list(self._statuses.values())
-        parts = [f"{sum(s.reachable for s in statuses)}/{len(self._hosts)} hosts reachable"]
-        if self._polled_at is not None and statuses:
-            # Hosts answer on their own cycles: the latest answer, and the slowest poll.
-            slowest = max(s.seconds for s in statuses)
-            took = f"{slowest * 1000:.0f}ms" if slowest < 1 else f"{slowest:.1f}s"
-            parts.append(f"polled {clock.clock_text(self._polled_at)} in {took}")
-        if table.filter.strip():
-            parts.append(f"{len(table.visible_rows)}/{len(table.rows_known)} rows")
-        self.sub_title = " · ".join(parts)
+        rows = (len(table.visible_rows), len(table.rows_known)) if table.filter.strip() else None
+        self.sub_title = status_line(len(self._hosts), self._statuses, self._polled_at, rows)
         self._show_detail()
 
     def _show_detail(self) -> None:
-        row = self.selected_row()
-        detail = self.query_one("#detail", Static)
-        if row is None:
-            needle = self.table.filter.strip()
-            why = f"no rows match {needle!r}" if needle else "no processes"
-            detail.update(Text(why, style="dim"))
-            return
-        text = Text()
-        text.append(row.key, style="bold")
-        text.append("  ")
-        text.append(row.state, style=STATE_STYLES.get(row.state, ""))
-        if row.description:
-            text.append("  " + " ".join(row.description.split()))
-        if row.state == UNREACHABLE and row.last_change is not None:
-            text.append(f"  (since {clock.clock_text(row.last_change)})", style="dim")
-        if row.restarts:
-            when = clock.clock_text(row.restarted_at or 0)
-            text.append(f"  restarted {row.restarts}× (last at {when})", style="yellow")
-        detail.update(text)
+        detail = detail_text(self.selected_row(), self.table.filter)
+        self.query_one("#detail", Static).update(detail)
 
     @on(ProcessTable.RowHighlighted)
     def _row_moved(self) -> None:
@@ -304,23 +265,9 @@ class ProcessScreen(Screen[None]):
             error = exc.message if isinstance(exc, TransportError) else repr(exc)
             app.notify(error, title=f"{title} failed", severity="error", markup=False)
         else:
-            answers = sv.parse_action_output(res.stdout)
-            if answers:
-                message = "\n".join(f"{name}: {what}" for name, what in answers.items())
-                failed = any(w.startswith("ERROR") and w not in _HARMLESS for w in answers.values())
-                harmless = any(w in _HARMLESS for w in answers.values())
-                ok = not failed
-            else:
-                message = res.tail(5) or f"no output (exit {res.exit_code})"
-                ok, harmless = res.ok, False
-            severity: Severity = "error" if not ok else "warning" if harmless else "information"
-            app.notify(
-                message,
-                title=title,
-                severity=severity,
-                markup=False,
-                timeout=4 if ok else 8,
-            )
+            message, severity = action_answer(res)
+            timeout = 8 if severity == "error" else 4
+            app.notify(message, title=title, severity=severity, markup=False, timeout=timeout)
         if not self._closing_down:
             self._poll_soon(host)
 
