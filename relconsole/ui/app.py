@@ -163,7 +163,8 @@ class RelconsoleApp(Console):
             return
         if not run.cancel.is_set():
             run.cancel.set()
-            self.notify(f"Cancelling the {run.action} of {run.service}…", severity="warning")
+            text = f"Cancelling the {run.action} of {run.service}…"
+            self.notify(text, severity="warning", markup=False)
         self.main_screen.show_cancelling()
 
     def drain_run(self) -> None:
@@ -202,7 +203,8 @@ class RelconsoleApp(Console):
             if cancel_and_quit and run.running:
                 run.quit_when_finished = True
                 self.cancel_run()
-                self.notify(f"Quitting when the {run.action} has stopped…", severity="warning")
+                text = f"Quitting when the {run.action} has stopped…"
+                self.notify(text, severity="warning", markup=False)
             elif cancel_and_quit:
                 self.exit(0)
 
