@@ -27,6 +27,14 @@ class Stage(StrEnum):
     #: The automatic rollback after a failed verify or a cancel past the switch.
     ROLLBACK = "rollback"
 
+    @property
+    def per_host(self) -> bool:
+        """Each host reports its part on its own (front ends give each host a pane)."""
+        return self in _PER_HOST
+
+
+_PER_HOST = frozenset({Stage.UPLOAD, Stage.SWITCH, Stage.SUPERVISOR, Stage.ROLLBACK})
+
 
 class RunResult(StrEnum):
     """How a build or rollback ended; recorded in the history as its value."""

@@ -15,9 +15,11 @@ from textual.widgets import Button, Input, Log
 
 from relconsole.config import load_config
 from relconsole.ui.app import RelconsoleApp
-from relconsole.ui.build_view import BuildBanner, StageStrip
+from relconsole.ui.build_banner import BuildBanner
 from relconsole.ui.dialogs import QuitWhileBuilding
-from relconsole.ui.fleet_list import HostList, ServiceTable
+from relconsole.ui.host_list import HostList
+from relconsole.ui.services_table import ServiceTable
+from relconsole.ui.stage_strip import StageStrip
 
 SIZE = (120, 40)
 HOSTS = ["h1", "h2"]
@@ -38,14 +40,13 @@ async def wait_for(pilot, predicate, what: str, timeout: float = 30.0) -> None:
 
 async def build_end(pilot, app: RelconsoleApp, timeout: float = 60.0):
     """Wait until the screen has shown the end of the build; returns the engine's verdict."""
-    main = app.main_screen
     await wait_for(
         pilot,
-        lambda: not main.build_running and main.build_view.finished is not None,
+        lambda: app.active_run is None and view(app).finished is not None,
         "the build to finish",
         timeout,
     )
-    return main.build_view.finished
+    return view(app).finished
 
 
 def view(app: RelconsoleApp):
@@ -53,9 +54,14 @@ def view(app: RelconsoleApp):
 
 
 def lines(app: RelconsoleApp, stage: str, host: str | None = None) -> list[str]:
+    """What a stage's pane shows (every host's lines of a per-host stage if no ``host``);
+    nothing before the run has announced the stage."""
     bv = view(app)
-    log = bv.host_logs(stage).logs[host] if host else bv.stage_log(stage)
-    return list(log.lines)
+    if stage not in bv.panes:
+        return []
+    if host:
+        return list(bv.host_logs(stage).logs[host].lines)
+    return [line for log in bv.logs_of(stage) for line in log.lines]
 
 
 def states(app: RelconsoleApp) -> dict[str, str]:
@@ -87,7 +93,7 @@ async def test_build_runs_all_stages_and_each_host_pane_holds_its_own_output(
             await pilot.click("#build")
         else:
             await pilot.press("b")
-        await wait_for(pilot, lambda: app.main_screen.build_running, "the build to start", 5)
+        await wait_for(pilot, lambda: app.active_run is not None, "the build to start", 5)
         assert str(app.main_screen.query_one("#build", Button).label) == "■ Cancel"
         finished = await build_end(pilot, app)
 
@@ -152,10 +158,10 @@ async def test_quit_while_building_asks_and_keep_building_lets_it_finish(bed, or
         await wait_for(pilot, lambda: "waiting" in lines(app, "check"), "the check to start")
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, QuitWhileBuilding), "the question")
-        await pilot.click("#keep")
+        await pilot.click("#no")  # keep building
         await wait_for(pilot, lambda: app.screen is app.main_screen, "the question to close")
-        assert app.main_screen.build_running and app.return_value is None
-        assert not app.main_screen.cancel.is_set()
+        assert app.active_run is not None and app.return_value is None
+        assert not app.run_state.cancel.is_set()
         gate.touch()
         finished = await build_end(pilot, app)
         assert finished.ok, finished.error
@@ -170,7 +176,7 @@ async def test_quit_while_building_can_cancel_the_build_and_quit(bed, origin, tm
         await wait_for(pilot, lambda: "started" in lines(app, "check"), "the check to start")
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, QuitWhileBuilding), "the question")
-        await pilot.click("#cancel-and-quit")
+        await pilot.click("#yes")  # cancel the build and quit
         await wait_for(pilot, lambda: app.return_value == 0, "the app to exit", 15)
         assert view(app).finished.cancelled
 
@@ -253,8 +259,10 @@ async def test_bad_branch_shows_an_error_and_builds_nothing(bed, origin, tmp_pat
         await pilot.pause()
         error = app.main_screen.query_one("#branch-error")
         assert error.display and "not allowed" in error.content.plain
-        assert not app.main_screen.build_running and view(app).finished is None
-        assert states(app)["checkout"] == "pending"
+        assert app.active_run is None and view(app).finished is None
+        # Nothing started: the strip shows no stage at all (stages come from the run's
+        # BuildStarted since the reshape; before it, "checkout" sat there pending).
+        assert view(app).strip.shown() == []
 
 
 async def test_command_palette_builds_a_service_and_cancels_it(bed, origin, tmp_path):
@@ -288,7 +296,7 @@ async def test_80x24_shows_every_essential_part(bed, origin, tmp_path):
         assert screen.query_one("#build").region.height == 3
         cells = screen.query_one(StageStrip).children
         assert all(c.region.width >= 12 for c in cells if c.display)
-        log = view(app).stage_log("checkout")
+        log = view(app).shown_pane  # where the output will go
         assert log.region.height >= 10, log.region
         assert isinstance(log, Log)
 
@@ -307,7 +315,7 @@ async def test_a_full_pane_keeps_showing_the_newest_lines():
     app = Harness()
     async with app.run_test(size=(80, 24)) as pilot:
         bv = app.query_one(BuildView)
-        await bv.begin("svc", "main", ["h1"])
+        bv.begin("svc", "main", ["h1"])
         bv.apply([StageStarted(stage="check")])
         bv.apply([Output(stage="check", line=f"line {i}") for i in range(MAX_LINES + 500)])
         await pilot.pause()

@@ -18,9 +18,13 @@ from textual.widgets import DataTable, Log
 from relconsole.config import load_config
 from relconsole.lock import LOCK_DIR, LockInfo
 from relconsole.ui.app import RelconsoleApp
-from relconsole.ui.dialogs import ConfirmUnlock, RollbackDialog
-from relconsole.ui.fleet_list import HostList, PendingList, ServiceTable
-from relconsole.ui.history_screen import BuildLogScreen, HistoryScreen
+from relconsole.ui.build_log_screen import BuildLogScreen
+from relconsole.ui.dialogs import ConfirmUnlock
+from relconsole.ui.history_screen import HistoryScreen
+from relconsole.ui.host_list import HostList
+from relconsole.ui.pending_list import PendingList
+from relconsole.ui.rollback_dialog import RollbackDialog
+from relconsole.ui.services_table import ServiceTable
 
 SIZE = (120, 40)
 HOSTS = ["h1", "h2"]
@@ -294,7 +298,7 @@ def test_lock_answers_are_split_per_service_and_garbage_is_no_lock():
 
 
 def test_release_ids_shrink_to_sha_and_time_in_narrow_columns():
-    from relconsole.ui.fleet_list import release_text
+    from relconsole.ui.host_list import release_text
 
     release = "20261126-083237-c1acb55"
     assert release_text(release, 30) == release
@@ -305,7 +309,15 @@ def test_release_ids_shrink_to_sha_and_time_in_narrow_columns():
 async def test_a_stage_the_strip_does_not_know_gets_its_own_cell_and_pane():
     from textual.app import App
 
-    from relconsole.events import BuildFinished, Output, RunResult, StageFinished, StageStarted
+    from relconsole.events import (
+        BuildFinished,
+        BuildStarted,
+        Output,
+        RunResult,
+        Stage,
+        StageFinished,
+        StageStarted,
+    )
     from relconsole.ui.build_view import BuildView
 
     class Harness(App):
@@ -315,7 +327,9 @@ async def test_a_stage_the_strip_does_not_know_gets_its_own_cell_and_pane():
     app = Harness()
     async with app.run_test(size=(100, 30)) as pilot:
         bv = app.query_one(BuildView)
-        await bv.begin("svc", "main", ["h1"], action="rollback")
+        bv.begin("svc", "main", ["h1"], action="rollback")
+        stages = (Stage.SWITCH, Stage.SUPERVISOR)  # what the engine announces for a rollback
+        bv.apply([BuildStarted("svc", "main", ("h1",), stages, action="rollback")])
         assert bv.strip.shown() == ["switch", "supervisor"]
         bv.apply(
             [

@@ -26,7 +26,10 @@ from relconsole.config import load_config
 from relconsole.pipeline import run_build
 from relconsole.status.poller import StatusPoller
 from relconsole.status.tracker import FleetRow
-from relconsole.ui.process_screen import ConfirmStop, ProcessScreen, format_age, matches, render_row
+from relconsole.ui.clock import format_age
+from relconsole.ui.dialogs import ConfirmStop
+from relconsole.ui.process_rows import matches, render_row
+from relconsole.ui.process_screen import ProcessScreen
 
 SIZE = (120, 40)
 

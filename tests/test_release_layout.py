@@ -19,7 +19,7 @@ def test_release_ids_sort_by_time_and_name_the_commit():
     same_second = rel.new_release_id(sha, datetime(2026, 1, 2, 3, 4, 5, 7000, tzinfo=UTC))
     assert same_second != early and early < same_second
     # Ids of earlier versions (no milliseconds) still read as releases, and sort first.
-    assert rel.RELEASE_ID.match("20260102-030405-1a2b3c4") and "20260102-030405-1a2b3c4" < early
+    assert rel.RELEASE_ID.match("20260102-030405-1a2b3c4") and early > "20260102-030405-1a2b3c4"
 
 
 def test_paths_with_shell_metacharacters_are_quoted(tmp_path):

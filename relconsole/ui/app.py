@@ -1,27 +1,45 @@
 """The Textual front end: ``relconsole`` without --build or --status.
 
-The app owns what outlives a screen: the config, the one :class:`StatusPoller`
-shared by the main screen and the process view, and quitting (which asks first
-while a build runs). The main screen is in :mod:`relconsole.ui_main`.
+:class:`RelconsoleApp` owns what outlives a screen (see :class:`~relconsole.ui.console.
+Console`) and the run: it starts the engine in a thread worker whose sink appends to
+the run's deque, drains that deque about 30 times a second into the main screen
+(at most :data:`MAX_BATCH` events a tick), and ends the run when its
+``BuildFinished`` has been shown. It also asks before quitting during a run, before a
+rollback and before an unlock.
 """
 
 from __future__ import annotations
 
 import gc
+import threading
+from collections.abc import Callable
 from typing import Optional
 
-from textual.app import App
+from textual import on, work
 from textual.binding import Binding
+from textual.message import Message
 
-from relconsole.config import Config
+from relconsole.config import Config, validate_branch
+from relconsole.events import BuildFinished, RunResult, Sink
 from relconsole.hosts.connect import Connector
+from relconsole.pipeline import force_unlock, run_build, run_rollback
 from relconsole.status.poller import StatusPoller
+from relconsole.text import printable
 from relconsole.ui.commands import RelconsoleCommands
-from relconsole.ui.dialogs import QuitWhileBuilding
+from relconsole.ui.console import Console
+from relconsole.ui.dialogs import ConfirmUnlock, QuitWhileBuilding
 from relconsole.ui.main_screen import MainScreen
+from relconsole.ui.rollback_dialog import RollbackDialog
+from relconsole.ui.run_state import RunState
+
+#: Events shown per drain tick at most (~25 ms of work); the rest wait for the next tick.
+MAX_BATCH = 20_000
+
+#: What runs in the worker: the engine, given the sink and the cancel event.
+Work = Callable[[Sink, threading.Event], BuildFinished]
 
 
-class RelconsoleApp(App[int]):
+class RelconsoleApp(Console):
     CSS_PATH = "app.tcss"
     TITLE = "relconsole"
     COMMANDS = {RelconsoleCommands}  # includes Textual's system commands, listed after ours
@@ -30,12 +48,20 @@ class RelconsoleApp(App[int]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, config: Config, connector: Optional[Connector] = None) -> None:
-        super().__init__()
-        self.config = config
-        self.connector = connector  # None: the engine's own (SSH or local)
-        kwargs = {"connector": connector} if connector else {}
-        self.poller = StatusPoller(list(config.hosts.values()), config.settings, **kwargs)
+    class Unlocked(Message):
+        def __init__(self, service: str, ok: bool, lines: list[str]) -> None:
+            super().__init__()
+            self.service = service
+            self.ok = ok
+            self.lines = lines
+
+    def __init__(
+        self,
+        config: Config,
+        connector: Optional[Connector] = None,
+        poller: Optional[StatusPoller] = None,
+    ) -> None:
+        super().__init__(config, connector, poller)
         self.main_screen = MainScreen()
         self.sub_title = str(config.path)
 
@@ -43,6 +69,7 @@ class RelconsoleApp(App[int]):
         return self.main_screen
 
     def on_mount(self) -> None:
+        self.drain_timer = self.set_interval(1 / 30, self.drain_run, pause=True)
         self.call_after_refresh(self.calm_the_collector)
 
     def calm_the_collector(self) -> None:
@@ -55,40 +82,6 @@ class RelconsoleApp(App[int]):
         gc.freeze()
         gc.set_threshold(10_000, 10, 10)
 
-    def action_processes(self) -> None:
-        from relconsole.ui.process_screen import ProcessScreen
-
-        if not isinstance(self.screen, ProcessScreen):
-            self.push_screen(ProcessScreen(self.config, self.poller))
-
-    async def action_quit(self) -> None:
-        main = self.main_screen
-        if not main.build_running:
-            self.exit(0)
-            return
-        if main.quit_when_finished:
-            self.notify(
-                f"Still cancelling the {main.running_action}; quitting when it stops…",
-                severity="warning",
-            )
-            return
-        if isinstance(self.screen, QuitWhileBuilding):
-            return
-
-        def answered(cancel_and_quit: Optional[bool]) -> None:
-            if cancel_and_quit and main.build_running:
-                main.quit_when_finished = True
-                main.cancel_build()
-                self.notify(
-                    f"Quitting when the {main.running_action} has stopped…", severity="warning"
-                )
-            elif cancel_and_quit:
-                self.exit(0)
-
-        self.push_screen(
-            QuitWhileBuilding(main.building or "a service", main.running_action), answered
-        )
-
     def on_unmount(self) -> None:
         # Waits for a poll in flight (bounded by connect_timeout), then closes connections.
         self.poller.close()
@@ -96,9 +89,177 @@ class RelconsoleApp(App[int]):
             gc.set_threshold(*self._gc_thresholds)
             gc.unfreeze()
 
+    # -- screens ----------------------------------------------------------------
+    def action_processes(self) -> None:
+        from relconsole.ui.process_screen import ProcessScreen
 
-def run_app(config: Config) -> int:
-    """Run the console until the operator quits; returns the process exit code."""
-    app = RelconsoleApp(config)
-    code = app.run()
-    return app.return_code or (code or 0)
+        if not isinstance(self.screen, ProcessScreen):
+            self.push_screen(ProcessScreen(self.config, self.poller))
+
+    def show_history(self, service: Optional[str]) -> None:
+        from relconsole.ui.history_screen import HistoryScreen
+
+        self.push_screen(HistoryScreen(self.config, service))
+
+    # -- runs -------------------------------------------------------------------
+    def start_build(self, service: str, branch: Optional[str] = None) -> None:
+        if self.refuse_while_running():
+            return
+        try:
+            branch = validate_branch((branch or self.config.services[service].branch).strip())
+        except ValueError as exc:
+            self.notify(str(exc), title="Not building", severity="error", markup=False)
+            return
+        config, connector, git = self.config, self.connector, self.workspace_lock(service)
+
+        def build(sink: Sink, cancel: threading.Event) -> BuildFinished:
+            with git:  # waits for a pending-commits fetch in the workspace to end
+                return run_build(
+                    config, service, sink, cancel, branch=branch, trigger="tui", connector=connector
+                )
+
+        self.begin_run(self.new_run(service, "build", branch), build)
+
+    def start_rollback(self, service: str, to: Optional[str] = None) -> None:
+        if self.refuse_while_running():
+            return
+        config, connector = self.config, self.connector
+
+        def roll_back(sink: Sink, cancel: threading.Event) -> BuildFinished:
+            return run_rollback(
+                config, service, sink, cancel, to=to, trigger="tui", connector=connector
+            )
+
+        branch = self.config.services[service].branch
+        self.begin_run(self.new_run(service, "rollback", branch), roll_back)
+
+    def new_run(self, service: str, action: str, branch: str) -> RunState:
+        hosts = tuple(h.name for h in self.config.hosts_of(self.config.services[service]))
+        return RunState(service, action, branch, hosts)
+
+    def begin_run(self, run: RunState, work: Work) -> None:
+        self.run_state = run
+        self.main_screen.follow_run(run)
+        self.drain_timer.resume()
+        self.run_in_thread(run, work)
+
+    @work(thread=True, group="run", exit_on_error=False)
+    def run_in_thread(self, run: RunState, work: Work) -> None:
+        try:
+            work(run.events.append, run.cancel)
+        except Exception as exc:  # a bug in the engine must still end the run on screen
+            run.events.append(
+                BuildFinished(
+                    result=RunResult.FAILED,
+                    seconds=0.0,
+                    service=run.service,
+                    error=f"internal error: {type(exc).__name__}: {exc}",
+                )
+            )
+
+    def cancel_run(self) -> None:
+        run = self.active_run
+        if run is None:
+            return
+        if not run.cancel.is_set():
+            run.cancel.set()
+            text = f"Cancelling the {run.action} of {run.service}…"
+            self.notify(text, severity="warning", markup=False)
+        self.main_screen.show_cancelling()
+
+    def drain_run(self) -> None:
+        run = self.run_state
+        if run is None:
+            return
+        batch = run.take(MAX_BATCH)
+        if batch:
+            self.main_screen.show_run_events(batch)
+        if not run.running:
+            self.drain_timer.pause()
+            self.end_run(run)
+
+    def end_run(self, run: RunState) -> None:
+        title, text, severity = run.notice()
+        self.notify(text, title=title, severity=severity, markup=False)
+        if run.quit_when_finished:
+            self.exit(0)
+            return
+        self.main_screen.run_ended(run)
+
+    async def action_quit(self) -> None:
+        run = self.active_run
+        if run is None:
+            self.exit(0)
+            return
+        if run.quit_when_finished:
+            self.notify(
+                f"Still cancelling the {run.action}; quitting when it stops…", severity="warning"
+            )
+            return
+        if isinstance(self.screen, QuitWhileBuilding):
+            return
+
+        def answered(cancel_and_quit: Optional[bool]) -> None:
+            if cancel_and_quit and run.running:
+                run.quit_when_finished = True
+                self.cancel_run()
+                text = f"Quitting when the {run.action} has stopped…"
+                self.notify(text, severity="warning", markup=False)
+            elif cancel_and_quit:
+                self.exit(0)
+
+        self.push_screen(QuitWhileBuilding(run.service, run.action), answered)
+
+    # -- questions first ----------------------------------------------------------
+    def ask_rollback(self, service: str) -> None:
+        if self.refuse_while_running():
+            return
+        self.main_screen.fleet_column.select_service(service)
+
+        def answered(target: Optional[str]) -> None:
+            if target:
+                self.start_rollback(service, target)
+
+        holder = self.fleet.lock_holder(service)
+        self.push_screen(
+            RollbackDialog(self.config, service, self.poller.on_host, holder), answered
+        )
+
+    def ask_unlock(self, service: str) -> None:
+        run = self.active_run
+        if run is not None and run.service == service:
+            self.notify(
+                f"this console is running a {run.action} of {service}: cancel it instead (esc)",
+                severity="warning",
+                markup=False,
+            )
+            return
+
+        def answered(yes: Optional[bool]) -> None:
+            if yes:
+                self.notify(f"Removing the deploy lock of {service}…", markup=False)
+                self.unlock_in_thread(service)
+
+        self.push_screen(ConfirmUnlock(service, self.fleet.lock_holder(service)), answered)
+
+    @work(thread=True, group="unlock", exit_on_error=False)
+    def unlock_in_thread(self, service: str) -> None:
+        try:
+            ok, lines = force_unlock(self.config, service, trigger="tui", connector=self.connector)
+        except Exception as exc:
+            ok, lines = False, [f"internal error: {type(exc).__name__}: {exc}"]
+        self.post_message(self.Unlocked(service, ok, lines))
+
+    @on(Unlocked)
+    def show_unlocked(self, message: Unlocked) -> None:
+        text = "\n".join(printable(line) for line in message.lines) or "done"
+        self.notify(
+            text,
+            title=f"Unlock {message.service}" + ("" if message.ok else " failed"),
+            severity="information" if message.ok else "error",
+            markup=False,
+            timeout=10,
+        )
+        if message.ok:
+            self.fleet.locks.pop(message.service, None)
+        self.main_screen.unlock_answered(message.service, message.ok)

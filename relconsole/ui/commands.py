@@ -1,64 +1,85 @@
-"""The command palette's relconsole commands (ctrl+p)."""
+"""The command palette's relconsole commands (ctrl+p).
+
+They read the app's models (the run, the fleet facts) and call the app's verbs; the
+only screen detail they use is a focus target by id.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-if TYPE_CHECKING:
-    from relconsole.ui.app import RelconsoleApp
+from relconsole.ui.console import Console
 
 
 class RelconsoleCommands(Provider):
-    """Build / Roll back / Unlock <service>, Cancel, History, Status, the main screen's
-    other actions, then Textual's."""
+    """Build / Roll back / Unlock <service>, Cancel, History, Status, focus moves, the
+    run's stages, then Textual's."""
 
     def commands(self) -> Iterator[tuple[str, Callable, str]]:
-        app: RelconsoleApp = self.app  # type: ignore[assignment]
-        main = app.main_screen
-        if main.build_running:
+        app = self.app
+        assert isinstance(app, Console)
+        run = app.active_run
+        if run is not None:
             yield (
-                f"Cancel {main.running_action}",
-                main.cancel_build,
-                f"Stop the {main.running_action} of {main.building} between steps",
+                f"Cancel {run.action}",
+                app.cancel_run,
+                f"Stop the {run.action} of {run.service} between steps",
             )
         else:
             for name, service in app.config.services.items():
                 hosts = ", ".join(service.hosts)
                 yield (
                     f"Build {name}",
-                    partial(main.start_build, name),
+                    partial(app.start_build, name),
                     f"Build {service.branch} and deploy to {hosts}",
                 )
                 yield (
                     f"Roll back {name}",
-                    partial(main.ask_rollback, name),
+                    partial(app.ask_rollback, name),
                     f"Switch {hosts} back to an earlier release (asks first)",
                 )
         for name in app.config.services:
-            lock = main.locks.get(name)
-            held = f"held by {lock.describe()}" if lock else "no lock seen at the last poll"
+            holder = app.fleet.lock_holder(name)
+            held = f"held by {holder}" if holder else "no lock seen at the last poll"
             yield (
                 f"Unlock {name}",
-                partial(main.ask_unlock, name),
+                partial(app.ask_unlock, name),
                 f"Remove the deploy lock (asks first; {held})",
             )
-        yield "History", main.action_history, "Every build and rollback, with its log (key h)"
-        yield "Status", app.action_processes, "Process view: supervisor status of every host"
-        yield "Edit branch", main.query_one("#branch").focus, "Build another branch of the service"
-        yield "Services", main.query_one("#services").focus, "Move to the services list"
-        for number, stage in enumerate(main.build_view.strip.shown(), 1):
+        screen = self.screen
+        on_main = hasattr(screen, "action_show_stage")  # the main screen, under the palette
+        yield (
+            "History",
+            partial(screen.run_action, "history") if on_main else partial(app.show_history, None),
+            "Every build and rollback, with its log (key h)",
+        )
+        yield (
+            "Status",
+            partial(app.run_action, "processes"),
+            "Process view: supervisor status of every host",
+        )
+        if on_main:
             yield (
-                f"Show {stage} output",
-                partial(main.build_view.select_stage, stage),
-                f"The {stage} pane (key {number})",
+                "Edit branch",
+                partial(self.focus, "#branch"),
+                "Build another branch of the service",
             )
+            yield "Services", partial(self.focus, "#services"), "Move to the services list"
+            for number, stage in enumerate(app.run_state.stages if app.run_state else (), 1):
+                yield (
+                    f"Show {stage} output",
+                    partial(screen.run_action, f"show_stage({number})"),
+                    f"The {stage} pane (key {number})",
+                )
         # Textual's own (Keys, Theme, Quit...) after ours: one provider keeps the order.
         for name, help_text, callback, *_ in app.get_system_commands(self.screen):
             yield name, callback, help_text
+
+    def focus(self, selector: str) -> None:
+        self.screen.query_one(selector).focus()
 
     async def discover(self) -> Hits:
         for name, command, help_text in self.commands():

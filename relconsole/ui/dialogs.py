@@ -1,268 +1,39 @@
-"""Small modal dialogs."""
+"""The console's yes/no questions: one :class:`ConfirmDialog`, named for each use.
+
+(The rollback question, which also chooses a release, is
+:class:`relconsole.ui.rollback_dialog.RollbackDialog`.) What the dialogs quote from
+elsewhere (a lock holder's words, program and host names) enters as plain text.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Literal, Optional
 
-from textual import on, work
-from textual.app import ComposeResult
+from textual import on
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, OptionList, Static
-from textual.widgets.option_list import Option
+from textual.widgets import Button, Static
 
 from relconsole.text import printable
 
-if TYPE_CHECKING:
-    from relconsole.config import Config
-    from relconsole.hosts.connect import OnHost
-    from relconsole.rollback import RollbackPlan
 
+class ConfirmDialog(ModalScreen[bool]):
+    """A question with a yes and a no button; dismisses with True for yes.
 
-class QuitWhileBuilding(ModalScreen[bool]):
-    """Asked when quitting during a run; dismisses with True for "cancel and quit"."""
-
-    DEFAULT_CSS = """
-    QuitWhileBuilding {
-        align: center middle;
-        & > Vertical {
-            width: 70;
-            max-width: 100%;
-            height: auto;
-            padding: 1 2;
-            border: thick $warning;
-            background: $surface;
-        }
-        & Static { width: 1fr; margin-bottom: 1; }
-        & Horizontal { width: auto; height: auto; }
-        & Button { margin: 0 1 0 0; }
-    }
-    """
-    BINDINGS = [Binding("escape", "keep_building", "Keep building")]
-
-    def __init__(self, service: str, action: str = "build") -> None:
-        super().__init__()
-        self.service = service
-        self.action = action
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(
-                Content.assemble(
-                    f"A {self.action} of ",
-                    (self.service, "bold"),
-                    " is running.\n",
-                    "Cancelling stops it between steps; hosts are never left half-switched.",
-                )
-            )
-            with Horizontal():
-                yield Button("Keep building", id="keep", variant="primary")
-                yield Button("Cancel build and quit", id="cancel-and-quit", variant="error")
-
-    def on_mount(self) -> None:
-        self.query_one("#keep", Button).focus()
-
-    def action_keep_building(self) -> None:
-        self.dismiss(False)
-
-    @on(Button.Pressed, "#keep")
-    def keep_building(self) -> None:
-        self.dismiss(False)
-
-    @on(Button.Pressed, "#cancel-and-quit")
-    def cancel_and_quit(self) -> None:
-        self.dismiss(True)
-
-
-class RollbackDialog(ModalScreen[Optional[str]]):
-    """Asks before a rollback, naming what each host runs and where it would go back to.
-
-    Dismisses with the release to roll back to (the operator's choice among those every
-    host holds; the previous release is preselected), or None.
+    ``y`` and ``n`` answer it, escape says no; ``default`` has the focus. ``tone``
+    colours the frame: "error" for what cannot be undone, "warning" otherwise.
     """
 
     DEFAULT_CSS = """
-    RollbackDialog {
-        align: center middle;
-        & > Vertical {
-            width: 78; max-width: 100%; height: auto; max-height: 100%;
-            border: thick $warning; background: $surface; padding: 0 1;
-        }
-        & #rb-question { text-style: bold; }
-        & #rb-hosts { color: $text-muted; }
-        & #rb-why { color: $text-muted; }
-        & #rb-problem { color: $error; display: none; }
-        & OptionList { height: auto; max-height: 8; margin: 1 0; }
-        & Horizontal { height: auto; align: right middle; }
-        & Button { margin-left: 2; }
-    }
-    """
-    BINDINGS = [
-        Binding("y", "confirm", "Roll back"),
-        Binding("n,escape", "dismiss(None)", "Cancel"),
-    ]
-
-    class Read(Message):
-        def __init__(self, plan: RollbackPlan, subjects: dict[str, str]) -> None:
-            super().__init__()
-            self.plan = plan
-            self.subjects = subjects
-
-    def __init__(
-        self, config: Config, service: str, on_host: OnHost, lock: Optional[str] = None
-    ) -> None:
-        super().__init__(id="rollback-dialog")
-        self.lock = lock  # who held the service's deploy lock at the last poll
-        self.config = config
-        self.service = config.services[service]
-        self.on_host = on_host
-        self.plan: Optional[RollbackPlan] = None
-
-    def compose(self) -> ComposeResult:
-        hosts = ", ".join(self.service.hosts)
-        with Vertical():
-            yield Static(
-                Content.assemble("Roll back ", (self.service.name, "bold"), " on ", hosts, "?"),
-                id="rb-question",
-            )
-            yield Static(Content(f"reading the releases on {hosts}…"), id="rb-hosts")
-            yield OptionList(id="rb-targets", markup=False)
-            yield Static(id="rb-problem", markup=False)
-            yield Static(
-                Content(
-                    "Every host switches to it, or none does; then supervisor "
-                    "restarts the programs and checks they stay up."
-                ),
-                id="rb-why",
-            )
-            with Horizontal():
-                yield Button("Roll back (y)", variant="warning", id="yes", disabled=True)
-                yield Button("Cancel (n)", id="no")
-
-    def on_mount(self) -> None:
-        self.query_one("#rb-targets").display = False
-        self.query_one("#no", Button).focus()
-        self.read()
-
-    @work(thread=True, exit_on_error=False)
-    def read(self) -> None:
-        from relconsole.rollback import plan_rollback, read_releases, release_subject
-        from relconsole.stages.checkout import workspace_path
-
-        hosts = self.config.hosts_of(self.service)
-        plan = plan_rollback(
-            read_releases(self.service, hosts, self.on_host, self.config.settings.command_timeout)
-        )
-        workspace = workspace_path(self.config.settings.state_dir, self.service.name)
-        subjects = {r: s for r in plan.candidates if (s := release_subject(workspace, r))}
-        self.post_message(self.Read(plan, subjects))
-
-    @on(Read)
-    def show_plan(self, message: Read) -> None:
-        self.plan = plan = message.plan
-        lines = []
-        for h in plan.hosts:
-            if h.error:
-                lines.append(Content.assemble(f"{h.host}: ", (printable(h.error), "$error")))
-            else:
-                lines.append(
-                    Content(
-                        f"{h.host}: runs {h.current or 'nothing'}"
-                        f"{' → ' + h.previous if h.previous else ''}"
-                    )
-                )
-        self.query_one("#rb-hosts", Static).update(Content("\n").join(lines))
-        problem = None
-        if plan.errors:
-            problem = "Every host must answer before a rollback; nothing will be switched."
-        elif not plan.candidates:
-            problem = "No earlier release is on every host: there is nothing to roll back to."
-        elif plan.drift:
-            problem = "The hosts run different releases: choose the one they should all run."
-        if self.lock and not plan.errors:
-            problem = "\n".join(
-                filter(
-                    None,
-                    [
-                        problem,
-                        f"🔒 locked by {printable(self.lock)}: the rollback will be refused.",
-                    ],
-                )
-            )
-        targets = self.query_one("#rb-targets", OptionList)
-        if plan.candidates and not plan.errors:
-            targets.add_options(
-                [
-                    Option(
-                        Content.assemble(
-                            (release, "bold"),
-                            f"  {message.subjects[release]}" if release in message.subjects else "",
-                            ("  (previous)", "$success") if release == plan.default else "",
-                        ),
-                        id=release,
-                    )
-                    for release in plan.candidates
-                ]
-            )
-            targets.display = True
-            targets.highlighted = plan.candidates.index(plan.default) if plan.default else 0
-            targets.focus()
-        shown = self.query_one("#rb-problem", Static)
-        shown.update(problem or "")
-        shown.display = bool(problem)
-        self.query_one("#rb-why").display = self.target is not None
-        if self.target is None:
-            self.query_one("#no", Button).focus()
-        self.show_choice()
-
-    @on(OptionList.OptionHighlighted, "#rb-targets")
-    def show_choice(self) -> None:
-        button = self.query_one("#yes", Button)
-        target = self.target
-        button.disabled = target is None
-        button.label = f"Roll back to {target} (y)" if target else "Roll back (y)"
-        button.refresh(layout=True)  # Button.label does not re-measure the width itself
-
-    @on(OptionList.OptionSelected, "#rb-targets")
-    def go_to_button(self) -> None:
-        self.query_one("#yes", Button).focus()
-
-    @property
-    def target(self) -> Optional[str]:
-        plan = self.plan
-        if plan is None or plan.errors or not plan.candidates:
-            return None
-        targets = self.query_one("#rb-targets", OptionList)
-        if targets.highlighted is None:
-            return None
-        return plan.candidates[targets.highlighted]
-
-    def action_confirm(self) -> None:
-        if self.target is not None:
-            self.dismiss(self.target)
-
-    @on(Button.Pressed, "#yes")
-    def confirm(self) -> None:
-        self.action_confirm()
-
-    @on(Button.Pressed, "#no")
-    def cancel(self) -> None:
-        self.dismiss(None)
-
-
-class ConfirmUnlock(ModalScreen[bool]):
-    """Asks before removing a service's deploy lock on every host."""
-
-    DEFAULT_CSS = """
-    ConfirmUnlock {
+    ConfirmDialog {
         align: center middle;
         & > Vertical {
             width: 72; max-width: 100%; height: auto;
             border: thick $error; background: $surface; padding: 1 2;
         }
+        &.-warning > Vertical { border: thick $warning; }
         & #question { text-style: bold; }
         & #why { color: $text-muted; margin: 1 0; }
         & Horizontal { height: auto; align: right middle; }
@@ -270,41 +41,86 @@ class ConfirmUnlock(ModalScreen[bool]):
     }
     """
     BINDINGS = [
-        Binding("y", "dismiss(True)", "Unlock"),
-        Binding("n,escape", "dismiss(False)", "Keep the lock"),
+        Binding("y", "dismiss(True)", "Yes"),
+        Binding("n,escape", "dismiss(False)", "No"),
     ]
-    AUTO_FOCUS = "#no"
 
-    def __init__(self, service: str, holder: Optional[str]) -> None:
-        super().__init__()
-        self.service = service
-        self.holder = holder
+    def __init__(
+        self,
+        question: Content,
+        text: Content,
+        *,
+        yes: str,
+        no: str,
+        default: Literal["yes", "no"] = "no",
+        tone: Literal["error", "warning"] = "error",
+    ) -> None:
+        super().__init__(classes=f"-{tone}")
+        self.question = question
+        self.text = text
+        self.labels = (yes, no)
+        self.tone = tone
+        self.default = default
 
-    def compose(self) -> ComposeResult:
+    def compose(self):
+        yes, no = self.labels
         with Vertical():
-            yield Static(
-                Content.assemble(
-                    "Remove the deploy lock of ", (self.service, "bold"), " on every host?"
-                ),
-                id="question",
-            )
-            held = (
-                Content.assemble("Held by ", printable(self.holder), ".")
-                if self.holder
-                else Content("No lock was seen at the last poll.")
-            )
-            yield Static(held)
-            yield Static(
-                Content(
-                    "Only when you know that run is gone: a build running "
-                    "elsewhere would lose its protection."
-                ),
-                id="why",
-            )
+            yield Static(self.question, id="question")
+            yield Static(self.text, id="why")
             with Horizontal():
-                yield Button("Unlock (y)", variant="error", id="yes")
-                yield Button("Cancel (n)", id="no")
+                yield Button(f"{yes} (y)", variant=self.tone, id="yes")
+                yield Button(f"{no} (n)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one(f"#{self.default}", Button).focus()
 
     @on(Button.Pressed)
     def answer_button(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
+
+
+class QuitWhileBuilding(ConfirmDialog):
+    """Asked when quitting during a run: yes cancels it and quits once it has stopped."""
+
+    def __init__(self, service: str, action: str = "build") -> None:
+        super().__init__(
+            Content.assemble(f"A {action} of ", (service, "bold"), " is running."),
+            Content("Cancelling stops it between steps; hosts are never left half-switched."),
+            yes=f"Cancel {action} and quit",
+            no="Keep building" if action == "build" else "Keep rolling back",
+            tone="warning",
+        )
+
+
+class ConfirmUnlock(ConfirmDialog):
+    """Asked before removing a service's deploy lock on every host."""
+
+    def __init__(self, service: str, holder: Optional[str]) -> None:
+        held = (
+            Content.assemble("Held by ", printable(holder), ".")
+            if holder
+            else Content("No lock was seen at the last poll.")
+        )
+        super().__init__(
+            Content.assemble("Remove the deploy lock of ", (service, "bold"), " on every host?"),
+            Content.assemble(
+                held,
+                "\nOnly when you know that run is gone: a build running elsewhere would "
+                "lose its protection.",
+            ),
+            yes="Unlock",
+            no="Cancel",
+        )
+        self.holder = holder  # their own words, as the last poll read them
+
+
+class ConfirmStop(ConfirmDialog):
+    """Asked before stopping a program: supervisord will not bring it back by itself."""
+
+    def __init__(self, host: str, program: str) -> None:
+        super().__init__(
+            Content(f"Stop {program} on {host}?"),
+            Content("Supervisor will not start it again until you do (S)."),
+            yes="Stop",
+            no="Cancel",
+        )

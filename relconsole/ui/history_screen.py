@@ -1,5 +1,5 @@
 """The history screen (``h``): every build, rollback and unlock recorded on this machine,
-newest first, and the full log of one of them.
+newest first; enter opens one run's log (:mod:`relconsole.ui.build_log_screen`).
 
 SQLite is read in thread workers; the list is read again each time the screen comes
 back to the top, so runs that ended meanwhile appear. Logs are shown in a ``Log``
@@ -8,7 +8,6 @@ back to the top, so runs that ended meanwhile appear. Logs are shown in a ``Log`
 
 from __future__ import annotations
 
-import time
 from typing import Optional
 
 from rich.text import Text
@@ -18,23 +17,15 @@ from textual.binding import Binding
 from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Log, Static
+from textual.widgets import DataTable, Footer, Static
 
 from relconsole.config import Config
 from relconsole.history import History
-from relconsole.text import printable
-from relconsole.ui.build_view import seconds_text
+from relconsole.ui.build_log_screen import RESULT_STYLES, BuildLogScreen
+from relconsole.ui.clock import seconds_text, started_text
 
 #: Rows read per load (the history keeps everything; the screen shows the newest).
 LIMIT = 500
-
-RESULT_STYLES = {
-    "success": "green",
-    "failed": "bold red",
-    "cancelled": "yellow",
-    "rolled back": "bold magenta",
-    "running": "cyan",
-}
 
 # The release (23 columns, and its sha and time are already shown) goes last, so 80
 # columns show everything else.
@@ -51,12 +42,6 @@ COLUMNS = [
     ("who", "who"),
     ("release", "release"),
 ]
-
-
-def started_text(ts: float, now: Optional[float] = None) -> str:
-    now = time.time() if now is None else now
-    fmt = "%H:%M:%S" if time.localtime(ts)[:3] == time.localtime(now)[:3] else "%m-%d %H:%M"
-    return time.strftime(fmt, time.localtime(ts))
 
 
 def row_cells(row: dict) -> list[Text]:
@@ -210,94 +195,6 @@ class HistoryScreen(Screen[None]):
 
     @on(DataTable.RowSelected, "#history")
     def open_log(self, event: DataTable.RowSelected) -> None:
-        row = self.rows.get(event.row_key.value)
+        row = self.rows.get(event.row_key.value or "")
         if row is not None:
             self.app.push_screen(BuildLogScreen(self.config, row))
-
-
-class BuildLogScreen(Screen[None]):
-    """One run's recorded log, as plain text."""
-
-    AUTO_FOCUS = "#build-log"
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back", key_display="esc"),
-        Binding("g", "top", "Top"),
-        Binding("G", "bottom", "End"),
-    ]
-
-    class Loaded(Message):
-        def __init__(self, row: Optional[dict], error: Optional[str] = None) -> None:
-            super().__init__()
-            self.row = row
-            self.error = error
-
-    def __init__(self, config: Config, row: dict) -> None:
-        super().__init__(id="build-log-screen")
-        self.config = config
-        self.row = row
-
-    def compose(self) -> ComposeResult:
-        yield Static(id="build-log-title", markup=False)
-        yield Log(id="build-log", highlight=False)
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.show_title(self.row)
-        self.load(self.row["service"], self.row["number"])
-
-    def show_title(self, row: dict) -> None:
-        result = row["result"]
-        duration = row.get("duration")
-        parts: list = [
-            (f"{row['action']} #{row['number']} of {row['service']}", "bold"),
-            "  ",
-            (result, RESULT_STYLES.get(result, "").replace("bold ", "") or "bold"),
-            f"  {row.get('branch') or ''} {(row.get('sha') or '')[:12]}",
-            f"  {row.get('release') or ''}",
-            f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row['started']))}",
-            f"  {seconds_text(duration) if duration is not None else ''}",
-            f"  {row.get('who') or ''} ({row.get('trigger') or ''})",
-        ]
-        if row.get("subject"):
-            parts += ["\n“", printable(row["subject"]), "”"]
-        if row.get("error"):
-            parts += ["\n", ("✘ ", "$error"), printable(row["error"])]
-        self.query_one("#build-log-title", Static).update(Content.assemble(*parts))
-
-    @work(thread=True, group="build-log", exit_on_error=False)
-    def load(self, service: str, number: int) -> None:
-        try:
-            history = History(self.config.settings.state_dir)
-            try:
-                row = history.get(service, number)
-            finally:
-                history.close()
-        except Exception as exc:
-            self.post_message(self.Loaded(None, f"cannot read the history: {exc}"))
-            return
-        self.post_message(self.Loaded(row, None if row else "this run is no longer recorded"))
-
-    @on(Loaded)
-    def show_log(self, message: Loaded) -> None:
-        log = self.query_one(Log)
-        if message.row is None:
-            log.write_line(message.error or "")
-            return
-        self.row = message.row
-        self.show_title(message.row)
-        text = message.row.get("log") or ""
-        if not text:
-            log.write_line(
-                "(the log is saved when the run ends)"
-                if message.row["result"] == "running"
-                else "(no output was recorded)"
-            )
-            return
-        # Opens at the end, where a failed run says why; g goes to the top.
-        log.write_lines([printable(line) or " " for line in text.splitlines()])
-
-    def action_top(self) -> None:
-        self.query_one(Log).scroll_home(animate=False)
-
-    def action_bottom(self) -> None:
-        self.query_one(Log).scroll_end(animate=False)

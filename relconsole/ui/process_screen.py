@@ -12,160 +12,32 @@ Remote text (descriptions, errors, logs) is shown as plain ``Text``, never as ma
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from typing import Optional, TypeVar
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Button, DataTable, Footer, Header, Input, Log, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from relconsole.config import Config, Host
 from relconsole.hosts.base import Result, TransportError
 from relconsole.status import supervisorctl as sv
 from relconsole.status.poller import HostStatus, StatusPoller
-from relconsole.status.tracker import NO_PROGRAMS, UNREACHABLE, FleetRow, FleetTracker, new_log_text
+from relconsole.status.tracker import FleetRow, FleetTracker
+from relconsole.ui import clock
+from relconsole.ui.dialogs import ConfirmStop
+from relconsole.ui.process_rows import action_answer, detail_text, fleet_rows, status_line
+from relconsole.ui.process_table import ProcessTable
+from relconsole.ui.program_tail import ProgramTail
 
 T = TypeVar("T")
 
-CONNECTING = "CONNECTING"  # a host whose first poll has not answered yet
-RESTART_HIGHLIGHT_SECONDS = 5.0
-TAIL_INTERVAL = 1.0
-TAIL_BYTES = 8000
 POLL_SOON = 0.2  # after an action, the host's next poll comes this soon
-
-COLUMNS = (  # key, label
-    ("host", "Host"),
-    ("program", "Program"),
-    ("state", "State"),
-    ("pid", "PID"),
-    ("uptime", "Uptime"),
-    ("restarts", "Restarts"),
-    ("changed", "Changed"),
-    ("detail", "Detail"),
-)
-
-STATE_STYLES = {
-    "RUNNING": "bold green",
-    "STARTING": "yellow",
-    "BACKOFF": "bold yellow",
-    "STOPPING": "yellow",
-    "STOPPED": "dim",
-    "EXITED": "bold red",
-    "FATAL": "bold red",
-    "UNKNOWN": "bold red",
-    UNREACHABLE: "bold red",
-    NO_PROGRAMS: "dim",
-    CONNECTING: "dim italic",
-}
-
-# supervisorctl's answers that mean "nothing to do" rather than failure.
-_HARMLESS = ("ERROR (already started)", "ERROR (not running)")
-
-
-def format_age(seconds: float) -> str:
-    """``"4s ago"``, ``"12m ago"``, ``"3h ago"``, ``"2d ago"``."""
-    seconds = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
-
-
-def render_row(row: FleetRow, now: float) -> tuple[Text, ...]:
-    """The cells of one table row, in COLUMNS order."""
-    restarted = row.restarted_at is not None and now - row.restarted_at < RESTART_HIGHLIGHT_SECONDS
-    pid = Text(
-        str(row.pid) if row.pid is not None else "",
-        style="bold reverse yellow" if restarted else "",
-    )
-    restarts = Text(
-        str(row.restarts) if row.restarts else "", style="bold yellow" if restarted else "yellow"
-    )
-    # A running program's description only repeats pid and uptime.
-    detail = "" if row.description.startswith("pid ") else row.description
-    return (
-        Text(row.host, style="bold"),
-        Text(row.program or ""),
-        Text(row.state, style=STATE_STYLES.get(row.state, "")),
-        pid,
-        Text(sv.format_uptime(row.uptime)),
-        restarts,
-        Text(format_age(now - row.last_change) if row.last_change is not None else "", style="dim"),
-        Text(" ".join(detail.split()), style="red" if row.program is None else ""),
-    )
-
-
-def _same(a: Text, b: Text) -> bool:
-    # Text.__eq__ ignores the base style, and the style is what changes on a highlight.
-    return a.plain == b.plain and a.style == b.style and a.spans == b.spans
-
-
-def matches(row: FleetRow, needle: str) -> bool:
-    """Whether the filter ``needle`` is in the row's host, program or state."""
-    needle = needle.strip().lower()
-    return not needle or any(
-        needle in field.lower() for field in (row.host, row.program or "", row.state)
-    )
-
-
-@dataclass
-class _Tail:
-    host: Host
-    program: str
-    stream: str
-    seq: int
-    shown: str = ""  # the last window fetched, to diff the next one against
-    fetches: int = 0
-
-
-class ConfirmStop(ModalScreen[bool]):
-    """Asks before stopping a program: supervisord will not bring it back by itself."""
-
-    DEFAULT_CSS = """
-    ConfirmStop { align: center middle; }
-    ConfirmStop > Vertical {
-        width: 62; max-width: 100%; height: auto;
-        border: thick $error; background: $surface; padding: 1 2;
-    }
-    ConfirmStop #question { text-style: bold; }
-    ConfirmStop #why { color: $text-muted; margin-bottom: 1; }
-    ConfirmStop Horizontal { height: auto; align: right middle; }
-    ConfirmStop Button { margin-left: 2; }
-    """
-    BINDINGS = [
-        Binding("y", "answer(True)", "Stop it"),
-        Binding("n,escape", "answer(False)", "Keep it running"),
-    ]
-    AUTO_FOCUS = "#no"
-
-    def __init__(self, host: str, program: str):
-        super().__init__()
-        self.host = host
-        self.program = program
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(Text(f"Stop {self.program} on {self.host}?"), id="question")
-            yield Static("Supervisor will not start it again until you do (S).", id="why")
-            with Horizontal():
-                yield Button("Stop (y)", variant="error", id="yes")
-                yield Button("Cancel (n)", id="no")
-
-    def action_answer(self, stop: bool) -> None:
-        self.dismiss(stop)
-
-    @on(Button.Pressed)
-    def answer_button(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
 
 
 class ProcessScreen(Screen[None]):
@@ -203,40 +75,33 @@ class ProcessScreen(Screen[None]):
         self._polling: set[str] = set()
         self._poll_again: set[str] = set()
         self._poll_timers: dict[str, Timer] = {}
-        self._rows: list[FleetRow] = []
-        self._shown_keys: list[str] = []
-        self._cells: dict[str, tuple[Text, ...]] = {}
-        self._filter = ""
-        self._tail: Optional[_Tail] = None
-        self._tail_seq = 0
         # Polls, actions and the tail: one thread per host plus a few, so a slow host
         # only ever occupies its own thread.
         self._pool = ThreadPoolExecutor(
             max_workers=2 * len(self._hosts) + 2, thread_name_prefix="procview"
         )
 
-    # --- layout ---------------------------------------------------------------------
-
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(
             id="filter", placeholder="filter by host, program or state; enter keeps it, esc clears"
         )
-        yield DataTable(id="processes", cursor_type="row", zebra_stripes=True)
+        yield ProcessTable(id="processes")
         yield Static(id="detail")
-        with Vertical(id="tail"):
-            yield Log(id="tail-log", max_lines=5000)
+        timeout = self.config.settings.connect_timeout
+        yield ProgramTail(partial(self._run_command, timeout=timeout), id="tail")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.table
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        self._rows = self._current_rows()
+        self.table.rows_known = self._current_rows()
         self._show()
         for host in self._hosts:
             self._poll(host)
         self.set_interval(1.0, self._show)  # ages and restart highlights move on
+
+    def on_resize(self) -> None:
+        # Nine bindings and the palette's hint: at 80 columns only a compact footer fits.
+        self.query_one(Footer).compact = self.size.width < 100
 
     def on_unmount(self) -> None:
         for timer in self._poll_timers.values():
@@ -244,10 +109,32 @@ class ProcessScreen(Screen[None]):
         # Threads blocked in ssh finish on their own timeouts; nobody waits for them.
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    # --- polling ----------------------------------------------------------------------
+    @property
+    def table(self) -> ProcessTable:
+        return self.query_one(ProcessTable)
 
+    @property
+    def tail(self) -> ProgramTail:
+        return self.query_one(ProgramTail)
+
+    @property
+    def _closing_down(self) -> bool:
+        # A worker can resume while the app or this screen is being torn down: its
+        # widgets may already be gone, and the screen's workers not yet cancelled.
+        tables = self.query("#processes")
+        return not (self.is_attached and tables and tables.first().is_attached)
+
+    def selected_row(self) -> Optional[FleetRow]:
+        return self.table.selected_row()
+
+    # --- polling ----------------------------------------------------------------------
     async def _in_thread(self, fn: Callable[..., T], *args) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def _run_command(self, host: Host, command: str, timeout: float) -> Result:
+        return await self._in_thread(
+            self.poller.on_host, host, lambda t: t.run(command, timeout=timeout, sudo=True)
+        )
 
     def _poll(self, host: Host) -> None:
         timer = self._poll_timers.pop(host.name, None)
@@ -271,8 +158,8 @@ class ProcessScreen(Screen[None]):
             return
         self._polling.discard(host.name)
         self._statuses[host.name] = status
-        self._polled_at = time.time()
-        self._rows = self._current_rows()
+        self._polled_at = clock.now()
+        self.table.rows_known = self._current_rows()
         self._show()
         if host.name in self._poll_again:
             self._poll_again.discard(host.name)
@@ -282,116 +169,23 @@ class ProcessScreen(Screen[None]):
         self._poll_timers[host.name] = self.set_timer(delay, partial(self._poll, host))
 
     def _current_rows(self) -> list[FleetRow]:
-        known = [self._statuses[h.name] for h in self._hosts if h.name in self._statuses]
-        by_host: dict[str, list[FleetRow]] = {}
-        for row in self._tracker.update(known, now=time.time()):
-            by_host.setdefault(row.host, []).append(row)
-        rows = []
-        for host in self._hosts:
-            rows += by_host.get(host.name) or [
-                FleetRow(host.name, None, CONNECTING, description=f"connecting to {host.label}")
-            ]
-        return rows
+        return fleet_rows(self._hosts, self._statuses, self._tracker, clock.now())
 
     # --- showing --------------------------------------------------------------------
-
-    @property
-    def table(self) -> DataTable:
-        return self.query_one("#processes", DataTable)
-
-    @property
-    def _closing_down(self) -> bool:
-        # A worker can resume while the app or this screen is being torn down: its
-        # widgets may already be gone, and the screen's workers not yet cancelled.
-        tables = self.query("#processes")
-        return not (self.is_attached and tables and tables.first().is_attached)
-
-    def selected_row(self) -> Optional[FleetRow]:
-        table = self.table
-        if not self._shown_keys or not 0 <= table.cursor_row < len(self._shown_keys):
-            return None
-        key = self._shown_keys[table.cursor_row]
-        return next((r for r in self._rows if r.key == key), None)
-
     def _show(self) -> None:
-        """Bring the table up to date, in place when the same rows are shown."""
         if self._closing_down:
             return
-        now = time.time()
         table = self.table
-        visible = [r for r in self._rows if matches(r, self._filter)]
-        keys = [r.key for r in visible]
-        if keys != self._shown_keys:
-            selected = self.selected_row()
-            old_index = table.cursor_row
-            table.clear()
-            self._cells = {}
-            for row in visible:
-                cells = self._cells[row.key] = render_row(row, now)
-                table.add_row(*cells, key=row.key)
-            self._shown_keys = keys
-            if keys:
-                index = (
-                    keys.index(selected.key)
-                    if selected and selected.key in keys
-                    else min(max(old_index, 0), len(keys) - 1)
-                )
-                table.move_cursor(row=index)
-        else:
-            for row in visible:
-                cells = render_row(row, now)
-                old = self._cells[row.key]
-                for (column, _), new, before in zip(COLUMNS, cells, old, strict=True):
-                    if not _same(new, before):
-                        table.update_cell(row.key, column, new, update_width=True)
-                self._cells[row.key] = cells
-        self._show_status(len(visible))
+        table.show(clock.now())
+        rows = (len(table.visible_rows), len(table.rows_known)) if table.filter.strip() else None
+        self.sub_title = status_line(len(self._hosts), self._statuses, self._polled_at, rows)
         self._show_detail()
 
-    def _show_status(self, visible: int) -> None:
-        statuses = list(self._statuses.values())
-        parts = [f"{sum(s.reachable for s in statuses)}/{len(self._hosts)} hosts reachable"]
-        if self._polled_at is not None and statuses:
-            # Hosts answer on their own cycles: the latest answer, and the slowest poll.
-            slowest = max(s.seconds for s in statuses)
-            took = f"{slowest * 1000:.0f}ms" if slowest < 1 else f"{slowest:.1f}s"
-            parts.append(
-                f"polled {time.strftime('%H:%M:%S', time.localtime(self._polled_at))} in {took}"
-            )
-        if self._filter.strip():
-            parts.append(f"{visible}/{len(self._rows)} rows")
-        self.sub_title = " · ".join(parts)
-
     def _show_detail(self) -> None:
-        row = self.selected_row()
-        detail = self.query_one("#detail", Static)
-        if row is None:
-            detail.update(
-                Text(
-                    f"no rows match {self._filter.strip()!r}"
-                    if self._filter.strip()
-                    else "no processes",
-                    style="dim",
-                )
-            )
-            return
-        text = Text()
-        text.append(row.key, style="bold")
-        text.append("  ")
-        text.append(row.state, style=STATE_STYLES.get(row.state, ""))
-        if row.description:
-            text.append("  " + " ".join(row.description.split()))
-        if row.state == UNREACHABLE and row.last_change is not None:
-            text.append(
-                f"  (since {time.strftime('%H:%M:%S', time.localtime(row.last_change))})",
-                style="dim",
-            )
-        if row.restarts:
-            when = time.strftime("%H:%M:%S", time.localtime(row.restarted_at or 0))
-            text.append(f"  restarted {row.restarts}× (last at {when})", style="yellow")
-        detail.update(text)
+        detail = detail_text(self.selected_row(), self.table.filter)
+        self.query_one("#detail", Static).update(detail)
 
-    @on(DataTable.RowHighlighted)
+    @on(ProcessTable.RowHighlighted)
     def _row_moved(self) -> None:
         self._show_detail()
         self.refresh_bindings()
@@ -408,9 +202,9 @@ class ProcessScreen(Screen[None]):
             row = self.selected_row()
             return (row is not None and row.program is not None) or None
         if action == "close_filter":
-            return filter_input.display and (typing or self._tail is None)
+            return filter_input.display and (typing or not self.tail.is_open)
         if action == "close_tail":
-            return self._tail is not None and not typing
+            return self.tail.is_open and not typing
         return True
 
     def on_descendant_focus(self) -> None:
@@ -423,82 +217,61 @@ class ProcessScreen(Screen[None]):
         table = self.table
         (table.action_cursor_down if direction == "down" else table.action_cursor_up)()
 
-    # --- actions --------------------------------------------------------------------
+    def action_leave(self) -> None:
+        self.app.pop_screen()
 
-    def _program_row(self) -> Optional[FleetRow]:
+    # --- actions --------------------------------------------------------------------
+    def _program_row(self) -> Optional[tuple[FleetRow, str]]:
         row = self.selected_row()
         if row is None or row.program is None:
             self.notify("Select a program row first.", severity="warning", timeout=3)
             return None
-        return row
+        return row, row.program
 
     def action_act(self, action: str) -> None:
-        row = self._program_row()
-        if row is not None:
-            self._run_action(row, action)
+        found = self._program_row()
+        if found is not None:
+            self._run_action(*found, action)
 
     def action_stop(self) -> None:
-        row = self._program_row()
-        if row is None:
+        found = self._program_row()
+        if found is None:
             return
+        row, program = found
 
         def answered(stop: Optional[bool]) -> None:
             if stop:
-                self._run_action(row, "stop")
+                self._run_action(row, program, "stop")
 
-        self.app.push_screen(ConfirmStop(row.host, row.program), answered)
+        self.app.push_screen(ConfirmStop(row.host, program), answered)
 
-    def _run_action(self, row: FleetRow, action: str) -> None:
+    def _run_action(self, row: FleetRow, program: str, action: str) -> None:
         host = self._host[row.host]
-        command = sv.action_command(host.supervisorctl, action, [row.program])
-        self.notify(f"{action} {row.program} on {row.host}…", timeout=2, markup=False)
+        command = sv.action_command(host.supervisorctl, action, [program])
+        self.notify(f"{action} {program} on {row.host}…", timeout=2, markup=False)
         # An app worker: its answer is still shown if the user has left this screen.
         self.app.run_worker(
-            self._action(host, row.program, action, command),
+            self._action(host, program, action, command),
             group="process-action",
             name=f"{action} {row.key}",
         )
 
     async def _action(self, host: Host, program: str, action: str, command: str) -> None:
         app = self.app
-        timeout = self.config.settings.command_timeout
         title = f"{action} {program} on {host.name}"
-        res: Optional[Result] = None
         try:
-            res = await self._in_thread(
-                self.poller.on_host, host, lambda t: t.run(command, timeout=timeout, sudo=True)
-            )
-        except TransportError as exc:
-            app.notify(exc.message, title=f"{title} failed", severity="error", markup=False)
+            res = await self._run_command(host, command, self.config.settings.command_timeout)
         except Exception as exc:  # a bug must not take the console down mid-incident
-            app.notify(repr(exc), title=f"{title} failed", severity="error", markup=False)
-        if res is not None:
-            answers = sv.parse_action_output(res.stdout)
-            if answers:
-                message = "\n".join(f"{name}: {what}" for name, what in answers.items())
-                failed = [
-                    w for w in answers.values() if w.startswith("ERROR") and w not in _HARMLESS
-                ]
-                harmless = [w for w in answers.values() if w in _HARMLESS]
-                severity = "error" if failed else "warning" if harmless else "information"
-            else:
-                message = res.tail(5) or f"no output (exit {res.exit_code})"
-                severity = "information" if res.ok else "error"
-            app.notify(
-                message,
-                title=title,
-                severity=severity,
-                markup=False,
-                timeout=8 if severity == "error" else 4,
-            )
+            error = exc.message if isinstance(exc, TransportError) else repr(exc)
+            app.notify(error, title=f"{title} failed", severity="error", markup=False)
+        else:
+            message, severity = action_answer(res)
+            timeout = 8 if severity == "error" else 4
+            app.notify(message, title=title, severity=severity, markup=False, timeout=timeout)
         if not self._closing_down:
             self._poll_soon(host)
 
-    def action_leave(self) -> None:
-        self.app.pop_screen()
-
     # --- filter ---------------------------------------------------------------------
-
     def action_filter(self) -> None:
         filter_input = self.query_one("#filter", Input)
         filter_input.display = True
@@ -507,12 +280,12 @@ class ProcessScreen(Screen[None]):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self._filter = event.value
+        self.table.filter = event.value
         self._show()
 
     @on(Input.Submitted, "#filter")
     def _filter_kept(self) -> None:
-        if not self._filter.strip():
+        if not self.table.filter.strip():
             self.action_close_filter()
         else:
             self.set_focus(self.table)
@@ -520,69 +293,20 @@ class ProcessScreen(Screen[None]):
     def action_close_filter(self) -> None:
         filter_input = self.query_one("#filter", Input)
         filter_input.value = ""
-        self._filter = ""
+        self.table.filter = ""
         filter_input.display = False
         self.set_focus(self.table)
         self._show()
         self.refresh_bindings()
 
     # --- log tail -------------------------------------------------------------------
-
     def action_tail(self, stream: str) -> None:
-        row = self._program_row()
-        if row is None:
-            return
-        self._tail_seq += 1
-        self._tail = _Tail(self._host[row.host], row.program, stream, self._tail_seq)
-        pane = self.query_one("#tail")
-        pane.border_title = Text(f"{row.program} on {row.host}: {stream}")
-        pane.border_subtitle = Text("fetching… · esc closes")
-        self.query_one("#tail-log", Log).clear()
-        pane.display = True
-        self.refresh_bindings()
-        self._fetch_tail(self._tail.seq)
+        found = self._program_row()
+        if found is not None:
+            row, program = found
+            self.tail.open(self._host[row.host], program, stream)
+            self.refresh_bindings()
 
     def action_close_tail(self) -> None:
-        self._tail = None
-        self.query_one("#tail").display = False
+        self.tail.close()
         self.refresh_bindings()
-
-    def _fetch_tail(self, seq: int) -> None:
-        if self._tail is not None and self._tail.seq == seq:
-            self.run_worker(self._tail_once(self._tail), group="tail", name="tail")
-
-    async def _tail_once(self, tail: _Tail) -> None:
-        command = sv.tail_command(tail.host.supervisorctl, tail.program, tail.stream, TAIL_BYTES)
-        timeout = self.config.settings.connect_timeout
-        error = None
-        try:
-            res: Result = await self._in_thread(
-                self.poller.on_host, tail.host, lambda t: t.run(command, timeout=timeout, sudo=True)
-            )
-        except TransportError as exc:
-            error = exc.message
-        except Exception as exc:  # a bug must not take the console down mid-incident
-            error = repr(exc)
-        if self._tail is not tail or self._closing_down:
-            return  # closed or replaced meanwhile
-        pane = self.query_one("#tail")
-        if error is None and not res.ok:
-            error = res.tail(2) or f"exit {res.exit_code}"
-        if error is not None:
-            pane.border_subtitle = Text(f"retrying: {' '.join(error.split())}")
-        else:
-            self._append_tail(tail, res.stdout)
-            empty = "" if tail.shown.strip() else "the log is empty so far · "
-            pane.border_subtitle = Text(f"{empty}live · esc closes")
-        self.set_timer(TAIL_INTERVAL, partial(self._fetch_tail, tail.seq))
-
-    def _append_tail(self, tail: _Tail, output: str) -> None:
-        # supervisorctl prints the log bytes plus one newline of its own.
-        window = output[:-1] if output.endswith("\n") else output
-        new = new_log_text(tail.shown, window)
-        if tail.fetches == 0 and len(window.encode()) >= TAIL_BYTES - 1 and "\n" in new:
-            new = new.split("\n", 1)[1]  # the window starts mid-line
-        tail.shown = window
-        tail.fetches += 1
-        if new:
-            self.query_one("#tail-log", Log).write(new)

@@ -1,0 +1,87 @@
+"""What screens, widgets and the command palette may use of the app.
+
+:class:`Console` holds what outlives a screen (the config, the one status poller, the
+fleet facts, the run) and names the verbs (start or cancel a run, ask before a
+rollback or an unlock); :class:`relconsole.ui.app.RelconsoleApp` implements them. This
+module imports no screen, so any screen can type ``self.app`` as a ``Console``
+without an import cycle.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+from textual.app import App
+
+from relconsole.config import Config
+from relconsole.hosts.connect import Connector, open_transport
+from relconsole.status.poller import StatusPoller
+from relconsole.ui.fleet_facts import FleetFacts
+from relconsole.ui.run_state import RunState
+
+
+class Console(App[int]):
+    def __init__(
+        self,
+        config: Config,
+        connector: Optional[Connector] = None,
+        poller: Optional[StatusPoller] = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        #: Opens a transport to a host for runs and polls (tests and sandboxes swap it).
+        self.connector: Connector = connector or open_transport
+        self.poller = poller or StatusPoller(
+            list(config.hosts.values()), config.settings, self.connector
+        )
+        self.fleet = FleetFacts()
+        #: The run in progress, or the last one (None before the first).
+        self.run_state: Optional[RunState] = None
+        # Serialises git in a service's workspace: a pending-commits fetch, a build's checkout.
+        self._workspace_locks: dict[str, threading.Lock] = {}
+
+    @property
+    def active_run(self) -> Optional[RunState]:
+        """The run in progress, if any."""
+        run = self.run_state
+        return run if run is not None and run.running else None
+
+    def workspace_lock(self, service: str) -> threading.Lock:
+        return self._workspace_locks.setdefault(service, threading.Lock())
+
+    def refuse_while_running(self) -> bool:
+        """True, with a word to the operator, while a run is in progress."""
+        run = self.active_run
+        if run is not None:
+            self.notify(
+                f"a {run.action} of {run.service} is running; esc cancels it",
+                severity="warning",
+                markup=False,
+            )
+        return run is not None
+
+    # -- the verbs (RelconsoleApp) ----------------------------------------------
+    def start_build(self, service: str, branch: Optional[str] = None) -> None:
+        """Build ``branch`` (None: the configured one) of ``service`` and deploy it."""
+        raise NotImplementedError
+
+    def start_rollback(self, service: str, to: Optional[str] = None) -> None:
+        """Switch every host of ``service`` back to release ``to`` (None: the previous)."""
+        raise NotImplementedError
+
+    def cancel_run(self) -> None:
+        """Ask the run in progress to stop between steps."""
+        raise NotImplementedError
+
+    def ask_rollback(self, service: str) -> None:
+        """Ask which release to go back to, then roll back."""
+        raise NotImplementedError
+
+    def ask_unlock(self, service: str) -> None:
+        """Ask, then remove ``service``'s deploy lock on every host."""
+        raise NotImplementedError
+
+    def show_history(self, service: Optional[str]) -> None:
+        """Open the history screen on ``service`` (None: every service)."""
+        raise NotImplementedError

@@ -1,0 +1,108 @@
+"""The pane of a per-host stage (upload, switch, supervisor, rollback): one ``Log`` per
+host, side by side when each gets enough width, else tabbed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+from textual import on
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.widgets import Log, Tab, Tabs
+
+from relconsole.ui.stage_strip import ICONS
+
+#: Lines kept per pane; older lines scroll away.
+MAX_LINES = 10_000
+
+
+def make_log(id: Optional[str] = None) -> Log:
+    return Log(max_lines=MAX_LINES, id=id)
+
+
+class HostLogs(Vertical):
+    DEFAULT_CSS = """
+    HostLogs {
+        height: 1fr;
+        & > Tabs { height: 2; }
+        & > #host-logs { height: 1fr; }
+        & Log { width: 1fr; height: 1fr; display: none; }
+        & Log.-shown { display: block; }
+        &.-side-by-side {
+            & > Tabs { display: none; }
+            & Log {
+                display: block;
+                border: round $panel-lighten-2;
+                border-title-align: left;
+                border-title-color: $text;
+                &:focus { border: round $accent; }
+            }
+        }
+    }
+    """
+    #: Columns a host's pane needs before panes go side by side.
+    MIN_COLUMN = 56
+
+    def __init__(self, stage: str, hosts: Sequence[str], *, id: Optional[str] = None) -> None:
+        super().__init__(id=id)
+        self.stage = stage
+        self.hosts = list(hosts)
+        self.logs = {h: make_log() for h in hosts}
+        self.states = dict.fromkeys(hosts, "pending")
+        self.tabs = {h: Tab(h, id=f"host-{i}") for i, h in enumerate(hosts)}
+
+    def mount_parts(self) -> None:
+        """Mount the tabs and logs at once, right after this pane was mounted: output
+        for them may come in the same batch, and a ``Log`` must be in the DOM to write."""
+        box = Horizontal(id="host-logs")
+        self.mount(Tabs(*self.tabs.values()), box)
+        box.mount_all(self.logs.values())
+        for host in self.hosts:
+            self.label(host)
+        if self.hosts:
+            self.logs[self.hosts[0]].add_class("-shown")
+
+    def show_host(self, host: str) -> None:
+        for name, log in self.logs.items():
+            log.set_class(name == host, "-shown")
+        tab_id = f"host-{self.hosts.index(host)}"
+        tabs = self.query_one(Tabs)
+        if tabs.active == tab_id:
+            return
+        if tabs.query(f"#tabs-list > #{tab_id}"):
+            tabs.active = tab_id
+        else:  # the tabs are not composed yet
+            self.call_after_refresh(self.show_host, host)
+
+    @on(Tabs.TabActivated)
+    def show_chosen_host(self, event: Tabs.TabActivated) -> None:
+        event.stop()
+        if event.tab is not None and event.tab.id:
+            index = int(event.tab.id.removeprefix("host-"))
+            if index < len(self.hosts):
+                self.show_host(self.hosts[index])
+
+    def on_resize(self) -> None:
+        wide = bool(self.hosts) and self.size.width >= self.MIN_COLUMN * len(self.hosts)
+        self.set_class(wide, "-side-by-side")
+
+    def mark(self, host: str, state: str) -> None:
+        if host in self.states:
+            self.states[host] = state
+            self.label(host)
+
+    def mark_all(self, state: str) -> None:
+        for host in self.hosts:
+            self.mark(host, state)
+
+    def label(self, host: str) -> None:
+        state = self.states.get(host, "pending")
+        icon = "●" if state == "running" else ICONS[state]
+        style = {"ok": "$success", "failed": "$error", "running": "$warning"}.get(state, "")
+        text = Content.assemble(host, " ", (icon, style))
+        self.tabs[host].label = text
+        self.logs[host].border_title = text
+
+    def log_for(self, host: Optional[str]) -> Optional[Log]:
+        return self.logs.get(host) if host is not None else None

@@ -1,0 +1,266 @@
+"""Snapshots of the console (pytest-textual-snapshot) on the demo's data: the main screen
+idle and during a build, the process view and the history, at 80×24 and 200×60.
+
+No sshd and no supervisord: the app gets a scripted poller (every host answers the same
+rows), the engine is replaced by recorded events (a build stopped half-way through its
+upload), the clock and the spinner are frozen and the history holds two fixed runs.
+Update after a deliberate change with ``pytest tests/test_ui_snapshots.py
+--snapshot-update`` and look at the SVGs under tests/__snapshots__/ before committing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import tomli_w
+from textual.css.query import NoMatches
+from textual.widgets import DataTable
+
+from relconsole.config import load_config
+from relconsole.demo.sandbox import _config
+from relconsole.events import (
+    BuildStarted,
+    CommitResolved,
+    HostFinished,
+    Output,
+    Stage,
+    StageFinished,
+    StageStarted,
+)
+from relconsole.history import History
+from relconsole.hosts.base import Result
+from relconsole.lock import _MARK
+from relconsole.status import supervisorctl as sv
+from relconsole.status.poller import HostStatus
+from relconsole.ui import app as app_module
+from relconsole.ui import clock
+from relconsole.ui.app import RelconsoleApp
+from relconsole.ui.history_screen import HistoryScreen
+from relconsole.ui.host_list import HostList
+from relconsole.ui.pending_list import PendingList
+from relconsole.ui.process_screen import ProcessScreen
+
+SIZES = [(80, 24), (200, 60)]
+NOW = 1_780_000_000.0  # 2026-05-28 20:26:40 UTC
+SHA1 = "3f9c2e1d7b6a5049e8f7a6b5c4d3e2f1a0b9c8d7"
+SHA2 = "c1acb55e0d9f8e7d6c5b4a39281706f5e4d3c2b1"
+RELEASE1 = "20260528-191240-3f9c2e1"
+RELEASE2 = "20260528-202630-c1acb55"
+STATUS = """\
+web:web_00                       RUNNING   pid 41872, uptime 1:12:09
+web:web_01                       RUNNING   pid 41873, uptime 1:12:09
+"""
+
+
+class FakeTransport:
+    """Answers the few commands the main screen sends to a host: what runs there, and
+    its deploy locks (none)."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def path(self, remote_path: str) -> str:
+        return remote_path
+
+    def run(self, command: str, timeout: float | None = None, sudo: bool = False) -> Result:
+        if "readlink" in command:
+            return Result(command, 0, f"current=/srv/web/releases/{RELEASE1}\n{SHA1}\n", "")
+        if _MARK in command:
+            return Result(command, 0, f"{_MARK}web\n", "")
+        return Result(command, 1, "", f"{command!r} is not scripted")
+
+
+class FakePoller:
+    """A StatusPoller whose hosts all answer at once, always the same rows."""
+
+    def __init__(self, hosts) -> None:
+        self.hosts = list(hosts)
+        self.rows = sv.parse_status(STATUS)[0]
+
+    def poll_host(self, host) -> HostStatus:
+        return HostStatus.answered(host.name, self.rows, seconds=0.004)
+
+    def poll(self) -> list[HostStatus]:
+        return [self.poll_host(h) for h in self.hosts]
+
+    def on_host(self, host, work):
+        return work(FakeTransport(host.name))
+
+    def close(self) -> None:
+        pass
+
+
+def recorded_build() -> list:
+    """What the engine sent for a build of web, up to web2 still unpacking."""
+    t = NOW - 21.4
+    stages = (Stage.CHECKOUT, Stage.CHECK, Stage.UPLOAD, Stage.SUPERVISOR)
+    return [
+        BuildStarted("web", "main", ("web1", "web2"), stages, ts=t),
+        StageStarted(Stage.CHECKOUT, ts=t),
+        Output(Stage.CHECKOUT, "web1: connected to local", ts=t),
+        Output(Stage.CHECKOUT, "web2: connected to local", ts=t),
+        Output(Stage.CHECKOUT, "locked web on web1, web2", ts=t),
+        Output(Stage.CHECKOUT, "fetching origin main", ts=t),
+        CommitResolved("main", SHA2, "web: answer /health [fast]", "Alice", ts=t + 1),
+        StageFinished(Stage.CHECKOUT, ok=True, seconds=1.3, ts=t + 1.3),
+        StageStarted(Stage.CHECK, ts=t + 1.3),
+        Output(Stage.CHECK, "$ python3 -m py_compile app.py  [compile]", ts=t + 1.3),
+        Output(Stage.CHECK, "compile passed in 0.1s", ts=t + 1.4),
+        Output(Stage.CHECK, "$ python3 -m unittest -v  [unit tests]", ts=t + 1.4),
+        Output(Stage.CHECK, "test_health (test_app.AppTest) ... ok", stream="out", ts=t + 2),
+        Output(Stage.CHECK, "[bold]not markup[/] stays literal", stream="out", ts=t + 2),
+        Output(Stage.CHECK, "unit tests passed in 4.2s", ts=t + 5.6),
+        StageFinished(Stage.CHECK, ok=True, seconds=4.3, ts=t + 5.6),
+        StageStarted(Stage.UPLOAD, ts=t + 5.6),
+        Output(Stage.UPLOAD, f"release {RELEASE2}", ts=t + 5.6),
+        Output(Stage.UPLOAD, "release tar 0.1 MB to 2 host(s)", ts=t + 5.7),
+        Output(Stage.UPLOAD, "unpacked 14 files", host="web1", ts=t + 6.1),
+        HostFinished(Stage.UPLOAD, "web1", ok=True, seconds=0.5, ts=t + 6.1),
+        Output(Stage.UPLOAD, "unpacking into .partial-" + RELEASE2, host="web2", ts=t + 6.2),
+    ]
+
+
+def fake_run_build(config, service, sink, cancel=None, **kwargs):
+    """The engine, replayed: the build stays in progress (no BuildFinished)."""
+    for event in recorded_build():
+        sink(event)
+
+
+def write_history(state_dir: Path) -> None:
+    history = History(state_dir)
+    for number, (sha, release, result, minutes, error) in enumerate(
+        [
+            (SHA1, RELEASE1, "success", 75, None),
+            (SHA2, None, "failed", 30, "check 'unit tests' failed with exit code 1"),
+        ],
+        1,
+    ):
+        row_id, _ = history.start(
+            service="web",
+            action="build",
+            who="alice@build-box",
+            trigger="tui",
+            branch="main",
+            hosts=["web1", "web2"],
+        )
+        history.update(
+            row_id,
+            started=NOW - minutes * 60,
+            duration=8.4 + number,
+            result=result,
+            sha=sha,
+            release=release,
+            subject="web: answer /health",
+            error=error,
+        )
+    history.close()
+
+
+@pytest.fixture
+def console(tmp_path, monkeypatch):
+    """A RelconsoleApp on the demo's config, with the fakes and a frozen clock."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    monkeypatch.setattr(clock, "now", lambda: NOW)
+    monkeypatch.setattr(clock, "spinner", lambda: clock.SPINNER[0])
+    monkeypatch.setattr(app_module, "run_build", fake_run_build)
+    path = tmp_path / "config.toml"
+    path.write_text(tomli_w.dumps(_config(tmp_path)))
+    config = load_config(path)
+    write_history(config.settings.state_dir)
+    yield RelconsoleApp(config, poller=FakePoller(config.hosts.values()))
+    monkeypatch.undo()
+    time.tzset()
+
+
+async def until(pilot, predicate, what: str, timeout: float = 10.0) -> None:
+    """Wait for ``predicate``; the screen may not be composed yet when this starts."""
+    deadline = time.monotonic() + timeout
+
+    def holds() -> bool:
+        try:
+            return bool(predicate())
+        except NoMatches:
+            return False
+
+    while not holds():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await pilot.pause(0.02)
+
+
+async def settled(pilot) -> None:
+    """The first poll shown: both hosts, what they run, the pending note, the last run."""
+    main = pilot.app.main_screen
+    await until(
+        pilot,
+        lambda: (
+            main.query_one(HostList).body.content.plain.count("reachable") == 2
+            and RELEASE1[:8] in main.query_one(HostList).body.content.plain
+            and "no workspace" in main.query_one(PendingList).body.content.plain
+        ),
+        "the first poll",
+    )
+    await pilot.pause(0.1)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_main_screen_idle(snap_compare, console, size):
+    assert snap_compare(console, terminal_size=size, run_before=settled)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_build_in_progress(snap_compare, console, size):
+    async def run_before(pilot):
+        await settled(pilot)
+        await pilot.press("b")
+        view = pilot.app.main_screen.build_view
+        await until(
+            pilot,
+            lambda: (
+                "upload" in view.panes
+                and view.strip.cell("upload").state == "running"
+                and view.host_logs("upload").logs["web2"].lines
+            ),
+            "the upload to show",
+        )
+        await pilot.pause(0.1)
+
+    assert snap_compare(console, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_process_view(snap_compare, console, size):
+    async def run_before(pilot):
+        await settled(pilot)
+        await pilot.press("p")
+        await until(
+            pilot,
+            lambda: (
+                isinstance(pilot.app.screen, ProcessScreen)
+                and pilot.app.screen.sub_title.startswith("2/2 hosts reachable · polled")
+            ),
+            "both hosts in the process view",
+        )
+        await pilot.pause(0.1)
+
+    assert snap_compare(console, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_history_screen(snap_compare, console, size):
+    async def run_before(pilot):
+        await settled(pilot)
+        await pilot.press("h")
+        await until(
+            pilot,
+            lambda: (
+                isinstance(pilot.app.screen, HistoryScreen)
+                and pilot.app.screen.query_one("#history", DataTable).row_count == 2
+            ),
+            "the two recorded runs",
+        )
+        await pilot.pause(0.1)
+
+    assert snap_compare(console, terminal_size=size, run_before=run_before)
