@@ -88,7 +88,7 @@ async def tui_build(config_path: Path, lines: int) -> tuple[float, list[float], 
         timer = app.set_interval(PROBE, probe)
         started = time.perf_counter()
         await pilot.press("b")
-        while main.build_running or main.build_view.finished is None:
+        while app.active_run is not None or main.build_view.finished is None:
             await asyncio.sleep(0.005)
         wall = time.perf_counter() - started
         timer.stop()
