@@ -38,7 +38,7 @@ import posixpath
 import shlex
 import time
 from importlib import resources
-from typing import Optional
+from typing import Any, Optional
 
 from relconsole.config import Host
 from relconsole.errors import RelconsoleError
@@ -116,33 +116,45 @@ def helper_command(host: Host) -> str:
     )
 
 
-def to_rows(processes: list[dict]) -> list[sv.ProcessStatus]:
+def to_rows(processes: list[Any]) -> list[sv.ProcessStatus]:
     """The helper's process infos as ``parse_status`` reads ``supervisorctl status``.
 
     Name ``group:name`` unless the two are equal; pid and uptime only while RUNNING
-    (supervisorctl prints them only then); supervisor's own description.
+    (supervisorctl prints them only then); supervisor's own description. Whatever the
+    host sent, this never raises: an entry that is not a process info is skipped and a
+    number that is not one counts as missing.
     """
     rows = []
     for p in processes:
+        if not isinstance(p, dict):
+            continue
         name, group = str(p.get("name")), str(p.get("group"))
         try:
             state = sv.State(str(p.get("statename")))
         except ValueError:
             state = sv.State.UNKNOWN
         running = state == sv.State.RUNNING
-        pid = p.get("pid")
+        pid, start, now = (_whole(p.get(key)) for key in ("pid", "start", "now"))
         rows.append(
             sv.ProcessStatus(
                 name=name if name == group else f"{group}:{name}",
                 state=state,
-                pid=int(pid) if running and pid else None,
-                uptime=max(0, int(p.get("now") or 0) - int(p.get("start") or 0))
-                if running
-                else None,
+                pid=pid if running and pid else None,
+                uptime=max(0, (now or 0) - (start or 0)) if running else None,
                 description=str(p.get("description") or "").strip(),
             )
         )
     return rows
+
+
+def _whole(value: Any) -> Optional[int]:
+    """``value`` as a whole number if it is one (JSON may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return int(value)
+    except (ValueError, OverflowError):  # nan, inf
+        return None
 
 
 class Unavailable(RelconsoleError):
@@ -176,7 +188,7 @@ class Helper:
         line = self._line(time.monotonic() + timeout)
         try:
             reply = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested beyond reason
             reply = None
         if not isinstance(reply, dict):
             raise _Gone(self._last_words(line))
