@@ -29,7 +29,9 @@ What is scripted
       (``HostUnreachable``, ``CommandTimedOut``), or a callable's answer (which may
       return None to let the command run as usual, after a side effect).
     - connections: ``host.reachable = False`` makes connecting raise
-      ``HostUnreachable``; :attr:`FakeHost.connects` counts connections.
+      ``HostUnreachable``; :attr:`FakeHost.connects` counts connections opened,
+      :attr:`FakeHost.attempts` those tried. ``transport.close()`` drops one: its
+      later commands raise ``HostUnreachable`` and its channels end.
 
 What it records
     Every command in :attr:`FakeHost.calls` as a :class:`Call`: kind (``run``,
@@ -348,7 +350,8 @@ class FakeHost:
         self.rules: list[Rule] = []
         self.calls: list[Call] = []
         self.reachable = True
-        self.connects = 0
+        self.attempts = 0  # connections tried
+        self.connects = 0  # connections opened
         self.transports: list[FakeTransport] = []
         self._lock = threading.Lock()
 
@@ -570,6 +573,9 @@ def connector(hosts_script: Union[Mapping[str, FakeHost], Iterable[FakeHost]]) -
 
     def connect(host: Host, settings: Settings) -> Transport:
         fake = by_name.get(host.name)
+        if fake is not None:
+            with fake._lock:
+                fake.attempts += 1
         if fake is None or not fake.reachable:
             raise HostUnreachable(
                 host.name, f"cannot connect to {host.label}: Connection refused (scripted)"
