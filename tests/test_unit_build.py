@@ -34,7 +34,7 @@ from relconsole.events import (
     StageFinished,
     StageStarted,
 )
-from relconsole.hosts.base import HostUnreachable, Result
+from relconsole.hosts.base import CommandTimedOut, HostUnreachable, Result
 from relconsole.pipeline import force_unlock, run_build, run_rollback
 
 BASE = "/srv/svc"
@@ -384,6 +384,21 @@ def test_a_program_that_dies_at_start_is_rolled_back_automatically(deploy):
     for host in deploy.hosts.values():  # restarted on the old release, running again
         assert host.supervisor.programs["svc"].state == "RUNNING"
         assert len(host.commands(matching=RESTART)) == 3  # build 1, build 2, rollback
+
+
+def test_a_restart_that_times_out_on_one_host_rolls_every_host_back(deploy):
+    first = deploy.build()
+    deploy.new_version("v2")
+    hung = CommandTimedOut("h3", "timed out after 30s (scripted)")
+    deploy.hosts["h3"].on(RESTART, hung, times=1)  # the rollback's restart works
+
+    finished = deploy.build()
+
+    assert finished.result is RunResult.ROLLED_BACK and finished.rolled_back == first.release
+    assert "h3: supervisorctl restart timed out" in finished.error
+    assert deploy.currents() == dict.fromkeys(deploy.hosts, first.release)
+    failed = [e for e in deploy.of(HostFinished) if e.stage == Stage.SUPERVISOR and not e.ok]
+    assert [e.host for e in failed] == ["h3"]
 
 
 def test_a_first_release_that_dies_cannot_be_rolled_back_and_fails(deploy):
