@@ -42,7 +42,7 @@ Left to the bed (tests marked ``bed``): ssh itself, host keys, sudo, real superv
 timing and states, signals and killed connections.
 
     hosts = fake_hosts(tmp_path, "h1", "h2", programs=["svc"])
-    hosts["h2"].fail(r"^tar ", kind="put", stderr="tar: No space left on device")
+    hosts["h2"].fail(r"tar -x", kind="put", stderr="tar: No space left on device")
     finished = run_build(config, "svc", events.append, connector=connector(hosts))
 """
 
