@@ -1,7 +1,16 @@
-"""Shared fixtures: a real test bed of fake hosts, and git origins.
+"""Shared fixtures: a real test bed of fake hosts, and git origins; the test tiers.
 
-The helpers in tests/ (testbed.py, gitorigin.py) are imported as plain
+The helpers in tests/ (testbed.py, gitorigin.py, fakehost.py) are imported as plain
 modules (`from testbed import ...`), so put tests/ on sys.path.
+
+Two tiers (markers in pyproject.toml):
+
+- ``bed``: needs the real bed (root, OpenSSH sshd and a supervisord per fake host).
+  Marked here, never by hand: every test that uses the ``testbed`` or ``bed`` fixture,
+  directly or through another fixture, and every test of a module that starts a bed
+  of its own (it imports ``start_testbed``).
+- the rest, ``pytest -m "not bed"``: no root, no sshd. Engine promises are tested
+  there on scripted hosts (tests/fakehost.py).
 """
 
 import sys
@@ -14,6 +23,21 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from gitorigin import make_origin
 from testbed import TestBed, start_testbed
+
+BED_FIXTURES = {"testbed", "bed"}
+
+
+def needs_bed(item: pytest.Item) -> bool:
+    if BED_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    module = getattr(item, "module", None)
+    return getattr(module, "start_testbed", None) is start_testbed
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if needs_bed(item):
+            item.add_marker(pytest.mark.bed)
 
 
 @pytest.fixture(scope="session")

@@ -3,11 +3,17 @@
 Every module outside ``relconsole.ui`` (and ``relconsole.app``, the console's door) is
 imported on its own: none may pull in Textual. import-linter's contracts in
 pyproject.toml say the same statically; this proves it at run time.
+
+One fresh interpreter per module (in a shared one, a module importing Textual would
+hide whether the next one does too), all started at once: ~40 interpreters one after
+the other were the slowest part of the fast tier.
 """
 
+import os
 import pkgutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -33,10 +39,28 @@ def test_every_package_is_walked():
     } <= set(HEADLESS)
 
 
-@pytest.mark.parametrize("module", HEADLESS)
-def test_module_does_not_import_textual(module):
+def import_alone(module: str) -> subprocess.CompletedProcess:
     code = f"import sys, {module}; print('textual' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def imported_alone(request) -> dict[str, subprocess.CompletedProcess]:
+    """Each selected module imported in its own fresh interpreter, concurrently."""
+    selected = [
+        item.callspec.params["module"]
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+    ]
+    workers = 2 * (os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(zip(selected, pool.map(import_alone, selected)))
+
+
+@pytest.mark.parametrize("module", HEADLESS)
+def test_module_does_not_import_textual(module, imported_alone):
+    out = imported_alone[module]
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 
 
