@@ -30,7 +30,7 @@ from relconsole.errors import Cancelled, StageFailed
 from relconsole.events import BuildFinished, CommitResolved, Sink, Stage
 from relconsole.fanout import describe
 from relconsole.history import recording
-from relconsole.hosts.connect import Connector, open_transport
+from relconsole.hosts.connect import Connector
 from relconsole.rollback import run_rollback
 from relconsole.run import Run, Step, ensure_private_dir, rolled_back_to
 from relconsole.secrets import Masker
@@ -208,7 +208,7 @@ def run_build(
     branch: Optional[str] = None,
     only_hosts: Optional[Sequence[str]] = None,
     trigger: str = "headless",
-    connector: Connector = open_transport,
+    connector: Optional[Connector] = None,
 ) -> BuildFinished:
     """Build and deploy ``service_name``; every step is reported through ``sink``.
 

@@ -21,7 +21,7 @@ from relconsole.events import BuildFinished, Sink, Stage
 from relconsole.fanout import fan_out
 from relconsole.history import recording
 from relconsole.hosts.base import Transport
-from relconsole.hosts.connect import Connector, OnHost, open_transport
+from relconsole.hosts.connect import Connector, OnHost
 from relconsole.run import Run, Step
 from relconsole.secrets import Masker
 from relconsole.stages.checkout import Commit
@@ -85,7 +85,7 @@ def run_rollback(
     *,
     to: Optional[str] = None,
     trigger: str = "headless",
-    connector: Connector = open_transport,
+    connector: Optional[Connector] = None,
 ) -> BuildFinished:
     """Switch every host of ``service_name`` back to the previous release (or ``to``),
     all or none, then restart and verify its programs as a build does."""
