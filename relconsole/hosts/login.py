@@ -170,12 +170,12 @@ def _reason(
     if isinstance(exc, paramiko.ProxyCommandFailure):
         return HostUnreachable, f"ProxyCommand failed: {exc.error}"
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
-        reasons = sorted({(e.strerror or str(e)).lower() for e in exc.errors.values()})
+        reasons = sorted({e.strerror or str(e) for e in exc.errors.values()})
         return HostUnreachable, ", ".join(reasons)
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return HostUnreachable, f"timed out after {hop.connect_timeout:g}s connecting"
     if isinstance(exc, OSError) and exc.strerror:
-        return HostUnreachable, exc.strerror.lower()
+        return HostUnreachable, exc.strerror
     waited = _waited_for(exc, client, out_of_time)
     if waited:
         return HostUnreachable, f"timed out after {hop.connect_timeout:g}s waiting for {waited}"
