@@ -26,17 +26,17 @@ from typing import Optional
 from relconsole.config import Config, ConfigError, Host, Service
 from relconsole.fanout import fan_out
 from relconsole.hosts.base import (
-    CommandFailed,
     CommandTimedOut,
     HostKeyRefused,
     HostUnreachable,
     LoginRefused,
     Transport,
+    run_step,
     sudo_wants_password,
 )
 from relconsole.hosts.connect import Connector, Dialer
 from relconsole.hosts.route import Route
-from relconsole.status.reader import status_rows
+from relconsole.status import supervisorctl as sv
 
 #: Less free space than this at a service's path fails the disk check.
 MIN_FREE_BYTES = 100 * 1024 * 1024
@@ -217,11 +217,24 @@ class HostDoctor:
             self.disk(t, service)
 
     def supervisor(self, t: Transport) -> None:
-        try:
-            rows = status_rows(t, self.host, self.timeout)
-        except CommandFailed as exc:  # SupervisorUnreachable among them
-            message = exc.message
-            self.row("supervisorctl", False, message)
+        res = run_step(
+            t,
+            sv.status_command(self.host.supervisorctl),
+            "supervisorctl status",
+            timeout=self.timeout,
+            sudo=True,
+        )
+        rows, errors = sv.parse_status(res.stdout)
+        # supervisorctl exits non-zero while any program is not RUNNING: rows decide.
+        problem = None
+        if not rows and sudo_wants_password(res):
+            problem = "sudo -n wants a password to run supervisorctl"
+        elif not rows and errors:
+            problem = f"supervisord is not answering: {res.tail(2)}"
+        elif not rows and not res.ok:
+            problem = f"supervisorctl status failed (exit {res.exit_code}): {res.tail(2)}"
+        if problem is not None:
+            self.row("supervisorctl", False, problem)
             for s in self.services:
                 self.row(f"programs of {s.name}", False, "not checked: supervisorctl failed")
             return

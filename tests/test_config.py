@@ -290,7 +290,7 @@ def test_local_host_root_absolute_is_kept():
 
 def test_sample_config_at_repo_root_loads():
     cfg = load_config(REPO_ROOT / "config.toml")
-    assert set(cfg.hosts) == {"web1", "web2"}
+    assert set(cfg.hosts) == {"web1", "web2", "bastion"}
     api = cfg.services["api"]
     assert api.hosts == ("web1", "web2")
     assert api.checks and api.files and api.programs
@@ -305,6 +305,7 @@ def test_sample_config_documents_every_key():
         "poll_interval",
         "connect_timeout",
         "command_timeout",
+        "ssh_config",
         "address",
         "port",
         "user",
@@ -312,6 +313,8 @@ def test_sample_config_documents_every_key():
         "supervisorctl",
         "sudo",
         "root",
+        "jump",
+        "forward_agent",
         "repo",
         "branch",
         "hosts",

@@ -368,3 +368,68 @@ def test_proxycommand_reaches_a_host_through_openssh(net, tmp_path, home):
 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [(r["host"], r["state"]) for r in json.loads(proc.stdout)] == [("web1", "RUNNING")]
+
+
+# --------------------------------------------------------------------------- loopback bed
+
+
+def test_doctor_checks_sudo_per_host(bed, tmp_path):
+    """deploy has passwordless sudo, nopw has not: the doctor says which host fails."""
+    import tomllib
+
+    from deployconfig import write_config as write_bed_config
+
+    for host in bed.hosts[:2]:
+        start_sample(host)
+    path = write_bed_config(
+        tmp_path, bed, "/nonexistent", hosts=["h1", "h2"], user="deploy", sudo=True
+    )
+    doc = tomllib.loads(path.read_text())
+    doc["hosts"]["h2"]["user"] = "nopw"
+    path.write_bytes(tomli_w.dumps(doc).encode())
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "relconsole", "--config", str(path), "--doctor", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rows = {(r["host"], r["check"]): r for r in json.loads(proc.stdout)}
+    assert all(r["ok"] for (host, _), r in rows.items() if host == "h1"), rows
+    assert rows[("h1", "path /srv/svc")]["detail"] == "exists, writable through sudo"
+    assert rows[("h1", "reachable")]["detail"] == f"h1 ({bed.hosts[0].address}:2222)"
+    assert not rows[("h2", "sudo")]["ok"] and "password" in rows[("h2", "sudo")]["detail"]
+    assert not rows[("h2", "supervisorctl")]["ok"]
+    assert rows[("h2", "login")]["ok"]
+    for host in bed.hosts:
+        assert host.accepted_connections() == 1  # one connection per host, nothing else
+
+
+def test_agent_is_forwarded_only_when_the_host_says_so(bed, tmp_path, monkeypatch):
+    from deployconfig import write_config as write_bed_config
+
+    from relconsole.config import load_config
+    from relconsole.hosts.connect import open_transport
+
+    pid, sock = start_ssh_agent(tmp_path)
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+    try:
+        path = write_bed_config(tmp_path, bed, "/nonexistent", hosts=["h1"])
+        path.write_text(
+            path.read_text().replace("[hosts.h2]", "forward_agent = true\n\n[hosts.h2]")
+        )
+        config = load_config(path)
+        answers = {}
+        for name in ("h1", "h2"):
+            t = open_transport(config.hosts[name], config.settings)
+            try:
+                answers[name] = t.run('echo "agent=${SSH_AUTH_SOCK:-none}"', timeout=10).stdout
+            finally:
+                t.close()
+    finally:
+        stop_ssh_agent(pid)
+    assert config.hosts["h1"].forward_agent and not config.hosts["h2"].forward_agent
+    assert answers["h1"].strip() != "agent=none"
+    assert answers["h2"].strip() == "agent=none"

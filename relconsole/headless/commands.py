@@ -151,7 +151,9 @@ def status_command(config: Config, args: argparse.Namespace) -> int:
     services = (
         [service_named(config, args.status)] if args.status else list(config.services.values())
     )
-    hosts = config.hosts_of(services[0]) if args.status else list(config.hosts.values())
+    # A host in no service (a jump host) runs nothing of ours: it is not polled.
+    served = {name for s in services for name in s.hosts}
+    hosts = [h for h in config.hosts.values() if h.name in served]
     poller = StatusPoller(hosts, config.settings)
     try:
         rows = fleet_rows(poller, services)

@@ -97,7 +97,12 @@ def connect_hop(
         out_of_time = time.monotonic() - started >= hop.connect_timeout
         kind, reason = _reason(exc, hop, settings, known, client, out_of_time)
         client.close()
-        where = str(hop) if gateway else hop.where
+        if gateway:
+            where = str(hop)  # "bastion (198.18.0.2:22)": the hop that failed, by name
+        elif kind is HostUnreachable:
+            where = f"cannot connect to {hop.where}"
+        else:
+            where = hop.where
         raise kind(host, f"{where}: {reason}", hop=hop.name) from None
 
 
