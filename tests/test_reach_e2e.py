@@ -238,6 +238,26 @@ def test_unknown_bastion_key_is_refused_and_nothing_changes(net, origin, tmp_pat
         assert not host.path("/srv/svc").exists()
 
 
+def test_a_bastion_that_refuses_is_named_as_the_hop_that_failed(net, origin, tmp_path, home):
+    origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
+    config = write_config(
+        tmp_path,
+        net,
+        origin.url,
+        known=known_hosts_lines(net, "bastion", "web1", "web2"),
+        ssh_config=ssh_config_text(net),
+    )
+    net.bastion.stop_sshd()
+
+    proc = relconsole(net, config, home, "--build", "svc")
+
+    assert proc.returncode == 1
+    for name in ("web1", "web2"):
+        assert f"{name}: bastion ({BASTION_ADDRESS}:22): Connection refused" in proc.stdout
+    assert "nothing was changed" in proc.stdout
+    assert not any(h.path("/srv/svc").exists() for h in net.hosts)
+
+
 def test_hashed_known_hosts_and_host_key_alias(net, tmp_path, home):
     extra = "Host web2\n    HostKeyAlias web2-key\n"
     known = known_hosts_lines(net, "bastion", "web1") + (
