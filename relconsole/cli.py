@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--unlock", metavar="SVC", help="remove SVC's deploy lock left by a build that is gone"
     )
+    mode.add_argument(
+        "--doctor",
+        metavar="SVC",
+        nargs="?",
+        const="",
+        help="check every host of SVC (all services if no SVC) without changing anything: "
+        "route, host key, login, sudo, supervisorctl, path, python3, disk, ssh_config",
+    )
     p.add_argument(
         "--demo",
         action="store_true",
@@ -149,6 +157,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from relconsole.headless.commands import MODES, UsageError
     from relconsole.state import describe_os_error
 
+    try:
+        if args.history is None:  # every other mode, and the console, reach hosts
+            from relconsole.hosts.connect import check_routes
+
+            check_routes(config.hosts.values(), config.settings)
+    except ConfigError as exc:  # ssh_config trouble or a ProxyJump loop: a config error
+        return _fail(str(exc))
     try:
         for mode, command in MODES.items():
             if getattr(args, mode) is not None:

@@ -17,13 +17,12 @@ Whatever bytes are given, :func:`parse_config` returns a :class:`Config` or rais
 from __future__ import annotations
 
 import difflib
-import getpass
 import math
 import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ __all__ = [
     "find_config_path",
     "load_config",
     "parse_config",
+    "parse_destination",
     "validate_branch",
     "validate_name",
     "validate_program",
@@ -63,19 +63,28 @@ class Settings:
     command_timeout: float = 300.0
     #: A deploy lock whose heartbeat is older than this belongs to a run that died.
     lock_ttl: float = 120.0
+    #: The OpenSSH client config read for every ssh host (absolute); None: read none.
+    ssh_config: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Host:
+    """A host as relconsole's config gives it. ``port`` and ``user`` are None when the
+    config leaves them out: ssh_config then decides, else 22 and the local user
+    (:mod:`relconsole.hosts.route` works out what a connection really uses)."""
+
     name: str
-    address: str
-    port: int = 22
-    user: str = field(default_factory=getpass.getuser)
+    address: str  # a hostname, an IP address, an ssh_config alias, or "local"
+    port: int | None = None
+    user: str | None = None
     key: Path | None = None
     supervisorctl: str = "supervisorctl"
     sudo: bool = False
     root: Path | None = None
     key_passphrase: str | None = None  # a secret reference: env:NAME or file:PATH
+    #: The host connected through (its own ``jump`` chaining further), or None.
+    jump: Host | None = None
+    forward_agent: bool = False
 
     @property
     def is_local(self) -> bool:
@@ -83,10 +92,13 @@ class Host:
 
     @property
     def label(self) -> str:
+        """``user@address:port`` with what the config gives (no guessed defaults)."""
         if self.is_local:
             return f"local:{self.root}"
         address = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{self.user}@{address}:{self.port}"
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port is not None else ""
+        return f"{user}{address}{port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +290,7 @@ class _Ctx:
         self.dir = self.path.parent
         self.file = _display_name(path)
         self.hosts: dict[str, Host] = {}
+        self.jumps: dict[str, str] = {}  # host name -> its jump, as written
 
     def error(
         self, where: _Where, key: str | None, message: str, *, show_key: bool = True
@@ -527,6 +540,16 @@ def _path_key(default: str | None) -> _Key:
     return _Key(STRING, default, lambda v, ctx: ctx.local_path(v), needs_ctx=True)
 
 
+DEFAULT_SSH_CONFIG = "~/.ssh/config"
+
+
+def _ssh_config(value: str, ctx: _Ctx) -> Path | None:
+    """``""`` reads no ssh_config; a file named here must exist (the default may not)."""
+    if value == "":
+        return None
+    return ctx.local_path(value)
+
+
 SETTINGS_SCHEMA: dict[str, _Key] = {
     "state_dir": _path_key(".relconsole"),
     "known_hosts": _path_key("~/.ssh/known_hosts"),
@@ -534,12 +557,13 @@ SETTINGS_SCHEMA: dict[str, _Key] = {
     "connect_timeout": _Key(NUMBER, 10.0, _seconds),
     "command_timeout": _Key(NUMBER, 300.0, _seconds),
     "lock_ttl": _Key(NUMBER, 120.0, _lock_ttl),
+    "ssh_config": _Key(STRING, DEFAULT_SSH_CONFIG, _ssh_config, needs_ctx=True),
 }
 
 HOST_SCHEMA: dict[str, _Key] = {
     "address": _Key(STRING, _REQUIRED, _address),
-    "port": _Key(INTEGER, 22, _port),
-    "user": _Key(STRING, None, _user),  # None: filled with the local user
+    "port": _Key(INTEGER, None, _port),  # None: ssh_config's Port, else 22
+    "user": _Key(STRING, None, _user),  # None: ssh_config's User, else the local user
     "key": _path_key(None),
     "supervisorctl": _Key(STRING, "supervisorctl", _single_line),
     "sudo": _Key(BOOLEAN, False),
@@ -547,6 +571,9 @@ HOST_SCHEMA: dict[str, _Key] = {
     "key_passphrase": _Key(
         STRING, None, lambda v, ctx: check_reference(v, ctx.dir), needs_ctx=True
     ),
+    # Another [hosts] table, or user@host:port; linked once every host is read.
+    "jump": _Key(STRING, None, _single_line),
+    "forward_agent": _Key(BOOLEAN, False),
 }
 
 CHECK_SCHEMA: dict[str, _Key] = {
@@ -700,15 +727,6 @@ def _read_table(ctx: _Ctx, where: _Where, raw: dict, schema: dict[str, _Key]) ->
     return out
 
 
-def _local_user(ctx: _Ctx, where: _Where) -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # KeyError/OSError when neither $USER nor passwd entry exists
-        raise ctx.error(
-            where, "user", "not set, and the local user name could not be determined"
-        ) from None
-
-
 def _read_host(ctx: _Ctx, name: str, raw: dict) -> Host:
     where = _Where(("hosts", name))
     values = _read_table(ctx, where, raw, HOST_SCHEMA)
@@ -722,9 +740,74 @@ def _read_host(ctx: _Ctx, name: str, raw: dict) -> Host:
         )
     if not local and values["root"] is not None:
         raise ctx.error(where, "root", 'only allowed with address = "local"')
-    if values["user"] is None:
-        values["user"] = _local_user(ctx, where)
+    jump = values.pop("jump")
+    if jump is not None:
+        if local:
+            raise ctx.error(where, "jump", 'not allowed with address = "local"')
+        ctx.jumps[name] = jump
     return Host(name=name, **values)
+
+
+# ``[user@]host[:port]``, host possibly a bracketed IPv6 address: OpenSSH's ProxyJump form.
+_DESTINATION_RE = re.compile(
+    r"(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^@:\s\[\]]+)(?::(?P<port>\d+))?"
+)
+
+
+def parse_destination(spec: str) -> tuple[str | None, str, int | None]:
+    """``[user@]host[:port]`` → (user, host, port); raises ValueError."""
+    match = _DESTINATION_RE.fullmatch(spec.removeprefix("ssh://"))
+    if not match:
+        raise ValueError(f"{_q(spec)} is not [user@]host[:port]")
+    user, host, port = match["user"], match["host"].strip("[]"), match["port"]
+    if user is not None:
+        _user(user)
+    _address(host)
+    return user, host, _port(int(port)) if port is not None else None
+
+
+def _link_jumps(ctx: _Ctx, hosts: dict[str, Host]) -> dict[str, Host]:
+    """Give every host its jump host (itself linked to its own), refusing unknown
+    names and loops. A jump that is no [hosts] name is a destination
+    (``user@host:port``) and becomes a host of its own, named as written."""
+    linked: dict[str, Host] = {}
+
+    def link(name: str, chain: tuple[str, ...]) -> Host:
+        if name in linked:
+            return linked[name]
+        host = hosts[name]
+        spec = ctx.jumps.get(name)
+        where = _Where(("hosts", name))
+        if spec is None:
+            linked[name] = host
+            return host
+        if spec in chain or spec == name:
+            loop = " → ".join((*chain, name, spec)[(*chain, name).index(spec) :])
+            raise ctx.error(where, "jump", f"jump hosts loop: {loop}")
+        if spec in hosts:
+            if hosts[spec].is_local:
+                raise ctx.error(
+                    where, "jump", f"host {_q(spec)} is local: it cannot be a jump host"
+                )
+            via = link(spec, (*chain, name))
+        elif "@" in spec or ":" in spec:
+            try:
+                user, address, port = parse_destination(spec)
+            except ValueError as exc:
+                raise ctx.error(where, "jump", str(exc)) from None
+            via = Host(name=spec, address=address, port=port, user=user)
+        else:
+            known = ", ".join(n for n in hosts if n != name) or "none"
+            raise ctx.error(
+                where,
+                "jump",
+                f"unknown host {_q(spec)}: name a [hosts] table (defined: {known}) "
+                "or write user@host[:port]",
+            )
+        linked[name] = replace(host, jump=via)
+        return linked[name]
+
+    return {name: link(name, ()) for name in hosts}
 
 
 def _read_service(ctx: _Ctx, name: str, raw: dict) -> Service:
@@ -821,6 +904,20 @@ def _syntax_error(exc: tomllib.TOMLDecodeError, text: str, ctx: _Ctx) -> ConfigE
     return ConfigError(f"TOML syntax error: {_one_line(message)}", file=ctx.file)
 
 
+def _checked_ssh_config(ctx: _Ctx, path: Path | None, *, named: bool) -> Path | None:
+    """A missing default ssh_config reads as none; a missing named one is an error."""
+    if path is None or path.is_file():
+        return path
+    if not named:
+        return None
+    why = "is a directory" if path.is_dir() else "no such file"
+    raise ctx.error(
+        _Where(("settings",)),
+        "ssh_config",
+        f'{why}: {_q(str(path))} (ssh_config = "" reads none)',
+    )
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -840,8 +937,12 @@ def parse_config(text: str | bytes, path: Path) -> Config:
         if key not in TOP_LEVEL:
             raise _unknown_key(ctx, _Where(), key, list(TOP_LEVEL))
     settings_raw = _expect_table(ctx, _Where(), "settings", doc.get("settings", {}))
-    settings = Settings(**_read_table(ctx, _Where(("settings",)), settings_raw, SETTINGS_SCHEMA))
-    ctx.hosts = _read_named_tables(ctx, doc, "hosts", "host", _read_host)
+    settings_values = _read_table(ctx, _Where(("settings",)), settings_raw, SETTINGS_SCHEMA)
+    settings_values["ssh_config"] = _checked_ssh_config(
+        ctx, settings_values["ssh_config"], named="ssh_config" in settings_raw
+    )
+    settings = Settings(**settings_values)
+    ctx.hosts = _link_jumps(ctx, _read_named_tables(ctx, doc, "hosts", "host", _read_host))
     services = _read_named_tables(ctx, doc, "services", "service", _read_service)
     _refuse_shared_paths(ctx, services)
     return Config(path=ctx.path, settings=settings, hosts=ctx.hosts, services=services)

@@ -128,7 +128,7 @@ class Fleet:
             old.close()
         except Exception:  # it is dead already
             pass
-        self.say(self.last_stage, f"reconnected to {host.label}", host=host.name)
+        self.say(self.last_stage, f"reconnected to {fresh.label}", host=host.name)
         return work(fresh)
 
     def connect(self, stage: Stage) -> None:
@@ -136,10 +136,10 @@ class Fleet:
 
         def open_one(host: Host) -> None:
             started = time.monotonic()
-            self.transports[host.name] = self.connector(host, self.settings)
+            t = self.transports[host.name] = self.connector(host, self.settings)
             self.say(
                 stage,
-                f"connected to {host.label} in {time.monotonic() - started:.2f}s",
+                f"connected to {t.label} in {time.monotonic() - started:.2f}s",
                 host=host.name,
             )
 

@@ -30,7 +30,7 @@ from relconsole.errors import Cancelled, StageFailed
 from relconsole.events import BuildFinished, CommitResolved, Sink, Stage, Switched
 from relconsole.fanout import describe
 from relconsole.history import recording
-from relconsole.hosts.connect import Connector, open_transport
+from relconsole.hosts.connect import Connector
 from relconsole.rollback import run_rollback
 from relconsole.run import Run, Step, rolled_back_to
 from relconsole.secrets import Masker
@@ -210,7 +210,7 @@ def run_build(
     branch: Optional[str] = None,
     only_hosts: Optional[Sequence[str]] = None,
     trigger: str = "headless",
-    connector: Connector = open_transport,
+    connector: Optional[Connector] = None,
     lock_wait: float = 0.0,
 ) -> BuildFinished:
     """Build and deploy ``service_name``; every step is reported through ``sink``.

@@ -21,7 +21,7 @@ from relconsole.events import BuildFinished, Sink, Stage, Switched
 from relconsole.fanout import fan_out
 from relconsole.history import recording
 from relconsole.hosts.base import Transport
-from relconsole.hosts.connect import Connector, OnHost, open_transport
+from relconsole.hosts.connect import Connector, OnHost
 from relconsole.run import Run, Step
 from relconsole.secrets import Masker
 from relconsole.stages.checkout import Commit
@@ -91,7 +91,7 @@ def run_rollback(
     *,
     to: Optional[str] = None,
     trigger: str = "headless",
-    connector: Connector = open_transport,
+    connector: Optional[Connector] = None,
     lock_wait: float = 0.0,
 ) -> BuildFinished:
     """Switch every host of ``service_name`` back to the previous release (or ``to``),

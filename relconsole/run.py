@@ -31,7 +31,7 @@ from relconsole.events import (
 )
 from relconsole.fanout import describe
 from relconsole.fleet import Fleet
-from relconsole.hosts.connect import Connector, open_transport
+from relconsole.hosts.connect import Connector, Dialer
 from relconsole.secrets import Masker, SecretError
 from relconsole.secrets import resolve as resolve_secret
 from relconsole.stages.checkout import Commit
@@ -50,7 +50,9 @@ class Run:
     branch: str
     sink: Sink
     cancel: threading.Event
-    connector: Connector = open_transport
+    #: None: the run connects through a :class:`Dialer` of its own (jump hosts shared
+    #: by its targets, closed when it ends); a given connector is the caller's to close.
+    connector: Optional[Connector] = None
     action: ClassVar[str] = "run"
     commit: Optional[Commit] = None
     release: Optional[str] = None
@@ -66,7 +68,11 @@ class Run:
     lock_wait: float = 0.0
 
     def __post_init__(self) -> None:
-        self.fleet = Fleet(self.service, self.hosts, self.settings, self.sink, self.connector)
+        self.dialer: Optional[Dialer] = None
+        if self.connector is None:
+            self.dialer = Dialer(self.settings)
+        connector: Connector = self.connector or self.dialer  # type: ignore[assignment]
+        self.fleet = Fleet(self.service, self.hosts, self.settings, self.sink, connector)
         self.local_lock = lk.LocalLock(self.settings.state_dir, self.service.name)
         self._heartbeat: Optional[Heartbeat] = None
 
@@ -153,6 +159,8 @@ class Run:
             self._heartbeat.stop()
         self.fleet.unlock()
         self.fleet.close()
+        if self.dialer is not None:
+            self.dialer.close()
         self.local_lock.release()
 
     def do_supervisor(self) -> None:

@@ -8,6 +8,7 @@ recorded in the history like a run.
 from __future__ import annotations
 
 import sqlite3
+from typing import Optional
 
 from relconsole import lock as lk
 from relconsole.config import Config, Host
@@ -16,13 +17,13 @@ from relconsole.events import Event, Output, Stage
 from relconsole.fleet import Fleet
 from relconsole.history import History
 from relconsole.hosts.base import Transport
-from relconsole.hosts.connect import Connector, open_transport
+from relconsole.hosts.connect import Connector, Dialer
 
 
 def force_unlock(
     config: Config,
     service_name: str,
-    connector: Connector = open_transport,
+    connector: Optional[Connector] = None,
     trigger: str = "headless",
 ) -> tuple[bool, list[str]]:
     """Remove the service's lock on every host, if no live run holds it.
@@ -42,7 +43,9 @@ def force_unlock(
         if isinstance(event, Output):
             lines.append(f"{event.host}: {event.line}")
 
-    fleet = Fleet(service, config.hosts_of(service), config.settings, collect, connector)
+    dialer = Dialer(config.settings) if connector is None else None
+    through: Connector = connector or dialer  # type: ignore[assignment]
+    fleet = Fleet(service, config.hosts_of(service), config.settings, collect, through)
 
     def remove(host: Host, t: Transport) -> None:
         found = lk.parse_holder(
@@ -67,6 +70,8 @@ def force_unlock(
         lines.append(str(exc))
     finally:
         fleet.close()
+        if dialer is not None:
+            dialer.close()
     lines += [f"{name}: {error}" for name, error in failed.items()]
     ok = ok and not failed
     try:

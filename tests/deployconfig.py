@@ -34,6 +34,8 @@ def write_config(
             "known_hosts": str(known_hosts or bed.known_hosts),
             "connect_timeout": 5,
             "command_timeout": 60,
+            # The machine's own ~/.ssh/config must not steer the bed's hosts.
+            "ssh_config": "",
             **(settings or {}),
         },
         "hosts": {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import re
 import sys
 from pathlib import Path
@@ -85,15 +84,15 @@ def test_minimal_config_defaults():
     assert web1 == Host(
         name="web1",
         address="10.0.0.11",
-        port=22,
-        user=getpass.getuser(),
+        port=None,  # left to ssh_config, else 22 (hosts/route.py)
+        user=None,  # left to ssh_config, else the local user
         key=None,
         supervisorctl="supervisorctl",
         sudo=False,
         root=None,
     )
     assert not web1.is_local
-    assert web1.label == f"{getpass.getuser()}@10.0.0.11:22"
+    assert web1.label == "10.0.0.11"
 
     api = cfg.services["api"]
     assert api == Service(
@@ -195,7 +194,7 @@ dest = "/etc/nginx/sites-enabled"
 def test_ipv6_address_label_is_bracketed():
     cfg = parse(with_host('address = "::1"\nuser = "deploy"'))
     assert cfg.hosts["web1"].address == "::1"
-    assert cfg.hosts["web1"].label == "deploy@[::1]:22"
+    assert cfg.hosts["web1"].label == "deploy@[::1]"
 
 
 # --------------------------------------------------------------------------- paths
@@ -291,7 +290,7 @@ def test_local_host_root_absolute_is_kept():
 
 def test_sample_config_at_repo_root_loads():
     cfg = load_config(REPO_ROOT / "config.toml")
-    assert set(cfg.hosts) == {"web1", "web2"}
+    assert set(cfg.hosts) == {"web1", "web2", "bastion"}
     api = cfg.services["api"]
     assert api.hosts == ("web1", "web2")
     assert api.checks and api.files and api.programs
@@ -306,6 +305,7 @@ def test_sample_config_documents_every_key():
         "poll_interval",
         "connect_timeout",
         "command_timeout",
+        "ssh_config",
         "address",
         "port",
         "user",
@@ -313,6 +313,8 @@ def test_sample_config_documents_every_key():
         "supervisorctl",
         "sudo",
         "root",
+        "jump",
+        "forward_agent",
         "repo",
         "branch",
         "hosts",
@@ -350,7 +352,7 @@ def test_unknown_key_without_close_match_lists_allowed():
     err = error("[settings]\nfrobnicate = 1\n")
     assert str(err).endswith(
         "[settings] key 'frobnicate': unknown key (allowed: state_dir, "
-        "known_hosts, poll_interval, connect_timeout, command_timeout)"
+        "known_hosts, poll_interval, connect_timeout, command_timeout, lock_ttl, ssh_config)"
     )
 
 

@@ -1,5 +1,5 @@
 """The headless modes: ``--build``, ``--rollback``, ``--status``, ``--history``,
-``--pending``, ``--unlock``, ``--trust``.
+``--pending``, ``--unlock``, ``--trust``, ``--doctor``.
 
 Each takes the loaded config and the parsed arguments and returns an exit code. Builds
 and rollbacks run the engine in a thread and render its events
@@ -165,7 +165,9 @@ def status_command(config: Config, args: argparse.Namespace) -> int:
     services = (
         [service_named(config, args.status)] if args.status else list(config.services.values())
     )
-    hosts = config.hosts_of(services[0]) if args.status else list(config.hosts.values())
+    # A host in no service (a jump host) runs nothing of ours: it is not polled.
+    served = {name for s in services for name in s.hosts}
+    hosts = [h for h in config.hosts.values() if h.name in served]
     poller = StatusPoller(hosts, config.settings)
     try:
         rows = fleet_rows(poller, services)
@@ -275,20 +277,52 @@ def _missing_programs(st: Any, services: list[Service]) -> list[dict[str, Any]]:
 
 
 def trust_command(config: Config, args: argparse.Namespace) -> int:
+    from relconsole.hosts.connect import Dialer
     from relconsole.hosts.trust import trust
 
-    host = config.hosts.get(args.trust)
-    if host is None:
-        return fail(f"unknown host '{args.trust}' (hosts: {', '.join(config.hosts) or 'none'})")
-    if host.is_local:
-        return fail(f"{host.name} is a local host: it has no host key")
+    dialer = Dialer(config.settings)
+    try:
+        host = config.hosts.get(args.trust)
+        if host is not None and host.is_local:
+            return fail(f"{host.name} is a local host: it has no host key")
+        # A [hosts] table, else a jump host named on some host's route (ProxyJump).
+        route = (
+            dialer.route(host)
+            if host is not None
+            else dialer.find_route(args.trust, config.hosts.values())
+        )
+        if route is None:
+            return fail(f"unknown host '{args.trust}' (hosts: {', '.join(config.hosts) or 'none'})")
 
-    def answer(prompt: str) -> str:
-        print(prompt, end="", file=sys.stderr, flush=True)
-        return sys.stdin.readline()  # "" at EOF: not trusted
+        def answer(prompt: str) -> str:
+            print(prompt, end="", file=sys.stderr, flush=True)
+            return sys.stdin.readline()  # "" at EOF: not trusted
 
-    ok = trust(host, config.settings, yes=args.yes, answer=answer, out=sys.stdout)
+        ok = trust(
+            route, config.settings, dialer.gateways, yes=args.yes, answer=answer, out=sys.stdout
+        )
+    finally:
+        dialer.close()
     return int(Exit.OK if ok else Exit.FAILED)
+
+
+def doctor_command(config: Config, args: argparse.Namespace) -> int:
+    """Check every host of SVC (or of all services); 0 when every check passes."""
+    from relconsole.doctor import run_doctor
+
+    services = (
+        [service_named(config, args.doctor)] if args.doctor else list(config.services.values())
+    )
+    rows = run_doctor(config, services)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+    else:
+        table = [["HOST", "CHECK", "OK", "DETAIL"]]
+        table += [[r.host, r.check, "ok" if r.ok else "FAIL", printable(r.detail)] for r in rows]
+        print(format_table(table))
+        failed = sorted({r.host for r in rows if not r.ok}, key=list(config.hosts).index)
+        print(f"failing: {', '.join(failed)}" if failed else "every check passed")
+    return int(Exit.OK if all(r.ok for r in rows) else Exit.FAILED)
 
 
 def pending_command(config: Config, args: argparse.Namespace) -> int:
@@ -333,4 +367,5 @@ MODES: dict[str, Command] = {
     "unlock": unlock_command,
     "pending": pending_command,
     "trust": trust_command,
+    "doctor": doctor_command,
 }

@@ -39,11 +39,23 @@ class TransportError(RelconsoleError):
 
 
 class HostUnreachable(TransportError):
-    """Could not connect or authenticate, or the connection dropped."""
+    """Could not connect or authenticate, or the connection dropped.
+
+    ``hop`` names the hop of the host's route that failed when it is known (a jump
+    host, or the host itself); the message names it too.
+    """
+
+    def __init__(self, host: str, message: str, hop: Optional[str] = None):
+        super().__init__(host, message)
+        self.hop = hop
 
 
 class HostKeyRefused(HostUnreachable):
-    """The host's key is unknown or differs from known_hosts."""
+    """A hop's key is unknown, revoked, or differs from known_hosts."""
+
+
+class LoginRefused(HostUnreachable):
+    """A hop answered and its key is known, but it did not let us log in."""
 
 
 class CommandTimedOut(TransportError):
@@ -139,6 +151,11 @@ class Transport(ABC):
 
     name: str
     host: Host
+
+    @property
+    def label(self) -> str:
+        """How the connection is shown: ``user@host:port``, with the jump hosts."""
+        return self.host.label
 
     def sudo_wrap(self, command: str, sudo: bool) -> str:
         """``command`` through ``sudo -n`` when asked and the host is configured so."""

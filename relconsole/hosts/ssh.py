@@ -1,14 +1,13 @@
-"""SSH transport: one Fabric connection per host, host keys checked strictly.
+"""SSH transport: one Fabric connection per host, along the host's route.
 
-Fabric's default policy silently accepts unknown host keys and loads no known_hosts;
-here the configured known_hosts file is loaded and anything not in it is refused
-with a message that says how to trust the host.
+The connection is opened by :mod:`relconsole.hosts.login` (host key checked against
+known_hosts, keys, agent) over what :mod:`relconsole.hosts.gateways` hands it: a
+channel through the jump host, a ProxyCommand, or nothing (a TCP connection of its
+own). Fabric then runs commands on it; it never reads ssh_config itself.
 """
 
 from __future__ import annotations
 
-import shlex
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -22,121 +21,44 @@ from relconsole.errors import Cancelled
 from relconsole.hosts.base import (
     Channel,
     CommandTimedOut,
-    HostKeyRefused,
     HostUnreachable,
     LineCallback,
     Result,
     Transport,
 )
+from relconsole.hosts.gateways import Gateways
+from relconsole.hosts.login import connect_hop
+from relconsole.hosts.route import Route
 from relconsole.hosts.ssh_command import run_command
-from relconsole.hosts.trust import RejectUnknown, UnknownHostKey, known_hosts_name, load_known_hosts
-from relconsole.secrets import SecretError, resolve
 
 _UPLOAD_CHUNK = 256 * 1024
 
 
-def _trust_hint(host: Host) -> str:
-    return (
-        f"run relconsole --trust {host.name} to see its fingerprint and add it once you "
-        "have checked it with the host's owner"
-    )
-
-
-def _waited_for(exc: BaseException, conn: fabric.Connection, out_of_time: bool) -> Optional[str]:
-    """What the handshake was waiting for, when a paramiko error is really a timeout.
-
-    paramiko words these variously ("Error reading SSH protocol banner", or, when its
-    negotiation wait ends first, "No existing session"), so the clock decides too.
-    """
-    if not (
-        out_of_time or isinstance(exc.__context__, TimeoutError) or "timed out" in str(exc).lower()
-    ):
-        return None
-    transport = conn.client.get_transport()
-    if transport is not None and not transport.remote_version:
-        return "the SSH banner (the port accepts connections, but no SSH server answers)"
-    return "the SSH handshake"
-
-
-def _connect_error(
-    exc: BaseException, host: Host, settings: Settings, conn: fabric.Connection, out_of_time: bool
-) -> HostUnreachable:
-    """The operator's words for why ``conn.open()`` failed."""
-    where = f"{host.address}:{host.port}"
-    if isinstance(exc, UnknownHostKey):
-        return HostKeyRefused(
-            host.name,
-            f"host key {exc.key.get_name()} {exc.key.fingerprint} of {known_hosts_name(host)} "
-            f"is not in {settings.known_hosts}; refusing to connect. To trust it, "
-            + _trust_hint(host),
-        )
-    if isinstance(exc, paramiko.BadHostKeyException):
-        return HostKeyRefused(
-            host.name,
-            f"HOST KEY CHANGED for {known_hosts_name(host)}: {settings.known_hosts} has "
-            f"{exc.expected_key.get_name()} {exc.expected_key.fingerprint}, the host offered "
-            f"{exc.key.get_name()} {exc.key.fingerprint}. This can mean an attack, or a rebuilt "
-            f"host. If you know the host was rebuilt, remove the old entry with "
-            f"ssh-keygen -R {shlex.quote(known_hosts_name(host))} -f "
-            f"{shlex.quote(str(settings.known_hosts))} and trust the new one",
-        )
-    if isinstance(exc, paramiko.AuthenticationException):
-        return HostUnreachable(host.name, f"authentication failed as {host.user} on {where}: {exc}")
-    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
-        reasons = sorted({e.strerror or str(e) for e in exc.errors.values()})
-        return HostUnreachable(host.name, f"cannot connect to {where}: {', '.join(reasons)}")
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return HostUnreachable(
-            host.name, f"timed out after {settings.connect_timeout:g}s connecting to {where}"
-        )
-    waited = _waited_for(exc, conn, out_of_time)
-    if waited:
-        return HostUnreachable(
-            host.name,
-            f"timed out after {settings.connect_timeout:g}s waiting for {waited} from {where}",
-        )
-    return HostUnreachable(
-        host.name, f"cannot connect to {where}: {str(exc) or type(exc).__name__}"
-    )
-
-
-def connect(host: Host, settings: Settings) -> SshTransport:
-    """Open the one connection a build uses for ``host``. Raises :class:`HostUnreachable`."""
-    kwargs: dict[str, object] = {
-        "banner_timeout": settings.connect_timeout,
-        "auth_timeout": settings.connect_timeout,
-        "channel_timeout": settings.connect_timeout,
-    }
-    if host.key is not None:
-        kwargs["key_filename"] = str(host.key)
-    if host.key_passphrase:
-        try:
-            kwargs["passphrase"] = resolve(host.key_passphrase)
-        except SecretError as exc:
-            raise HostUnreachable(host.name, f"key passphrase: {exc}") from None
+def connect(host: Host, settings: Settings, route: Route, gateways: Gateways) -> SshTransport:
+    """Open the one connection a run uses for ``host``, along ``route`` (its jump hosts
+    taken from ``gateways``, shared with the run's other hosts). Raises
+    :class:`HostUnreachable` naming the hop that failed."""
+    target = route.target
+    sock = gateways.sock_for(route, host.name)
     conn = fabric.Connection(
-        host.address,
-        user=host.user,
-        port=host.port,
-        connect_timeout=settings.connect_timeout,
-        connect_kwargs=kwargs,
-        # ~/.ssh/config could silently redirect a host; the relconsole config is the truth.
+        target.hostname,
+        user=target.user,
+        port=target.port,
+        # Relconsole resolved ssh_config itself (hosts/route.py): Fabric must not again.
         config=fabric.Config(overrides={"load_ssh_configs": False}),
+        forward_agent=target.forward_agent,
     )
-    client = conn.client
-    client.set_missing_host_key_policy(RejectUnknown())
-    load_known_hosts(client, settings.known_hosts)
-    started = time.monotonic()
     try:
-        conn.open()
-    except (OSError, EOFError, paramiko.SSHException) as exc:
-        out_of_time = time.monotonic() - started >= settings.connect_timeout
-        error = _connect_error(exc, host, settings, conn, out_of_time)
-        conn.close()
-        raise error from None
+        connect_hop(conn.client, target, sock, settings, host=host.name, gateway=False)
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
+    # Fabric opens lazily; it finds the client connected and uses it as it is.
+    conn.transport = conn.client.get_transport()
     # Notice a dead peer during long idle stretches (the process view polls for hours).
     conn.transport.set_keepalive(15)
-    return SshTransport(host, conn)
+    return SshTransport(host, conn, route)
 
 
 class SshChannel(Channel):
@@ -162,16 +84,25 @@ class SshChannel(Channel):
 class SshTransport(Transport):
     """A host reached over SSH. Not thread-safe: one thread uses it at a time."""
 
-    def __init__(self, host: Host, conn: fabric.Connection):
+    def __init__(self, host: Host, conn: fabric.Connection, route: Route):
         self.host = host
         self.name = host.name
+        self.route = route
         self._conn = conn
+        #: Called once the connection is closed (a one-off connection's own jump hosts).
+        self.after_close: Optional[Callable[[], None]] = None
+
+    @property
+    def label(self) -> str:
+        target = self.route.target
+        via = " → ".join(str(g) for g in self.route.gateways)
+        return f"{target.user}@{target.where}" + (f" via {via}" if via else "")
 
     def path(self, remote_path: str) -> str:
         return remote_path
 
     def _lost(self, why: str = "", ran: bool = True) -> HostUnreachable:
-        where = f"{self.host.address}:{self.host.port}"
+        where = self.route.target.where
         if not ran:
             return HostUnreachable(self.name, f"connection to {where} was lost earlier")
         return HostUnreachable(
@@ -218,7 +149,8 @@ class SshTransport(Transport):
         transport = self._conn.client.get_transport()
         if transport is None:
             raise EOFError("not connected")
-        return run_command(transport, self.name, command, timeout, on_line, kill)
+        forward = bool(getattr(self._conn, "forward_agent", False))
+        return run_command(transport, self.name, command, timeout, on_line, kill, forward)
 
     def put_stream(
         self,
@@ -293,3 +225,6 @@ class SshTransport(Transport):
 
     def close(self) -> None:
         self._conn.close()
+        after, self.after_close = self.after_close, None
+        if after is not None:
+            after()

@@ -110,8 +110,12 @@ def run_command(
     timeout: float,
     on_line: Optional[LineCallback],
     kill: Callable[[str], None],
+    forward_agent: bool = False,
 ) -> Result:
     """Run ``command`` (already wrapped for sudo) and wait for it at most ``timeout``.
+
+    ``forward_agent``: the command may use this machine's ssh-agent (a host with
+    ``forward_agent = true``), as Fabric's runner would offer it.
 
     ``kill(shell_command)`` runs a short command on the same connection (wrapped for
     sudo as the command was): how the process group is ended on a timeout. Raises
@@ -119,6 +123,8 @@ def run_command(
     """
     deadline = time.monotonic() + timeout
     chan = transport.open_session(timeout=timeout)
+    if forward_agent:
+        paramiko.agent.AgentRequestHandler(chan)
     streams = _Streams(on_line)
     decode_out = _decoder()
     decode_err = _decoder()

@@ -1,13 +1,13 @@
-"""Host-key trust: which keys relconsole accepts, and ``relconsole --trust HOST``.
+"""``relconsole --trust HOST``: adding a host's key to known_hosts, once checked.
 
-Fabric's default policy silently accepts unknown host keys and loads no known_hosts;
-relconsole loads the configured known_hosts into paramiko and refuses anything not in
-it (:class:`RejectUnknown`), keeping the offered key for the message.
+(Which keys a connection accepts is :mod:`relconsole.hosts.login`'s business.)
 
-``--trust``: the key the host offers is fetched over a bare SSH handshake (no login), shown the way
+The key the host offers is fetched over a bare SSH handshake (no login), shown the way
 ``ssh-keygen -lf`` shows it, and appended to the configured known_hosts only after a
 "yes". A key that differs from the one already known is never replaced: the message
-says what changed and how to proceed.
+says what changed and how to proceed. A host behind jump hosts is reached through
+them, whose keys must be known already; only the host's own entry is written, under
+the name OpenSSH looks it up by (:attr:`~relconsole.hosts.route.Hop.known_hosts_name`).
 """
 
 from __future__ import annotations
@@ -20,34 +20,11 @@ from typing import TextIO
 
 import paramiko
 
-from relconsole.config import Host, Settings
-
-
-def known_hosts_name(host: Host) -> str:
-    """The name OpenSSH files a host under: ``addr`` on port 22, else ``[addr]:port``."""
-    return host.address if host.port == 22 else f"[{host.address}]:{host.port}"
-
-
-class UnknownHostKey(paramiko.SSHException):
-    def __init__(self, key: paramiko.PKey):
-        super().__init__("unknown host key")
-        self.key = key
-
-
-class RejectUnknown(paramiko.MissingHostKeyPolicy):
-    """Like paramiko's RejectPolicy, but keeps the offered key for the message."""
-
-    def missing_host_key(
-        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
-    ) -> None:
-        raise UnknownHostKey(key)
-
-
-def load_known_hosts(client: paramiko.SSHClient, known_hosts: Path) -> None:
-    """The keys ``client`` accepts: those in ``known_hosts`` (none if it is missing)."""
-    if known_hosts.is_file():
-        client.load_host_keys(str(known_hosts))
-
+from relconsole.config import Settings
+from relconsole.hosts.base import HostUnreachable
+from relconsole.hosts.gateways import Gateways
+from relconsole.hosts.known_hosts import KnownHosts
+from relconsole.hosts.route import Route
 
 _TYPE_LABELS = {"ssh-ed25519": "ED25519", "ssh-rsa": "RSA", "ssh-dss": "DSA"}
 
@@ -62,9 +39,14 @@ def fingerprint_line(key: paramiko.PKey, name: str) -> str:
     return f"{key.get_bits()} {key.fingerprint} {name} ({key_type_label(key)})"
 
 
-def fetch_host_key(host: Host, timeout: float) -> paramiko.PKey:
-    """The key the host offers in the handshake; nothing is authenticated or run."""
-    sock = socket.create_connection((host.address, host.port), timeout=timeout)
+def fetch_host_key(route: Route, gateways: Gateways, timeout: float) -> paramiko.PKey:
+    """The key the route's target offers in the handshake; nothing is authenticated or
+    run on it. Its jump hosts are connected to as for a build: their keys must be
+    known already."""
+    target = route.target
+    sock = gateways.sock_for(route, target.name)
+    if sock is None:
+        sock = socket.create_connection((target.hostname, target.port), timeout=timeout)
     transport = paramiko.Transport(sock)
     try:
         transport.banner_timeout = timeout
@@ -75,40 +57,58 @@ def fetch_host_key(host: Host, timeout: float) -> paramiko.PKey:
 
 
 def trust(
-    host: Host, settings: Settings, *, yes: bool, answer: Callable[[str], str], out: TextIO
+    route: Route,
+    settings: Settings,
+    gateways: Gateways,
+    *,
+    yes: bool,
+    answer: Callable[[str], str],
+    out: TextIO,
 ) -> bool:
-    """Returns True when the host's key is trusted (already, or now)."""
+    """Returns True when the key of ``route``'s target is trusted (already, or now).
+    Only the target's entry is ever written."""
     known_hosts: Path = settings.known_hosts
-    name = known_hosts_name(host)
+    hop = route.target
+    name = hop.known_hosts_name
+    where = hop.where + (f" via {route.gateways[-1]}" if route.gateways else "")
     try:
-        offered = fetch_host_key(host, settings.connect_timeout)
-    except (OSError, paramiko.SSHException) as exc:
+        offered = fetch_host_key(route, gateways, hop.connect_timeout)
+    except HostUnreachable as exc:
+        out.write(f"cannot fetch the host key of {hop.name}: {exc.message}\n")
+        return False
+    except (OSError, EOFError, paramiko.SSHException) as exc:
         out.write(
-            f"cannot fetch the host key of {host.name} ({host.address}:{host.port}): "
-            f"{str(exc) or type(exc).__name__}\n"
+            f"cannot fetch the host key of {hop.name} ({where}): {str(exc) or type(exc).__name__}\n"
         )
         return False
-    known = paramiko.HostKeys(str(known_hosts)) if known_hosts.is_file() else paramiko.HostKeys()
-    entry = known.lookup(name) or {}
+    known = KnownHosts.read(known_hosts)
+    if known.is_revoked(offered):
+        out.write(
+            f"{hop.name} ({name}) offers a key marked @revoked in {known_hosts}:\n"
+            f"  {fingerprint_line(offered, name)}\nrelconsole never trusts a revoked key.\n"
+        )
+        return False
+    entry = known.keys_for(name)
     have = entry.get(offered.get_name())
     if have is not None and have == offered:
         out.write(
-            f"{host.name}: already trusted in {known_hosts}:\n  {fingerprint_line(offered, name)}\n"
+            f"{hop.name}: already trusted in {known_hosts}:\n  {fingerprint_line(offered, name)}\n"
         )
         return True
     if have is not None:
         out.write(
-            f"HOST KEY CHANGED for {host.name} ({name})!\n"
+            f"HOST KEY CHANGED for {hop.name} ({name})!\n"
             f"  {known_hosts} has:  {fingerprint_line(have, name)}\n"
             f"  the host offers:    {fingerprint_line(offered, name)}\n"
             "relconsole never replaces a known key. If the host was really rebuilt, "
             "verify the new fingerprint with its owner, remove the old entry with\n"
             f"  ssh-keygen -R {shlex.quote(name)} -f {shlex.quote(str(known_hosts))}\n"
-            f"and run relconsole --trust {host.name} again.\n"
+            f"and run relconsole --trust {hop.name} again.\n"
         )
         return False
     out.write(
-        f"{host.name} ({name}) offers this host key:\n  {fingerprint_line(offered, name)}\n"
+        f"{hop.name} ({name}{', reached via ' + route.gateways[-1].name if route.gateways else ''})"
+        f" offers this host key:\n  {fingerprint_line(offered, name)}\n"
         "Compare it with the host's own (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub "
         "on the host).\n"
     )
@@ -126,5 +126,5 @@ def trust(
             ("\n" if needs_newline else "")
             + f"{name} {offered.get_name()} {offered.get_base64()}\n"
         )
-    out.write(f"added {host.name} to {known_hosts}\n")
+    out.write(f"added {hop.name} to {known_hosts}\n")
     return True

@@ -21,7 +21,7 @@ from typing import Optional, TypeVar
 from relconsole.config import Host, Settings
 from relconsole.fanout import DEFAULT_MAX_PARALLEL, HostResults, Outcome, attempt
 from relconsole.hosts.base import CommandTimedOut, HostUnreachable, Transport
-from relconsole.hosts.connect import Connector, open_transport
+from relconsole.hosts.connect import Connector, Dialer
 from relconsole.status import supervisorctl as sv
 from relconsole.status.reader import StatusReader
 
@@ -60,13 +60,17 @@ class StatusPoller:
         self,
         hosts: Sequence[Host],
         settings: Settings,
-        connector: Connector = open_transport,
+        connector: Optional[Connector] = None,
         *,
         fast: bool = True,
     ):
         self.hosts = list(hosts)
         self.settings = settings
-        self._connector = connector
+        #: The poller's own :class:`Dialer` when no connector is given: its jump-host
+        #: connections live as long as the poller. Runs may share it (``connector=``).
+        self.dialer: Optional[Dialer] = Dialer(settings) if connector is None else None
+        self.connector: Connector = connector or self.dialer  # type: ignore[assignment]
+        self._connector = self.connector
         self._fast_enabled = fast
         self._transports: dict[str, Transport] = {}
         # How each host's current connection reads status (fast path or supervisorctl).
@@ -143,3 +147,5 @@ class StatusPoller:
         self._pool.shutdown(wait=True)
         for name in list(self._transports):
             self._drop(name)
+        if self.dialer is not None:
+            self.dialer.close()
