@@ -167,7 +167,11 @@ def console(tmp_path, monkeypatch):
     monkeypatch.setattr(clock, "spinner", lambda: clock.SPINNER[0])
     monkeypatch.setattr(app_module, "run_build", fake_run_build)
     path = tmp_path / "config.toml"
-    path.write_text(tomli_w.dumps(_config(tmp_path)))
+    doc = _config(tmp_path)
+    # One poll per host and no second one: a later poll could land between the wait
+    # and the screenshot and change what is on screen.
+    doc["settings"]["poll_interval"] = 3600.0
+    path.write_text(tomli_w.dumps(doc))
     config = load_config(path)
     write_history(config.settings.state_dir)
     yield RelconsoleApp(config, poller=FakePoller(config.hosts.values()))
@@ -243,7 +247,8 @@ def test_process_view(snap_compare, console, size):
             ),
             "both hosts in the process view",
         )
-        await pilot.pause(0.1)
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.2)
 
     assert snap_compare(console, terminal_size=size, run_before=run_before)
 
