@@ -131,6 +131,11 @@ class Fleet:
         self.say(self.last_stage, f"reconnected to {fresh.label}", host=host.name)
         return work(fresh)
 
+    def clean_up(self, host: Host, command: Callable[[Transport], str], step: str) -> Result:
+        """A privileged clean-up command that must reach ``host`` even if a step lost
+        its connection (see :meth:`on_host`); fails on a non-zero exit."""
+        return self.on_host(host, lambda t: self.run(t, command(t), step))
+
     def connect(self, stage: Stage) -> None:
         """One connection per host, opened once and reused by every later step."""
 
@@ -251,16 +256,9 @@ class Fleet:
         hosts = [h for h in self.hosts if h.name in names and h.name in self.transports]
 
         def release(host: Host, _t: Transport) -> None:
-            res = self.on_host(
-                host,
-                lambda t: t.run(
-                    lk.release_command(self.base(t), token),
-                    timeout=self.settings.command_timeout,
-                    sudo=True,
-                ),
+            self.clean_up(
+                host, lambda t: lk.release_command(self.base(t), token), "releasing the lock"
             )
-            if not res.ok:
-                raise CommandFailed(host.name, "releasing the deploy lock", res)
 
         failed = self.each(
             self.last_stage, release, hosts=hosts, report=False, housekeeping=True
@@ -348,17 +346,8 @@ class Fleet:
     def remove_release(self, stage: Stage, release: str, hosts: Sequence[Host]) -> None:
         """Best effort: take a release that will never be switched to off ``hosts``."""
 
-        def remove(host: Host, _t) -> None:
-            res = self.on_host(
-                host,
-                lambda t: t.run(
-                    rel.remove_release_command(self.base(t), release),
-                    timeout=self.settings.command_timeout,
-                    sudo=True,
-                ),
-            )
-            if not res.ok:
-                raise CommandFailed(host.name, "rm", res)
+        def remove(host: Host, _t: Transport) -> None:
+            self.clean_up(host, lambda t: rel.remove_release_command(self.base(t), release), "rm")
             self.say(stage, "removed the partial release", host=host.name)
 
         failed = self.each(stage, remove, hosts=hosts, report=False).failed
@@ -405,18 +394,15 @@ class Fleet:
     def switch_back(self, stage: Stage, previous: dict[str, Optional[str]]) -> dict[str, str]:
         """Return hosts to the release they ran before (none: unlink ``current``)."""
 
-        def back(host: Host, _t) -> None:
+        def back(host: Host, _t: Transport) -> None:
             release = previous[host.name]
 
-            def switch(t: Transport) -> None:
-                command = (
-                    rel.switch_command(self.base(t), release, self.staged_files(t))
-                    if release
-                    else rel.unlink_current_command(self.base(t), self.staged_files(t))
-                )
-                self.run(t, command, "switching back")
+            def command(t: Transport) -> str:
+                if release:
+                    return rel.switch_command(self.base(t), release, self.staged_files(t))
+                return rel.unlink_current_command(self.base(t), self.staged_files(t))
 
-            self.on_host(host, switch)
+            self.clean_up(host, command, "switching back")
             self.say(
                 stage,
                 f"current -> {'releases/' + release if release else 'none'} (switched back)",

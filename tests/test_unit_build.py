@@ -40,9 +40,9 @@ from relconsole.pipeline import force_unlock, run_build, run_rollback
 BASE = "/srv/svc"
 LOCK = f"{BASE}/{lk.LOCK_DIR}"
 CONF = "/etc/supervisor/conf.d/svc.conf"
-SWITCH = r"^set -e\nprintf 'previous="  # the first lines of release.switch_command
+SWITCH = r"^set -e\nold=\$\(readlink "  # the first lines of release.switch_command
 RESTART = r"^supervisorctl restart "
-RELEASE_IN = re.compile(r"\d{8}-\d{6}-[0-9a-f]{7,40}")
+RELEASE_IN = re.compile(r"\d{8}-\d{6}(\.\d{3})?-[0-9a-f]{7,40}")
 
 
 @dataclass
@@ -225,7 +225,7 @@ def test_a_first_switch_failing_on_one_host_leaves_no_current_anywhere(deploy):
 
     assert finished.result is RunResult.FAILED and "switch failed on h3" in finished.error
     assert deploy.currents() == dict.fromkeys(deploy.hosts)  # h1, h2 unlinked again
-    assert deploy.hosts["h1"].ran(r"^rm -f .*/current$")
+    assert deploy.hosts["h1"].ran(r"(?m)^rm -f .*/current$")
 
 
 # --------------------------------------------------------------------------- the upload
