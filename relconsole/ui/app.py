@@ -96,6 +96,11 @@ class RelconsoleApp(Console):
         if not isinstance(self.screen, ProcessScreen):
             self.push_screen(ProcessScreen(self.config, self.poller))
 
+    def show_doctor(self) -> None:
+        from relconsole.ui.doctor_screen import DoctorScreen
+
+        self.push_screen(DoctorScreen())
+
     def show_history(self, service: Optional[str]) -> None:
         from relconsole.ui.history_screen import HistoryScreen
 

@@ -61,6 +61,11 @@ class RelconsoleCommands(Provider):
             partial(app.run_action, "processes"),
             "Process view: supervisor status of every host",
         )
+        yield (
+            "Doctor",
+            app.show_doctor,
+            "Check every host: route, host key, login, sudo, supervisorctl, path, disk",
+        )
         if on_main:
             yield (
                 "Edit branch",

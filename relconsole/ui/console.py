@@ -85,3 +85,7 @@ class Console(App[int]):
     def show_history(self, service: Optional[str]) -> None:
         """Open the history screen on ``service`` (None: every service)."""
         raise NotImplementedError
+
+    def show_doctor(self) -> None:
+        """Open the doctor: every host of every service checked."""
+        raise NotImplementedError

@@ -10,6 +10,7 @@ goes into the app's :class:`~relconsole.ui.fleet_facts.FleetFacts` before it is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Optional
 
 from textual import on, work
@@ -19,6 +20,7 @@ from textual.widgets import DataTable
 
 from relconsole.config import Config
 from relconsole.deployed import Deployed, read_deployed
+from relconsole.errors import RelconsoleError
 from relconsole.history import History, last_runs
 from relconsole.lock import ServiceLock, local_locks, remote_locks
 from relconsole.status.poller import HostStatus, StatusPoller
@@ -162,7 +164,23 @@ class FleetColumn(Vertical):
             service.programs,
             facts.deployed.get(service.name),
             facts.locks.get(service.name),
+            self.routes(service.hosts),
         )
+
+    def routes(self, names: Sequence[str]) -> dict[str, str]:
+        """ "via bastion (198.18.0.2:22)" for each host reached through jump hosts."""
+        dialer = self.app.poller.dialer
+        if dialer is None:  # an injected connector: routes are its business
+            return {}
+        found = {}
+        for name in names:
+            try:
+                gateways = dialer.route(self.app.config.hosts[name]).gateways
+            except (RelconsoleError, KeyError):  # said when the host is polled
+                continue
+            if gateways:
+                found[name] = "via " + " → ".join(str(hop) for hop in gateways)
+        return found
 
     def follow_branch(self, branch: Optional[str]) -> None:
         """The branch field changed (``branch``: its value if valid)."""

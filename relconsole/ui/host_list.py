@@ -52,7 +52,7 @@ class HostList(VerticalScroll, can_focus=False):
     def __init__(self, *, id: Optional[str] = None) -> None:
         super().__init__(id=id)
         self.body = Static()
-        self._shown: tuple = ((), {}, (), {}, None)
+        self._shown: tuple = ((), {}, (), {}, None, {})
         self._key: tuple = ()
 
     def compose(self):
@@ -68,11 +68,14 @@ class HostList(VerticalScroll, can_focus=False):
         programs: Sequence[str] = (),
         deployed: Optional[Mapping[str, Deployed]] = None,
         lock: Optional[ServiceLock] = None,
+        routes: Optional[Mapping[str, str]] = None,
     ) -> None:
         """``statuses``: host name -> HostStatus, absent while the first poll runs;
-        ``deployed``: host name -> what it runs, when known."""
+        ``deployed``: host name -> what it runs, when known; ``routes``: host name ->
+        its jump hosts, for hosts reached through some."""
         deployed = deployed or {}
-        self._shown = (hosts, statuses, programs, deployed, lock)
+        routes = routes or {}
+        self._shown = (hosts, statuses, programs, deployed, lock, routes)
         width = max(10, self.body.content_size.width - 2)
 
         def wrapped(text: str, style: str) -> list[Content]:
@@ -90,6 +93,7 @@ class HostList(VerticalScroll, can_focus=False):
             lines += wrapped(printable(lock.describe()), "$text-muted")
         for host in hosts:
             status = statuses.get(host)
+            route = [*wrapped(routes[host], "$text-muted")] if host in routes else []
             if status is None:
                 lines.append(
                     Content.assemble(
@@ -109,9 +113,11 @@ class HostList(VerticalScroll, can_focus=False):
                 lines.append(
                     Content.assemble(("✘ ", "$error"), (host, "bold"), (" unreachable", "$error"))
                 )
+                lines += route
                 reason = printable(status.error or "").strip() or "no reason given"
                 lines += wrapped(reason, "$text-muted")
                 continue
+            lines += route
             runs = deployed.get(host)
             if runs is None or runs.error:
                 continue
