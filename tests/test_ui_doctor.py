@@ -42,3 +42,27 @@ async def test_the_doctor_from_the_palette_names_a_host_whose_supervisord_is_dow
             assert not isinstance(app.screen, DoctorScreen)
     finally:
         bed.host("h2").start_supervisord()
+
+
+async def test_the_host_list_shows_the_route_of_a_host_behind_a_jump_host():
+    from textual.app import App
+
+    from relconsole.status.poller import HostStatus
+    from relconsole.ui.host_list import HostList
+
+    class Harness(App):
+        def compose(self):
+            yield HostList(id="hosts")
+
+    app = Harness()
+    async with app.run_test(size=(60, 20)) as pilot:
+        hosts = app.query_one(HostList)
+        hosts.show(
+            ["web1", "web2"],
+            {"web1": HostStatus.answered("web1", []), "web2": HostStatus.answered("web2", [])},
+            routes={"web1": "via bastion (198.18.0.2:22)"},
+        )
+        await pilot.pause()
+        text = hosts.body.content.plain
+        assert "via bastion (198.18.0.2:22)" in text
+        assert text.index("web1") < text.index("via bastion") < text.index("web2")
