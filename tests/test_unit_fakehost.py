@@ -68,8 +68,8 @@ def test_commands_run_in_a_shell_under_the_hosts_root(host, t, tmp_path):
     assert base == str(tmp_path / "h1" / "srv" / "svc")
     mine, theirs = lk.LockInfo.mine("main"), lk.LockInfo.mine("other")
 
-    assert t.run(lk.acquire_command(base, mine), timeout=5, sudo=True).ok
-    refused = t.run(lk.acquire_command(base, theirs), timeout=5, sudo=True)
+    assert t.run(lk.acquire_command(base, mine, ttl=120), timeout=5, sudo=True).ok
+    refused = t.run(lk.acquire_command(base, theirs, ttl=120), timeout=5, sudo=True)
     assert refused.exit_code == 3 and lk.parse_holder(refused.stdout) == mine
     assert t.run(lk.release_command(base, mine.token), timeout=5, sudo=True).ok
     assert not host.path("/srv/svc/.relconsole-lock").exists()
