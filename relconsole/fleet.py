@@ -181,7 +181,7 @@ class Fleet:
                 raise lk.LockHeld(self.service.name, name, holder, age, self.settings.lock_ttl)
             if not said_waiting:
                 who = holder.describe() if holder else "an unknown holder"
-                self.say(stage, f"waiting up to {wait:g}s for the deploy lock held by {who}")
+                self.say(stage, f"waiting up to {wait:.0f}s for the deploy lock held by {who}")
                 said_waiting = True
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         self.say(stage, f"locked {self.service.name} on {', '.join(self.locked)}")

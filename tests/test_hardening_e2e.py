@@ -372,7 +372,7 @@ def test_the_heartbeat_keeps_a_long_build_locked_past_the_ttl(bed, origin, tmp_p
         assert "locked on h1" in second.stdout
         waited = cli("--config", str(other_config), "--build", "svc", "--lock-wait", "40")
         assert waited.returncode == 0, waited.stdout + waited.stderr
-        assert "waiting up to 40s for the deploy lock" in waited.stdout
+        assert "waiting up to 40s for the deploy lock" in waited.stdout, waited.stdout[:3000]
     finally:
         out, err = first.communicate(timeout=60)
     assert first.returncode == 0, out + err
