@@ -8,11 +8,28 @@ from __future__ import annotations
 
 from relconsole.config import Config
 
+#: How long a run left behind by a console that ended (a crash, a terminal that went
+#: away) gets to clean up: cancel, switch back, release its locks.
+CLEAN_UP_SECONDS = 600.0
+
 
 def run_app(config: Config) -> int:
-    """Run the console until the operator quits; returns the process exit code."""
+    """Run the console until the operator quits; returns the process exit code.
+
+    Whatever ends the console (quit, SIGHUP, SIGTERM, a crash), a build or rollback it
+    started is cancelled and allowed to finish its clean-up before the process exits:
+    never a fleet left half-switched or locked because a terminal closed.
+    """
     from relconsole.ui.app import RelconsoleApp
 
     app = RelconsoleApp(config)
-    code = app.run()
+    try:
+        code = app.run()
+    finally:
+        run = app.run_state
+        if run is not None and not run.engine_done.is_set():
+            run.cancel.set()
+            run.engine_done.wait(CLEAN_UP_SECONDS)
+    if app.stopped_by is not None:
+        return 128 + app.stopped_by  # as a shell reports a process a signal ended
     return app.return_code or (code or 0)

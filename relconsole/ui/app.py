@@ -10,7 +10,9 @@ rollback and before an unlock.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import signal
 import threading
 from collections.abc import Callable
 from typing import Optional
@@ -62,6 +64,8 @@ class RelconsoleApp(Console):
         poller: Optional[StatusPoller] = None,
     ) -> None:
         super().__init__(config, connector, poller)
+        #: The signal that ended the console (SIGHUP, SIGTERM), if one did.
+        self.stopped_by: Optional[int] = None
         self.main_screen = MainScreen()
         self.sub_title = str(config.path)
 
@@ -70,6 +74,9 @@ class RelconsoleApp(Console):
 
     def on_mount(self) -> None:
         self.drain_timer = self.set_interval(1 / 30, self.drain_run, pause=True)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGHUP, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.stop_signal, signum)
         self.call_after_refresh(self.calm_the_collector)
 
     def calm_the_collector(self) -> None:
@@ -161,6 +168,20 @@ class RelconsoleApp(Console):
                     error=f"internal error: {type(exc).__name__}: {exc}",
                 )
             )
+        finally:
+            run.engine_done.set()
+
+    def stop_signal(self, signum: int) -> None:
+        """SIGHUP (the terminal or ssh session went away) or SIGTERM: cancel the run as
+        Cancel does and leave at once; ``relconsole.app.run_app`` waits for the engine's
+        clean-up (no lock left behind, no half-switched fleet) before the process
+        exits with 128 + the signal. Not waiting here: there may be no terminal left to
+        draw on."""
+        self.stopped_by = signum
+        run = self.active_run
+        if run is not None:
+            run.cancel.set()
+        self.exit(128 + signum)
 
     def cancel_run(self) -> None:
         run = self.active_run

@@ -44,6 +44,8 @@ class RunState:
     finished: Optional[BuildFinished] = None
     #: The operator asked to quit: the app exits once the run has stopped.
     quit_when_finished: bool = False
+    #: Set when the engine's thread has returned (its clean-up done), shown or not.
+    engine_done: threading.Event = field(default_factory=threading.Event)
 
     @property
     def running(self) -> bool:
