@@ -75,6 +75,9 @@ class FakeTransport:
 class FakePoller:
     """A StatusPoller whose hosts all answer at once, always the same rows."""
 
+    #: No ssh_config routes: the demo's hosts are local (StatusPoller's own is a Dialer).
+    dialer = None
+
     def __init__(self, hosts) -> None:
         self.hosts = list(hosts)
         self.rows = sv.parse_status(STATUS)[0]
