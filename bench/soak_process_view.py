@@ -1,0 +1,134 @@
+"""The process view on a fleet that keeps failing: issue 14's long soak.
+
+Run as root from the repo root: python3 -m bench.soak_process_view [--minutes 10]
+[--hosts 10] [--seed N]. Brings up its own loopback bed (tests/testbed.py), opens the
+real console headless (Textual's run_test) on the process view, and for the given time
+restarts sshd or supervisord on a random host every few seconds (seeded; the seed is
+printed). It measures:
+
+- recovery: from the moment a host's sshd/supervisord is back, how long until the
+  process view shows that host's program RUNNING again, in polls (target: within two);
+- the console's RSS and thread count, sampled every 30 s (target: flat).
+
+Numbers go to stdout as a table; nothing is asserted (this is a benchmark script, not
+a timed test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from deployconfig import write_config
+from gitorigin import make_origin, sample_service_files
+from testbed import start_testbed
+
+from relconsole.config import load_config
+from relconsole.pipeline import run_build
+
+POLL_INTERVAL = 1.0
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def soak(minutes: float, n_hosts: int, seed: int) -> None:
+    from relconsole.ui.app import RelconsoleApp
+    from relconsole.ui.process_screen import ProcessScreen
+
+    base = Path(tempfile.mkdtemp(prefix="relconsole-soak-"))
+    bed = start_testbed(n_hosts, base / "bed")
+    try:
+        origin = make_origin(base / "origin")
+        origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
+        config = load_config(
+            write_config(
+                base, bed, origin.url, checks=[], settings={"poll_interval": POLL_INTERVAL}
+            )
+        )
+        finished = run_build(config, "svc", lambda e: None)
+        if not finished.ok:
+            raise SystemExit(f"the first build failed: {finished.error}")
+        rng = random.Random(seed)
+        app = RelconsoleApp(config)
+        recoveries: list[float] = []
+        samples: list[tuple[float, float, int]] = []
+        async with app.run_test(headless=True, size=(200, 60)) as pilot:
+            await pilot.press("p")
+            while not isinstance(app.screen, ProcessScreen):
+                await pilot.pause(0.05)
+            screen = app.screen
+
+            def running(host: str) -> bool:
+                rows = screen._statuses.get(host)  # the view's last answer for the host
+                return bool(
+                    rows is not None
+                    and rows.reachable
+                    and any(r.state.value == "RUNNING" for r in rows.rows)
+                )
+
+            started = time.monotonic()
+            next_sample = started
+            while time.monotonic() - started < minutes * 60:
+                if time.monotonic() >= next_sample:
+                    samples.append((time.monotonic() - started, rss_mb(), threading.active_count()))
+                    next_sample += 30
+                host = rng.choice(bed.hosts)
+                what = rng.choice(["sshd", "supervisord"])
+                await asyncio.to_thread(host.stop_sshd if what == "sshd" else host.stop_supervisord)
+                await pilot.pause(rng.uniform(0.5, 2.0))
+                await asyncio.to_thread(
+                    host.start_sshd if what == "sshd" else host.start_supervisord
+                )
+                back = time.monotonic()
+                while not running(host.name):
+                    if time.monotonic() - back > 30:
+                        print(f"{host.name}: not RUNNING 30 s after {what} came back")
+                        break
+                    await pilot.pause(0.05)
+                recoveries.append(time.monotonic() - back)
+                await pilot.pause(rng.uniform(0.5, 3.0))
+            samples.append((time.monotonic() - started, rss_mb(), threading.active_count()))
+        polls = [r / POLL_INTERVAL for r in recoveries]
+        print(f"seed {seed}, {n_hosts} hosts, {minutes:g} min, poll_interval {POLL_INTERVAL:g}s")
+        print(f"restarts: {len(recoveries)}")
+        print(
+            "recovery after the host was back, in polls: "
+            f"median {statistics.median(polls):.2f}, max {max(polls):.2f}, "
+            f"within two polls: {sum(p <= 2 for p in polls)}/{len(polls)}"
+        )
+        print("t (s)   RSS (MB)  threads")
+        for t, rss, threads in samples:
+            print(f"{t:6.0f}  {rss:8.1f}  {threads:7d}")
+    finally:
+        bed.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--hosts", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=None)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: the bed starts sshd in mount namespaces")
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    asyncio.run(soak(args.minutes, args.hosts, seed))
+
+
+if __name__ == "__main__":
+    main()
