@@ -18,7 +18,7 @@ from typing import ClassVar, Optional
 
 from relconsole import lock as lk
 from relconsole.config import Config, Host, Service, Settings
-from relconsole.errors import Cancelled, StageFailed
+from relconsole.errors import Cancelled, RelconsoleError, StageFailed
 from relconsole.events import (
     BuildFinished,
     BuildStarted,
@@ -107,7 +107,7 @@ class Run:
         started = time.monotonic()
         try:
             work()
-        except (Cancelled, StageFailed) as exc:
+        except RelconsoleError as exc:  # StageFailed, Cancelled, a state_dir problem...
             self.sink(
                 StageFinished(
                     stage=name,
@@ -188,7 +188,7 @@ class Run:
             for name, work in steps:
                 try:
                     self.stage(name, work)
-                except (StageFailed, Cancelled):
+                except RelconsoleError:
                     # Once switched, a failed verify or a cancel must not leave the new
                     # release half-started: every host goes back to what ran before.
                     if self.previous:
@@ -199,7 +199,7 @@ class Run:
         except lk.LockHeld as exc:
             error, result = str(exc), RunResult.LOCKED
             holder = exc.holder.describe() if exc.holder else None
-        except StageFailed as exc:
+        except RelconsoleError as exc:  # a stage failed, or a one-line error of ours
             error, result = str(exc), RunResult.FAILED
         except OSError as exc:  # this machine's disk or permissions: say which file
             error, result = describe_os_error(exc), RunResult.FAILED

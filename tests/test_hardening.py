@@ -267,3 +267,53 @@ def test_switching_removes_the_files_the_outgoing_release_shipped_and_the_new_on
     subprocess.run(["sh", "-c", undo], check=True)
     assert sorted(p.name for p in dest.iterdir()) == ["someone-elses.conf"]
     assert not (tmp_path / "current").exists()
+
+
+# -- 18. errors instead of tracebacks ----------------------------------------------------
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "relconsole", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def minimal_config(tmp_path: Path, state_dir: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[settings]\nstate_dir = "{state_dir}"\n[hosts.h1]\naddress = "local"\n'
+        f'root = "{tmp_path / "root"}"\n[services.api]\nrepo = "{tmp_path / "repo"}"\n'
+        'hosts = ["h1"]\n'
+    )
+    return path
+
+
+def test_a_corrupt_history_is_moved_aside_kept_and_a_new_one_started(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "history.sqlite3").write_bytes(b"this is not a database" * 100)
+    config = minimal_config(tmp_path, state)
+
+    proc = cli("--config", str(config), "--history")
+
+    assert proc.returncode == 0, proc.stderr
+    assert "was damaged" in proc.stderr and "a new history was started" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    kept = list(state.glob("history.sqlite3.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not a database")
+    again = cli("--config", str(config), "--history")
+    assert again.returncode == 0 and again.stderr == ""
+
+
+def test_a_state_dir_that_is_a_file_is_one_line_naming_it(tmp_path):
+    state = tmp_path / "state"
+    state.write_text("oops\n")
+    config = minimal_config(tmp_path, state)
+
+    for args in (["--history"], ["--build", "api"]):
+        proc = cli("--config", str(config), *args)
+        assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stdout + proc.stderr
+        assert f"{state} is a file, not a folder" in proc.stdout + proc.stderr
