@@ -18,7 +18,9 @@ import pytest
 from relconsole.cli import build_parser
 from relconsole.completion import complete_names, script
 from relconsole.config import load_config
+from relconsole.config_view import config_view, render_view
 from relconsole.repo_scan import scan_repository
+from relconsole.starter import parse_host_specs, starter_text, write_starter
 
 ORIGIN = "git@example.com:acme/shop.git"
 
@@ -71,8 +73,10 @@ def home(tmp_path) -> Path:
     return home
 
 
-def relconsole(cwd: Path, home: Path, *args: str, env: dict | None = None):
-    environ = {k: v for k, v in os.environ.items() if k not in ("RELCONSOLE_CONFIG",)}
+def relconsole(cwd: Path, home: Path, *args: str, env: dict | None = None, timeout: float = 60):
+    """relconsole in ``cwd`` with ``home`` as HOME, no agent and no $RELCONSOLE_CONFIG."""
+    unset = ("RELCONSOLE_CONFIG", "SSH_AUTH_SOCK")
+    environ = {k: v for k, v in os.environ.items() if k not in unset}
     environ.update(HOME=str(home), **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "relconsole", *args],
@@ -80,9 +84,21 @@ def relconsole(cwd: Path, home: Path, *args: str, env: dict | None = None):
         env=environ,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def init(repo: Path, **flags) -> str:
+    """--init's work in this process (the CLI around it is tested apart): the text
+    written to ``repo``/config.toml."""
+    target = repo / "config.toml"
+    hosts = flags.pop("hosts", None)
+    text = starter_text(
+        scan_repository(repo), target, hosts=parse_host_specs(hosts) if hosts else None, **flags
+    )
+    write_starter(target, text)
+    return text
 
 
 SERVICE_FILES = {
@@ -120,10 +136,11 @@ def test_init_writes_a_config_that_loads_and_names_program_check_and_origin(tmp_
     assert "# guess: a unittest suite (tests/test_version.py)" in text
 
 
-def test_every_key_init_writes_carries_a_comment(tmp_path, home):
+def test_every_key_init_writes_carries_a_comment(tmp_path, home, monkeypatch):
+    monkeypatch.setenv("HOME", str(home))
     files = {**SERVICE_FILES, "pyproject.toml": "[tool.ruff]\nline-length = 100\n"}
     repo = make_repo(tmp_path, files)
-    assert relconsole(repo, home, "--init", "--hosts", "web1,deploy@10.0.0.5:2200").returncode == 0
+    init(repo, hosts="web1,deploy@10.0.0.5:2200")
 
     keys = [
         line
@@ -135,9 +152,10 @@ def test_every_key_init_writes_carries_a_comment(tmp_path, home):
     assert not uncommented
 
 
-def test_the_guessed_unittest_check_passes_in_the_repository(tmp_path, home):
+def test_the_guessed_unittest_check_passes_in_the_repository(tmp_path, home, monkeypatch):
+    monkeypatch.setenv("HOME", str(home))
     repo = make_repo(tmp_path, SERVICE_FILES)
-    assert relconsole(repo, home, "--init").returncode == 0
+    init(repo)
     (check,) = load_config(repo / "config.toml").services["shop"].checks
 
     ran = subprocess.run(check.run, shell=True, cwd=repo, capture_output=True, text=True)
@@ -175,15 +193,15 @@ def test_init_outside_a_git_repository_and_bad_flags_exit_2(tmp_path, home):
     assert not (repo / "config.toml").exists()
 
 
-def test_init_writes_ssh_config_aliases_without_spelling_them_out(tmp_path, home):
+def test_init_writes_ssh_config_aliases_without_spelling_them_out(tmp_path, home, monkeypatch):
+    monkeypatch.setenv("HOME", str(home))
     (home / ".ssh" / "config").write_text(
         "Host web1\n    HostName 10.1.1.1\n    Port 2222\n    User deploy\n"
     )
     repo = make_repo(tmp_path, SERVICE_FILES)
 
-    assert relconsole(repo, home, "--init", "--hosts", "web1,plain.example.com").returncode == 0
+    text = init(repo, hosts="web1,plain.example.com")
 
-    text = (repo / "config.toml").read_text()
     web1 = text.split("[hosts.web1]")[1].split("\n\n")[0]
     plain = text.split('[hosts."plain.example.com"]')[1].split("\n\n")[0]
     assert "ssh_config alias: 10.1.1.1:2222 as deploy" in web1
@@ -195,9 +213,10 @@ def test_init_writes_ssh_config_aliases_without_spelling_them_out(tmp_path, home
     assert load_config(repo / "config.toml").hosts["web1"].user is None
 
 
-def test_init_without_origin_deploys_the_repository_itself(tmp_path, home):
+def test_init_without_origin_deploys_the_repository_itself(tmp_path, home, monkeypatch):
+    monkeypatch.setenv("HOME", str(home))
     repo = make_repo(tmp_path, SERVICE_FILES, origin=None)
-    assert relconsole(repo, home, "--init").returncode == 0
+    init(repo)
     assert load_config(repo / "config.toml").services["shop"].repo == str(repo)
 
 
@@ -285,13 +304,11 @@ def write_checked_config(tmp_path: Path, extra_service: str = "") -> Path:
     return config
 
 
-def test_check_config_shows_what_ssh_config_resolves_and_where_it_came_from(tmp_path, home):
-    config = write_checked_config(tmp_path)
+def test_check_config_shows_what_ssh_config_resolves_and_where_it_came_from(tmp_path):
+    config = load_config(write_checked_config(tmp_path))
 
-    proc = relconsole(tmp_path, home, "--config", str(config), "--check-config", "--json")
+    view = config_view(config, environ={})  # no SSH_AUTH_SOCK: no agent to offer
 
-    assert proc.returncode == 0, proc.stderr
-    view = json.loads(proc.stdout)
     web1, db = view["hosts"]["web1"], view["hosts"]["db"]
     assert (web1["hostname"], web1["port"], web1["user"]) == ("192.0.2.11", 2222, "deploy")
     assert (web1["hostname_from"], web1["port_from"], web1["user_from"]) == (
@@ -310,49 +327,42 @@ def test_check_config_shows_what_ssh_config_resolves_and_where_it_came_from(tmp_
     )
     assert db["key"] == f"{tmp_path / 'id_deploy'} (config key)"
     assert view["services"]["shop"]["hosts"] == ["web1", "db"]
+    with_agent = config_view(config, environ={"SSH_AUTH_SOCK": "/agent"})["hosts"]["web1"]
+    assert with_agent["key"].endswith("(ssh_config IdentityFile), then ssh-agent")
 
-    text = relconsole(tmp_path, home, "--config", str(config), "--check-config")
-    assert text.returncode == 0
-    assert "bastion (192.0.2.10:22) → web1 (192.0.2.11:2222)" in text.stdout
-    assert "2222 (ssh_config)" in text.stdout and "deploy (ssh_config)" in text.stdout
+    text = render_view(view)
+    assert "bastion (192.0.2.10:22) → web1 (192.0.2.11:2222)" in text
+    assert "2222 (ssh_config)" in text and "deploy (ssh_config)" in text
 
 
-def test_check_config_masks_secret_values(tmp_path, home):
-    config = write_checked_config(tmp_path)
-    env = {"CI_TOKEN": "env-secret-value"}
+def test_check_config_masks_secret_values(tmp_path):
+    config = load_config(write_checked_config(tmp_path))
 
-    for extra in ((), ("--json",)):
-        proc = relconsole(
-            tmp_path, home, "--config", str(config), "--check-config", *extra, env=env
-        )
-        assert proc.returncode == 0, proc.stderr
-        out = proc.stdout
+    view = config_view(config, environ={"CI_TOKEN": "env-secret-value"})
+
+    for out in (json.dumps(view), render_view(view)):
         for secret in ("env-secret-value", "file-secret-value", "hunter2-url-password"):
             assert secret not in out
         assert "https://bot:****@git.example.com/acme/shop.git" in out
         assert "env:CI_TOKEN" in out and "NOT_SET_ANYWHERE is not set" in out
-    secrets = json.loads(out)["services"]["shop"]["secrets"]
+    secrets = view["services"]["shop"]["secrets"]
     assert secrets["TOKEN"] == {"reference": "env:CI_TOKEN", "set": True, "value": "****"}
-    assert secrets["GONE"]["set"] is False
+    assert secrets["DSN"]["set"] is True and secrets["GONE"]["set"] is False
 
 
-def test_check_config_masks_a_secret_value_wherever_it_appears(tmp_path, home):
-    config = write_checked_config(
+def test_check_config_masks_a_secret_value_wherever_it_appears(tmp_path):
+    path = write_checked_config(
         tmp_path, extra_service='checks = [{ name = "t", run = "curl -H env-secret-value x" }]'
     )
-    proc = relconsole(
-        tmp_path,
-        home,
-        "--config",
-        str(config),
-        "--check-config",
-        env={"CI_TOKEN": "env-secret-value"},
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "curl -H **** x" in proc.stdout and "env-secret-value" not in proc.stdout
+    text = render_view(config_view(load_config(path), environ={"CI_TOKEN": "env-secret-value"}))
+    assert "curl -H **** x" in text and "env-secret-value" not in text
 
 
-def test_check_config_of_a_bad_config_exits_2_naming_file_table_and_key(tmp_path, home):
+def test_check_config_exits_0_when_valid_and_2_naming_file_table_and_key(tmp_path, home):
+    config = write_checked_config(tmp_path)
+    good = relconsole(tmp_path, home, "--config", str(config), "--check-config", "--json")
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout)["hosts"]["web1"]["hostname"] == "192.0.2.11"
     config = write_checked_config(tmp_path, extra_service="keep_releases = 0")
 
     proc = relconsole(tmp_path, home, "--config", str(config), "--check-config")
