@@ -1,17 +1,50 @@
-"""``relconsole --help`` against ``python -c pass``: the cost of starting relconsole.
+"""Start-up costs against ``python -c pass``: ``relconsole --help``, one TAB of shell
+completion (``--complete-names``, what the completion script runs for service and host
+names), ``--check-config`` and ``--init``.
 
 Run from the repo root: python3 -m bench.startup [--runs 30]. Uses the installed
-``relconsole`` console script (pip install .) and the same interpreter for both.
+``relconsole`` console script (pip install .) and the same interpreter for both. The
+config and repository it needs are made in a temporary folder (10 hosts, ssh_config
+aliases through one jump host; a repository with a program config and a test suite).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from bench.common import alternate, median, print_table, row, timed
+
+HOSTS = 10
+
+
+def write_fixtures(base: Path) -> tuple[Path, Path]:
+    """A 10-host config (aliases resolved through an ssh_config) and a git repository."""
+    lines = ["Host bastion", "    HostName 192.0.2.1"]
+    for i in range(HOSTS):
+        lines += [f"Host web{i}", f"    HostName 192.0.2.{10 + i}", "    ProxyJump bastion"]
+    (base / "ssh_config").write_text("\n".join(lines) + "\n")
+    hosts = "".join(f'[hosts.web{i}]\naddress = "web{i}"\n' for i in range(HOSTS))
+    names = ", ".join(f'"web{i}"' for i in range(HOSTS))
+    config = base / "config.toml"
+    config.write_text(
+        f'[settings]\nssh_config = "ssh_config"\n{hosts}'
+        f'[services.api]\nrepo = "git@example.com:acme/api.git"\nhosts = [{names}]\n'
+    )
+    repo = base / "repo"
+    (repo / "deploy").mkdir(parents=True)
+    (repo / "tests").mkdir()
+    (repo / "deploy" / "api.conf").write_text("[program:api]\ncommand=/srv/api/current/run\n")
+    (repo / "tests" / "test_api.py").write_text("import unittest\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=b", "-c", "user.email=b@b.invalid"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "start"]):
+        subprocess.run(git + args, check=True)
+    return config, repo
 
 
 def main() -> None:
@@ -22,15 +55,37 @@ def main() -> None:
     if script is None:
         sys.exit("relconsole is not installed (pip install .)")
 
-    def quiet(argv):
-        return lambda: timed(lambda: subprocess.run(argv, stdout=subprocess.DEVNULL, check=True))
+    env = {k: v for k, v in os.environ.items() if k != "RELCONSOLE_CONFIG"}
 
-    ours, theirs = alternate(
-        quiet([script, "--help"]), quiet([sys.executable, "-c", "pass"]), args.runs
-    )
-    print_table(
-        [row("relconsole --help", median(ours), median(theirs), "python -c pass", target="<= 3x")]
-    )
+    def quiet(argv, cwd=None):
+        return lambda: timed(
+            lambda: subprocess.run(argv, stdout=subprocess.DEVNULL, check=True, cwd=cwd, env=env)
+        )
+
+    baseline = quiet([sys.executable, "-c", "pass"])
+    with tempfile.TemporaryDirectory() as tmp:
+        config, repo = write_fixtures(Path(tmp))
+        init = [script, "--init", "--force", "--hosts", "web1,web2"]
+        rows = []
+        for metric, argv, cwd, target in (
+            ("relconsole --help", [script, "--help"], None, "<= 3x"),
+            (
+                "a TAB: relconsole --complete-names services",
+                [script, "--config", str(config), "--complete-names", "services"],
+                None,
+                "<= 3x",
+            ),
+            (
+                f"relconsole --check-config, {HOSTS} hosts via ssh_config",
+                [script, "--config", str(config), "--check-config"],
+                None,
+                "",
+            ),
+            ("relconsole --init (a small repository)", init, repo, ""),
+        ):
+            ours, theirs = alternate(quiet(argv, cwd), baseline, args.runs)
+            rows.append(row(metric, median(ours), median(theirs), "python -c pass", target=target))
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="check every host of SVC (all services if no SVC) without changing anything: "
         "route, host key, login, sudo, supervisorctl, path, python3, disk, ssh_config",
     )
+    mode.add_argument(
+        "--check-config",
+        action="store_true",
+        default=None,  # None when absent, as the other modes
+        help="load and validate the config, then show what each host resolves to "
+        "(address, port, user, key, route after ssh_config) without connecting",
+    )
+    mode.add_argument(
+        "--init",
+        action="store_true",
+        default=None,
+        help="write a starter config.toml for the git repository here (origin, branch, "
+        "supervisor program configs, guessed checks); with --service, --hosts, --path",
+    )
+    mode.add_argument(
+        "--completion",
+        choices=("bash", "zsh"),
+        help='print the shell completion script (eval "$(relconsole --completion bash)")',
+    )
+    # The names a TAB offers (services, hosts, hosts-of:SVC): the completion script asks.
+    mode.add_argument("--complete-names", metavar="KIND", help=argparse.SUPPRESS)
     p.add_argument(
         "--demo",
         action="store_true",
@@ -84,7 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop the demo sandbox's supervisord processes and exit",
     )
     p.add_argument("--branch", metavar="B", help="with --build: build branch B instead")
-    p.add_argument("--hosts", metavar="H1,H2", help="with --build: only these of SVC's hosts")
+    p.add_argument(
+        "--hosts",
+        metavar="H1,H2",
+        help="with --build: only these of SVC's hosts; with --init: the hosts to write "
+        "(ssh_config aliases, or [user@]host[:port])",
+    )
+    p.add_argument(
+        "--service", metavar="NAME", help="with --init: the service's name (default: the repo's)"
+    )
+    p.add_argument(
+        "--path",
+        metavar="DIR",
+        help="with --init: the service's folder on the hosts (default /srv/NAME)",
+    )
+    p.add_argument("--force", action="store_true", help="with --init: replace an existing file")
     p.add_argument("--to", metavar="RELEASE", help="with --rollback: the release to go back to")
     p.add_argument(
         "--lock-wait",
@@ -123,14 +158,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # Workspaces, history and logs may hold secrets: whatever relconsole creates is
     # readable by this user only (0700 folders, 0600 files).
     os.umask(0o077)
-    if (args.branch or args.hosts) and not args.build:
-        return _fail("--branch and --hosts go with --build")
+    if args.branch and not args.build:
+        return _fail("--branch goes with --build")
+    if args.hosts and not (args.build or args.init):
+        return _fail("--hosts goes with --build or --init")
+    if (args.service or args.path or args.force) and not args.init:
+        return _fail("--service, --path and --force go with --init")
     if args.to and not args.rollback:
         return _fail("--to goes with --rollback")
     if args.lock_wait and not (args.build or args.rollback):
         return _fail("--lock-wait goes with --build or --rollback")
     if args.demo and args.config:
         return _fail("--demo brings its own config; drop --config")
+    if args.completion or args.complete_names is not None or args.init:
+        from relconsole.headless import onboard
+
+        if args.completion:
+            return onboard.completion_command(args.completion, build_parser())
+        if args.complete_names is not None:
+            return onboard.complete_names_command(args.complete_names, args.config)
+        return onboard.init_command(args)
     if args.stop_demo:
         from relconsole.demo import stop_demo
 

@@ -21,11 +21,12 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from relconsole.config_path import ENV_VAR, find_config_path
 from relconsole.errors import RelconsoleError
 from relconsole.secrets import ENV_NAME, check_reference
 
@@ -35,19 +36,19 @@ __all__ = [
     "ConfigError",
     "FileUpload",
     "Host",
+    "SchemaKey",
     "Service",
     "Settings",
     "find_config_path",
     "load_config",
     "parse_config",
     "parse_destination",
+    "schema_keys",
     "validate_branch",
     "validate_name",
     "validate_program",
 ]
 
-ENV_VAR = "RELCONSOLE_CONFIG"
-DEFAULT_FILENAME = "config.toml"
 LOCAL = "local"
 
 
@@ -658,6 +659,59 @@ SERVICE_SCHEMA: dict[str, _Key] = {
 
 TOP_LEVEL = ("settings", "hosts", "services")
 
+#: Every table of a config file and its schema; NAME stands for any service or host
+#: name. The reference (docs/config.md) and its drift test walk these.
+SCHEMA_ROOTS: dict[str, dict[str, _Key]] = {
+    "settings": SETTINGS_SCHEMA,
+    "hosts.NAME": HOST_SCHEMA,
+    "services.NAME": SERVICE_SCHEMA,
+}
+
+
+@dataclass(frozen=True)
+class SchemaKey:
+    """One key the loader accepts, as the reference documents it."""
+
+    table: str  # the TOML header: "[settings]", "[hosts.NAME]", "[[services.NAME.files]]"
+    key: str
+    kind: str  # "a string", "a number", ... as errors say it
+    required: bool
+    #: The default as TOML would write it ("2", '".relconsole"', "[]"); None when the
+    #: key is required or its absence means something else (see the reference).
+    default: str | None
+
+
+def schema_keys() -> Iterator[SchemaKey]:
+    """The keys of every table the loader accepts, nested tables included."""
+
+    def walk(header: str, path: str, schema: dict[str, _Key]) -> Iterator[SchemaKey]:
+        for key, spec in schema.items():
+            required = spec.default is _REQUIRED
+            default = None if required or spec.default is None else _toml(spec.default)
+            if spec.kind is SECRET_TABLE and default == "[]":
+                default = "{}"  # held as pairs, written as a table
+            yield SchemaKey(header, key, spec.kind.name, required, default)
+            if spec.entries is not None:
+                inner = f"{path}.{key}"
+                nested = f"[[{inner}]]" if spec.kind is TABLES else f"[{inner}]"
+                yield from walk(nested, inner, spec.entries)
+
+    for path, schema in SCHEMA_ROOTS.items():
+        yield from walk(f"[{path}]", path, schema)
+
+
+def _toml(value: Any) -> str:
+    """A default as it would be written in the file."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
 
 # --------------------------------------------------------------------------- reading
 
@@ -964,22 +1018,3 @@ def load_config(path: Path) -> Config:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(f"cannot read: {_one_line(reason)}", file=shown) from None
     return parse_config(data, path)
-
-
-def find_config_path(
-    cli_value: str | None,
-    environ: Mapping[str, str] = os.environ,
-    cwd: Path | None = None,
-) -> Path:
-    """``--config PATH``, else ``$RELCONSOLE_CONFIG``, else ``./config.toml``.
-
-    Empty values count as unset; ``~`` is expanded; the result is absolute
-    (relative values are taken relative to ``cwd``, default the current directory).
-    """
-    base = Path(cwd) if cwd is not None else Path.cwd()
-    value = cli_value or environ.get(ENV_VAR) or DEFAULT_FILENAME
-    try:
-        value = os.path.expanduser(value)
-    except (RuntimeError, KeyError, OSError):  # pragma: no cover
-        pass
-    return Path(os.path.normpath(base / value))

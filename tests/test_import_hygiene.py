@@ -72,3 +72,17 @@ def test_headless_help_does_not_import_textual_or_the_engine():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_completion_names_load_nothing_of_the_loader_or_the_engine(tmp_path):
+    """A TAB starts relconsole --complete-names: it reads the TOML and nothing more."""
+    config = tmp_path / "config.toml"
+    config.write_text('[services.api]\nrepo = "x"\nhosts = []\n')
+    code = (
+        "import sys\nfrom relconsole.cli import main\n"
+        f"main(['--config', {str(config)!r}, '--complete-names', 'services'])\n"
+        "heavy = ('textual', 'paramiko', 'git', 'relconsole.config', 'relconsole.hosts')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines() == ["api", "[]"]

@@ -1,5 +1,5 @@
 """The headless modes: ``--build``, ``--rollback``, ``--status``, ``--history``,
-``--pending``, ``--unlock``, ``--trust``, ``--doctor``.
+``--pending``, ``--unlock``, ``--trust``, ``--doctor``, ``--check-config``.
 
 Each takes the loaded config and the parsed arguments and returns an exit code. Builds
 and rollbacks run the engine in a thread and render its events
@@ -21,6 +21,7 @@ from relconsole.config import Config, Service
 from relconsole.errors import RelconsoleError
 from relconsole.events import BuildFinished, RunResult, Sink
 from relconsole.headless.exit import Exit, fail
+from relconsole.headless.onboard import check_config_command
 from relconsole.text import format_table, printable
 
 Command = Callable[[Config, argparse.Namespace], int]
@@ -368,4 +369,5 @@ MODES: dict[str, Command] = {
     "pending": pending_command,
     "trust": trust_command,
     "doctor": doctor_command,
+    "check_config": check_config_command,
 }

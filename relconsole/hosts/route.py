@@ -97,6 +97,11 @@ class Resolver:
             ssh_config = SshConfig.load(settings.ssh_config)
         self.ssh_config = ssh_config
 
+    def ssh_options(self, address: str) -> dict:
+        """What ssh_config alone says for ``address`` (lowercase keys; ``hostname``
+        always set), {} when none is read: where a host's values come from."""
+        return self.ssh_config.lookup(address) if self.ssh_config else {}
+
     def route(self, host: Host) -> Route:
         """Raises :class:`RouteError` (a config error) for a loop or a bad value."""
         return Route(tuple(self._hops(host, ())))
