@@ -46,7 +46,7 @@ def rss_mb() -> float:
     return 0.0
 
 
-async def soak(minutes: float, n_hosts: int, seed: int) -> None:
+async def soak(minutes: float, n_hosts: int, seed: int, trace: bool = False) -> None:
     from relconsole.ui.app import RelconsoleApp
     from relconsole.ui.process_screen import ProcessScreen
 
@@ -83,10 +83,17 @@ async def soak(minutes: float, n_hosts: int, seed: int) -> None:
 
             started = time.monotonic()
             next_sample = started
+            baseline = None
+            if trace:  # what grows, by line of code, from the first minute to the end
+                import tracemalloc
+
+                tracemalloc.start(10)
             while time.monotonic() - started < minutes * 60:
                 if time.monotonic() >= next_sample:
                     samples.append((time.monotonic() - started, rss_mb(), threading.active_count()))
                     next_sample += 30
+                    if trace and baseline is None and time.monotonic() - started > 60:
+                        baseline = tracemalloc.take_snapshot()
                 host = rng.choice(bed.hosts)
                 what = rng.choice(["sshd", "supervisord"])
                 await asyncio.to_thread(host.stop_sshd if what == "sshd" else host.stop_supervisord)
@@ -103,6 +110,13 @@ async def soak(minutes: float, n_hosts: int, seed: int) -> None:
                 recoveries.append(time.monotonic() - back)
                 await pilot.pause(rng.uniform(0.5, 3.0))
             samples.append((time.monotonic() - started, rss_mb(), threading.active_count()))
+            if trace and baseline is not None:
+                growth = tracemalloc.take_snapshot().compare_to(baseline, "traceback")
+                print("largest growth since the first minute:")
+                for stat in growth[:8]:
+                    print(f"  {stat.size_diff / 1024:8.0f} KiB  {stat.count_diff:+7d} blocks")
+                    for frame in stat.traceback.format()[-6:]:
+                        print("      " + frame)
         polls = [r / POLL_INTERVAL for r in recoveries]
         print(f"seed {seed}, {n_hosts} hosts, {minutes:g} min, poll_interval {POLL_INTERVAL:g}s")
         print(f"restarts: {len(recoveries)}")
@@ -123,11 +137,12 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--hosts", type=int, default=10)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--trace", action="store_true", help="tracemalloc: what grows")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the bed starts sshd in mount namespaces")
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
-    asyncio.run(soak(args.minutes, args.hosts, seed))
+    asyncio.run(soak(args.minutes, args.hosts, seed, args.trace))
 
 
 if __name__ == "__main__":
