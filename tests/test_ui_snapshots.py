@@ -75,6 +75,9 @@ class FakeTransport:
 class FakePoller:
     """A StatusPoller whose hosts all answer at once, always the same rows."""
 
+    #: No dialer of its own: the host list shows no routes (as with an injected connector).
+    dialer = None
+
     def __init__(self, hosts) -> None:
         self.hosts = list(hosts)
         self.rows = sv.parse_status(STATUS)[0]
