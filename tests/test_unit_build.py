@@ -130,7 +130,13 @@ def test_a_build_switches_every_host_and_reports_every_stage_and_host(deploy):
 
     assert finished.result is RunResult.SUCCESS, finished.error
     (started,) = deploy.of(BuildStarted)
-    assert started.stages == (Stage.CHECKOUT, Stage.CHECK, Stage.UPLOAD, Stage.SUPERVISOR)
+    assert started.stages == (
+        Stage.CHECKOUT,
+        Stage.CHECK,
+        Stage.UPLOAD,
+        Stage.SETUP,
+        Stage.SUPERVISOR,
+    )
     assert (started.hosts, started.action) == (("h1", "h2", "h3"), "build")
     assert [(e.stage, e.ok, e.cancelled) for e in deploy.of(StageFinished)] == [
         (stage, True, False) for stage in started.stages
