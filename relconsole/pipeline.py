@@ -212,7 +212,7 @@ class Build(Run):
     def after_failure(self, cancelled: bool) -> None:
         super().after_failure(cancelled)
         if self.holding:  # a cancel between stages, or hosts a failed rollout never reached
-            self.remove_new_release(self.fleet.last_stage)
+            self.remove_new_release(self.current_stage or Stage.UPLOAD)
 
 
 class EitherSet:

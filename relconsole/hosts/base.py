@@ -161,6 +161,8 @@ class Transport(ABC):
 
     name: str
     host: Host
+    #: The command that runs relconsole's stdlib scripts on the host (health probes).
+    python: str = "python3"
 
     @property
     def label(self) -> str:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import posixpath
 import select
+import shlex
 import subprocess
+import sys
 import threading
 from typing import BinaryIO, Optional
 
@@ -60,6 +62,8 @@ class LocalTransport(Transport):
         self.host = host
         self.name = host.name
         self._root = str(host.root)
+        # This machine's scripts run under this interpreter: no python3 on PATH needed.
+        self.python = shlex.quote(sys.executable)
 
     def path(self, remote_path: str) -> str:
         return posixpath.join(self._root, remote_path.lstrip("/"))

@@ -74,8 +74,8 @@ def parse_answer(line: str) -> Optional[ProbeAnswer]:
     )
 
 
-def probe_command() -> str:
-    return "exec python3 -I -S -c " + shlex.quote(PROBE_SOURCE) + " relconsole-health"
+def probe_command(python: str = "python3") -> str:
+    return f"exec {python} -I -S -c {shlex.quote(PROBE_SOURCE)} relconsole-health"
 
 
 def probe_input(probes: Sequence[Probe], cwd: str, interval: float = INTERVAL) -> bytes:
@@ -123,7 +123,7 @@ def check_health(
     limit = sum(p.timeout + _ATTEMPT + interval for p in probes) + 30.0
     try:
         res = t.run(
-            probe_command(),
+            probe_command(t.python),
             timeout=limit,
             on_line=on_line,
             sudo=True,
