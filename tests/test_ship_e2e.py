@@ -8,43 +8,29 @@ its own supervisord, listening on the host's own loopback address, with its `.en
 
 from __future__ import annotations
 
-import http.client
 import os
-import random
+import signal
 import threading
-import time
-import tomllib
 from pathlib import Path
 
-import tomli_w
-from deployconfig import write_config
+from balancer import Balancer, get
+from deployconfig import PORT, update_service, write_ship_config
 from gitorigin import web_service_files
 from test_build_e2e import build, current_release, output_of, releases
+from test_safety_e2e import start_cli, wait_for_line
 
 from relconsole.config import load_config
 from relconsole.events import BatchChanged, BatchPhase, Event, RunResult, Stage
 from relconsole.pipeline import run_build
 
 PATH = "/srv/svc"
-PORT = 8080
 HEALTH = [
     {"name": "http", "url": "http://${ADDRESS}:${PORT}/healthz", "expect": "ok", "timeout": 4}
 ]
 
 
 def ship_config(tmp_path: Path, bed, origin, *, host_settings: dict | None = None, **service):
-    """The bed's config for svc (no checks) with the shipping keys given, each host
-    given its ADDRESS and PORT as vars, and each host's shared `.env` written."""
-    config = write_config(tmp_path, bed, origin.url, checks=[], **(host_settings or {}))
-    doc = tomllib.loads(config.read_text())
-    doc["services"]["svc"].update(service)
-    for host in bed.hosts:
-        doc["hosts"][host.name]["vars"] = {"ADDRESS": host.address, "PORT": str(PORT)}
-        env = host.path(f"{PATH}/shared/.env")
-        env.parent.mkdir(parents=True, exist_ok=True)
-        env.write_text(f"ADDRESS={host.address}\nPORT={PORT}\nTAG={host.name}\n")
-    config.write_bytes(tomli_w.dumps(doc).encode())
-    return config
+    return write_ship_config(tmp_path, bed, origin.url, host_settings=host_settings, **service)
 
 
 def v1_live(tmp_path: Path, bed, origin, then: str, **service):
@@ -57,26 +43,6 @@ def v1_live(tmp_path: Path, bed, origin, then: str, **service):
     before = pids(bed)
     origin.commit({"VERSION": then + "\n"}, then)
     return config, first, before
-
-
-def change_service(config: Path, **keys) -> None:
-    doc = tomllib.loads(config.read_text())
-    doc["services"]["svc"].update(keys)
-    config.write_bytes(tomli_w.dumps(doc).encode())
-
-
-def get(host, path: str = "/", timeout: float = 2.0) -> tuple[int, str]:
-    conn = http.client.HTTPConnection(host.address, PORT, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
-
-
-def answers(bed) -> dict[str, str]:
-    return {h.name: get(h)[1] for h in bed.hosts}
 
 
 def batches(events: list[Event]) -> list[tuple[int, BatchPhase]]:
@@ -122,8 +88,8 @@ def test_a_web_service_ships_with_its_shared_files_setup_probes_and_batches(bed,
         shared = f"{PATH}/shared"
         assert os.readlink(release / ".env") == f"{shared}/.env"
         assert os.readlink(release / "logs") == f"{shared}/logs"
-        assert get(host) == (200, f"{host.name} v1 {sha} built {sha}")
-        assert get(host, "/healthz") == (200, "ok")
+        assert get(host, PORT) == (200, f"{host.name} v1 {sha} built {sha}")
+        assert get(host, PORT, "/healthz") == (200, "ok")
         log = host.path(f"{shared}/logs/access.log").read_text()
         assert "/healthz 200" in log  # the probe, made from the host, reached the app
         # setup ran in the new release, with its environment, through sudo
@@ -158,7 +124,7 @@ def test_a_web_service_ships_with_its_shared_files_setup_probes_and_batches(bed,
     for host in bed.hosts:
         env = host.path(f"{PATH}/releases/{second.release}/setup.env").read_text()
         assert f"RELCONSOLE_PREVIOUS={PATH}/releases/{previous}" in env
-        assert get(host)[1].startswith(f"{host.name} v2 ")
+        assert get(host, PORT)[1].startswith(f"{host.name} v2 ")
 
 
 def test_a_missing_shared_folder_is_made_empty(bed, origin, tmp_path):
@@ -201,7 +167,7 @@ def test_setup_failing_on_one_host_switches_none_restarts_none_and_kills_the_res
     bed, origin, tmp_path
 ):
     config, first, before = v1_live(tmp_path, bed, origin, "v2", shared=[".env"])
-    change_service(
+    update_service(
         config,
         setup=[
             {
@@ -230,6 +196,34 @@ def test_setup_failing_on_one_host_switches_none_restarts_none_and_kills_the_res
         assert not alive(pid), name
 
 
+def test_ctrl_c_during_setup_kills_it_on_every_host_and_exits_130(bed, origin, tmp_path):
+    config, first, before = v1_live(tmp_path, bed, origin, "v2", shared=[".env"])
+    update_service(
+        config,
+        setup=[
+            {
+                "name": "assets",
+                "run": f"echo $$ > {PATH}/shared/setup.pid; echo building; exec sleep 120",
+            }
+        ],
+    )
+    proc = start_cli("--config", str(config), "--build", "svc")
+    building: set[str] = set()
+    while building != {"h1", "h2", "h3"}:  # every host's setup is running
+        line = wait_for_line(proc, "] building")[-1]
+        building.add(line.split()[1].rstrip("]"))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 130, out + err
+    assert "BUILD CANCELLED" in out
+    for host in bed.hosts:
+        assert not alive(int(host.path(f"{PATH}/shared/setup.pid").read_text())), host.name
+        assert current_release(host) == first.release
+        assert releases(host) == [first.release]
+    assert pids(bed) == before
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -255,7 +249,7 @@ def test_an_unhealthy_release_is_rolled_back_everywhere_showing_the_last_answer(
     assert "last answer: HTTP 503: sick" in finished.error
     for host in bed.hosts:
         assert current_release(host) == first.release
-        assert get(host)[1].startswith(f"{host.name} v1 ")  # restarted on v1, answering
+        assert get(host, PORT)[1].startswith(f"{host.name} v1 ")  # restarted on v1, answering
     assert [e for e in events if getattr(e, "stage", None) == Stage.ROLLBACK]
 
 
@@ -273,7 +267,7 @@ def test_a_canary_failing_on_h2_rolls_h1_back_and_never_restarts_h3(bed, origin,
     assert releases(bed.host("h3")) == [first.release]
     for host in bed.hosts:
         assert current_release(host) == first.release
-        assert get(host)[1].startswith(f"{host.name} v1 ")
+        assert get(host, PORT)[1].startswith(f"{host.name} v1 ")
     for name in ("h1", "h2"):
         assert bed.host(name).program_pid("svc") not in (None, before[name])
     assert (3, BatchPhase.SWITCHING) not in batches(events)
@@ -283,7 +277,7 @@ def test_a_cancel_between_batches_rolls_back_the_switched_hosts_only(bed, origin
     config, first, before = v1_live(
         tmp_path, bed, origin, "v2", shared=["logs/", ".env"], rolling=1
     )
-    change_service(config, pause=60)
+    update_service(config, pause=60)
     cancel = threading.Event()
     events: list[Event] = []
 
@@ -297,7 +291,7 @@ def test_a_cancel_between_batches_rolls_back_the_switched_hosts_only(bed, origin
     assert finished.result is RunResult.CANCELLED and finished.rolled_back == first.release
     for host in bed.hosts:
         assert current_release(host) == first.release
-        assert get(host)[1].startswith(f"{host.name} v1 ")
+        assert get(host, PORT)[1].startswith(f"{host.name} v1 ")
     assert bed.host("h1").program_pid("svc") not in (None, before["h1"])  # there and back
     for name in ("h2", "h3"):
         assert bed.host(name).program_pid("svc") == before[name]
@@ -307,42 +301,6 @@ def test_a_cancel_between_batches_rolls_back_the_switched_hosts_only(bed, origin
 # --------------------------------------------------------------------------- no downtime
 
 
-class Balancer:
-    """A client that load-balances over the hosts: every 20 ms a round tries them in
-    random order until one answers. Counts the rounds where none did."""
-
-    def __init__(self, hosts):
-        self.hosts = list(hosts)
-        self.rounds = 0
-        self.missed: list[float] = []
-        self.seen: set[str] = set()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> Balancer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._done.wait(0.02):
-            hosts = random.sample(self.hosts, len(self.hosts))
-            for host in hosts:
-                try:
-                    status, body = get(host, timeout=1.0)
-                except OSError:
-                    continue
-                if status == 200:
-                    self.seen.add(body.split()[1])
-                    break
-            else:
-                self.missed.append(time.monotonic())
-            self.rounds += 1
-
-
 def test_a_balanced_client_always_finds_a_host_answering_during_a_rolling_build(
     bed, origin, tmp_path
 ):
@@ -350,7 +308,7 @@ def test_a_balanced_client_always_finds_a_host_answering_during_a_rolling_build(
         tmp_path, bed, origin, "v2", shared=["logs/", ".env"], health=HEALTH, rolling=1
     )
 
-    with Balancer(bed.hosts) as client:
+    with Balancer(bed.hosts, PORT) as client:
         finished, _ = build(config)
 
     assert finished.ok, finished.error

@@ -43,6 +43,7 @@ from relconsole.events import (
     Stage,
 )
 from relconsole.headless.render import TextRenderer
+from relconsole.history import History
 from relconsole.pipeline import run_build
 from relconsole.rollout import plan_batches
 
@@ -339,10 +340,93 @@ def test_an_unhealthy_release_is_rolled_back_everywhere_with_the_probes_last_ans
         assert len(host.commands(matching=RESTART)) == 3  # build 1, build 2, rollback
 
 
+def test_the_probe_script_runs_on_any_python3_and_travels_shell_quoted():
+    import ast
+
+    from relconsole.stages.health import PROBE_SOURCE
+
+    ast.parse(PROBE_SOURCE, feature_version=(3, 6))
+    assert "'" not in PROBE_SOURCE
+
+
+def test_the_probe_script_answers_for_url_tcp_and_run(tmp_path):
+    import http.server
+    import socket
+    import subprocess
+
+    from relconsole.stages.health import parse_answer, probe_command, probe_input
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, body = (200, b"all ok") if self.path == "/healthz" else (503, b"warming up")
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    port, refused = server.server_address[1], closed.getsockname()[1]
+    (tmp_path / "READY").write_text("")
+    probes = [
+        Probe("page", url=f"http://127.0.0.1:{port}/healthz", expect="ok"),
+        Probe("queue", tcp=f"127.0.0.1:{port}"),
+        Probe("ready", run="test -f READY && echo yes"),
+        Probe("slow", url=f"http://127.0.0.1:{port}/", timeout=0.6),
+    ]
+    try:
+        done = subprocess.run(
+            ["sh", "-c", probe_command()],
+            input=probe_input(probes, str(tmp_path), interval=0.2),
+            capture_output=True,
+            timeout=30,
+        )
+        gone = subprocess.run(
+            ["sh", "-c", probe_command()],
+            input=probe_input([Probe("db", tcp=f"127.0.0.1:{refused}", timeout=0.3)], "/"),
+            capture_output=True,
+            timeout=30,
+        )
+    finally:
+        server.shutdown()
+        closed.close()
+
+    answers = [parse_answer(line) for line in done.stdout.decode().splitlines()]
+    ended = {a.probe: (a.end, a.answer) for a in answers if a.end}
+    assert done.returncode == 1  # the last probe never passed
+    assert ended == {
+        "page": ("passed", "HTTP 200: all ok"),
+        "queue": ("passed", f"connected to 127.0.0.1:{port}"),
+        "ready": ("passed", "exit 0: yes"),
+        "slow": ("failed", "HTTP 503: warming up"),
+    }
+    (last,) = [parse_answer(line) for line in gone.stdout.decode().splitlines()]
+    assert gone.returncode == 1 and last.answer == "cannot connect: Connection refused"
+
+
 def test_probes_are_made_per_host_with_its_vars():
     probe = Probe("http", url="http://${ADDR}:${PORT}/healthz", expect="ok")
     host = Host(name="x", address="x", vars=(("ADDR", "127.0.0.9"), ("PORT", "8001")))
     assert probe.on(host).url == "http://127.0.0.9:8001/healthz"
+
+
+def test_the_doctor_names_a_host_without_its_shared_file(ship):
+    from relconsole.doctor import run_doctor
+
+    ship.configure(shared=(SharedPath("logs", folder=True), SharedPath(".env", folder=False)))
+    for host in ("h1", "h3"):
+        ship.shared_file(host, ".env", "PORT=1\n")
+
+    rows = run_doctor(ship.config, [ship.config.services["svc"]], connector=connector(ship.hosts))
+
+    shared = {r.host: (r.ok, r.detail) for r in rows if r.check == "shared of svc"}
+    assert shared["h1"] == (True, "logs/, .env (folders made by a build)")
+    assert shared["h2"] == (False, f"missing in {ship.hosts['h2'].path(BASE)}/shared: .env")
 
 
 # --------------------------------------------------------------------------- batches
@@ -392,6 +476,10 @@ def test_a_canary_failing_on_host_2_rolls_host_1_back_and_never_touches_host_3(s
         assert verdicts_on(host)[finished.release] == rel.FAILED  # never a rollback target
     (planned,) = ship.of(RolloutPlanned)
     assert planned.batches == (("h1",), ("h2",), ("h3",))
+    row = History(ship.config.settings.state_dir).get("svc", 2)  # the history keeps it all
+    assert list(row["stages"]) == ["checkout", "check", "upload", "setup", "supervisor", "rollback"]
+    assert "[supervisor] batch 2/3 (h2): failed in " in row["log"]
+    assert "[supervisor] batch 1/3 (h1): rolled back" in row["log"]
     assert ship.batches() == [
         (1, BatchPhase.SWITCHING),
         (1, BatchPhase.RESTARTING),
@@ -552,3 +640,97 @@ def test_the_shipping_keys_of_the_documented_sample_load(tmp_path):
     config = load_config(sample)
     shipping = [s for s in config.services.values() if s.health or s.setup or s.shared]
     assert shipping, "config.toml documents shared, setup, health, rolling and pause"
+
+
+def test_json_lines_carry_the_batches_as_data():
+    import json
+
+    from relconsole.headless.render import JsonRenderer
+
+    out = io.StringIO()
+    render = JsonRenderer(out)
+    render(RolloutPlanned(Stage.SUPERVISOR, (("h1",), ("h2", "h3")), pause=2.0))
+    render(BatchChanged(Stage.SUPERVISOR, 2, 2, ("h2", "h3"), BatchPhase.ROLLED_BACK))
+
+    planned, changed = (json.loads(line) for line in out.getvalue().splitlines())
+    assert (planned["event"], planned["batches"], planned["pause"]) == (
+        "rollout",
+        [["h1"], ["h2", "h3"]],
+        2.0,
+    )
+    assert (changed["event"], changed["batch"], changed["of"], changed["phase"]) == (
+        "batch",
+        2,
+        2,
+        "rolled back",
+    )
+
+
+async def test_the_build_view_shows_the_batches_as_they_go():
+    from textual.app import App
+
+    from relconsole.events import HostFinished, StageFinished, StageStarted
+    from relconsole.ui.build_view import BuildView
+
+    class Harness(App):
+        def compose(self):
+            yield BuildView()
+
+    app = Harness()
+    async with app.run_test(size=(160, 30)) as pilot:
+        bv = app.query_one(BuildView)
+        bv.begin("svc", "main", list(HOSTS))
+        stages = (Stage.UPLOAD, Stage.SETUP, Stage.SUPERVISOR)
+        bv.apply([BuildStarted("svc", "main", HOSTS, stages)])
+        await pilot.pause()
+        assert not bv.rollout.display  # no rollout planned yet
+        batch = [(("h1",), 1), (("h2",), 2), (("h3",), 3)]
+
+        def change(n: int, phase: BatchPhase, **kw) -> BatchChanged:
+            hosts, number = batch[n - 1]
+            return BatchChanged(Stage.SUPERVISOR, number, 3, hosts, phase, **kw)
+
+        bv.apply(
+            [
+                StageStarted(stage=Stage.SUPERVISOR),
+                RolloutPlanned(Stage.SUPERVISOR, (("h1",), ("h2",), ("h3",)), pause=5.0),
+                change(1, BatchPhase.SWITCHING),
+                change(1, BatchPhase.PROBING),
+            ]
+        )
+        await pilot.pause()
+        pane = bv.host_logs(Stage.SUPERVISOR)
+        assert bv.rollout.display
+        assert [bv.rollout.phase_of(n) for n in (1, 2, 3)] == [
+            BatchPhase.PROBING,
+            BatchPhase.WAITING,
+            BatchPhase.WAITING,
+        ]
+        text = bv.rollout.content.plain
+        assert "rolling, 3 batches, 5s apart" in text
+        assert "1 h1 probing" in text and "3 h3 waiting" in text
+        assert pane.states == {"h1": "running", "h2": "pending", "h3": "pending"}
+        assert list(pane.logs["h1"].lines)[-1] == "── batch 1/3 (h1): probing"
+
+        bv.apply(
+            [
+                HostFinished(Stage.SUPERVISOR, "h1", True, 1.0),
+                change(1, BatchPhase.DONE, seconds=1.5),
+                change(2, BatchPhase.PAUSING, seconds=5.0),
+                change(2, BatchPhase.SWITCHING),
+                change(2, BatchPhase.FAILED, seconds=2.0, error="h2: [red]sick[/]"),
+                HostFinished(Stage.SUPERVISOR, "h2", False, 1.0, error="[red]sick[/]"),
+                StageFinished(Stage.SUPERVISOR, ok=False, seconds=9, error="h2: sick"),
+                change(2, BatchPhase.ROLLED_BACK),
+                change(1, BatchPhase.ROLLED_BACK),
+            ]
+        )
+        await pilot.pause()
+        assert [bv.rollout.phase_of(n) for n in (1, 2, 3)] == [
+            BatchPhase.ROLLED_BACK,
+            BatchPhase.ROLLED_BACK,
+            BatchPhase.WAITING,
+        ]
+        assert pane.states == {"h1": "ok", "h2": "failed", "h3": "skipped"}  # h3: never reached
+        assert "── batch 2/3 (h2): failed in 2.0s — h2: [red]sick[/]" in list(pane.logs["h2"].lines)
+        assert not any("batch" in line for line in pane.logs["h3"].lines)

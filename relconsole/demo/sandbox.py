@@ -158,13 +158,15 @@ def _ensure_env(root: Path, host: str) -> None:
     env.write_text(f"PORT={port}\nTAG={host}\n")
 
 
-def host_port(root: Path) -> str:
-    """The port in the host's ``.env``."""
-    for line in _env_file(root).read_text().splitlines():
+def host_port(root: Path, host: str) -> str:
+    """The port in the host's ``.env`` (before the sandbox made one: the default)."""
+    env = _env_file(root)
+    lines = env.read_text().splitlines() if env.exists() else [f"PORT={PORTS[host]}"]
+    for line in lines:
         name, _, value = line.partition("=")
         if name.strip() == "PORT":
             return value.strip()
-    raise RuntimeError(f"no PORT in {_env_file(root)}")
+    raise RuntimeError(f"no PORT in {env}")
 
 
 def _upgrade_repo(path: Path) -> None:
@@ -182,7 +184,7 @@ def _config(base: Path) -> dict:
                 "address": "local",
                 "root": f"hosts/{host}",
                 "supervisorctl": supervisorctl_command(base / "hosts" / host),
-                "vars": {"PORT": host_port(base / "hosts" / host)},
+                "vars": {"PORT": host_port(base / "hosts" / host, host)},
             }
             for host in HOSTS
         },

@@ -1,7 +1,7 @@
 # relconsole-health probe: is the release a host just started alive, seen from the host.
 #
 # This file runs ON THE HOST, not in relconsole: relconsole.stages.health reads it as
-# package data and runs it over the host's connection as ``python3 -I -S -c SOURCE``,
+# package data and runs it over the connection of the host as ``python3 -I -S -c SOURCE``,
 # the probes as one JSON object on stdin:
 #
 #   {"cwd": "/srv/web/current", "interval": 0.5,
@@ -10,9 +10,9 @@
 #
 # Probes are made in order, each retried every ``interval`` seconds until it passes or
 # its ``timeout`` is over. One JSON line per answer that differs from the last one,
-# {"probe", "ok", "answer", "seconds"}, plus "end": "passed" or "failed" on a probe's
-# last line. Exit 0 when every probe passed, 1 when one did not (the rest are not made),
-# 2 when the input is not understood.
+# {"probe", "ok", "answer", "seconds"}, plus "end": "passed" or "failed" on the last
+# line of each probe. Exit 0 when every probe passed, 1 when one did not (the rest
+# are not made), 2 when the input is not understood.
 #
 # Stdlib only, Python >= 3.6 syntax (a test parses it so), no single quotes (it travels
 # shell-quoted, twice under sudo), no tool of the host beyond python3 itself.
@@ -28,7 +28,7 @@ import time
 
 #: The longest one attempt may wait for an answer.
 ATTEMPT = 5.0
-#: What an answer keeps of a body or of a command's output.
+#: What an answer keeps of a body or of the output of a command.
 KEEP = 200
 
 
