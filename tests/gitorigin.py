@@ -151,8 +151,9 @@ def web_service_files(service: str, path: str, version: str = "v1") -> dict[str,
     """A small stdlib HTTP service, to be deployed to `path` with `.env` and `logs/`
     shared (issue 11): what the shipping tests roll out.
 
-    - app.py reads ADDRESS, PORT and TAG from `.env` in its working directory (the
-      release's link to the host's shared file), listens on ADDRESS:PORT and answers
+    - app.py reads ADDRESS, PORT, TAG and DELAY from `.env` in its working directory
+      (the release's link to the host's shared file), waits DELAY seconds (an app that
+      takes a while to start), listens on ADDRESS:PORT and answers
       `/` with "<TAG> <VERSION> <REVISION> <BUILD_STAMP>" and `/healthz` with "ok",
       appending each request to logs/access.log.
     - VERSION holds `version`. A version containing "sick" answers `/healthz` with 503
@@ -163,6 +164,7 @@ def web_service_files(service: str, path: str, version: str = "v1") -> dict[str,
         """\
         import http.server
         import pathlib
+        import time
 
 
         def read(name):
@@ -198,6 +200,7 @@ def web_service_files(service: str, path: str, version: str = "v1") -> dict[str,
                 pass
 
 
+        time.sleep(float(env.get("DELAY", "0")))  # an app that takes a while to start
         server = http.server.ThreadingHTTPServer((env["ADDRESS"], int(env["PORT"])), Handler)
         print("%s %s listening on %s:%s" % (TAG, VERSION, env["ADDRESS"], env["PORT"]), flush=True)
         server.serve_forever()

@@ -20,7 +20,7 @@ from test_build_e2e import build, current_release, output_of, releases
 from test_safety_e2e import start_cli, wait_for_line
 
 from relconsole.config import load_config
-from relconsole.events import BatchChanged, BatchPhase, Event, RunResult, Stage
+from relconsole.events import BatchChanged, BatchPhase, Event, HostFinished, RunResult, Stage
 from relconsole.pipeline import run_build
 
 PATH = "/srv/svc"
@@ -29,8 +29,8 @@ HEALTH = [
 ]
 
 
-def ship_config(tmp_path: Path, bed, origin, *, host_settings: dict | None = None, **service):
-    return write_ship_config(tmp_path, bed, origin.url, host_settings=host_settings, **service)
+def ship_config(tmp_path: Path, bed, origin, **options):
+    return write_ship_config(tmp_path, bed, origin.url, **options)
 
 
 def v1_live(tmp_path: Path, bed, origin, then: str, **service):
@@ -191,6 +191,10 @@ def test_setup_failing_on_one_host_switches_none_restarts_none_and_kills_the_res
         assert current_release(host) == first.release
         assert releases(host) == [first.release]  # the new one is gone everywhere
     assert pids(bed) == before  # nothing restarted
+    stopped = {
+        e.host: e.cancelled for e in events if isinstance(e, HostFinished) and e.stage == "setup"
+    }
+    assert stopped == {"h1": True, "h2": False, "h3": True}  # stopped, not waited for
     for name in ("h1", "h3"):  # their setup was still running: it was killed on the host
         pid = int(bed.host(name).path(f"{PATH}/shared/setup.pid").read_text())
         assert not alive(pid), name
@@ -304,8 +308,10 @@ def test_a_cancel_between_batches_rolls_back_the_switched_hosts_only(bed, origin
 def test_a_balanced_client_always_finds_a_host_answering_during_a_rolling_build(
     bed, origin, tmp_path
 ):
-    config, first, before = v1_live(
-        tmp_path, bed, origin, "v2", shared=["logs/", ".env"], health=HEALTH, rolling=1
+    # The app takes 0.5 s to listen once started: restarting every host at once leaves
+    # the client with no host for a while, and the client notices (the last build).
+    config, _, before = v1_live(
+        tmp_path, bed, origin, "v2", shared=[".env"], health=HEALTH, rolling=1, start_delay=0.5
     )
 
     with Balancer(bed.hosts, PORT) as client:
@@ -315,3 +321,10 @@ def test_a_balanced_client_always_finds_a_host_answering_during_a_rolling_build(
     assert all(pids(bed)[h] not in (None, before[h]) for h in before)  # every host restarted
     assert client.rounds > 20 and client.missed == []
     assert client.seen == {"v1", "v2"}
+
+    origin.commit({"VERSION": "v3\n"}, "v3")
+    update_service(config, rolling=None)
+    with Balancer(bed.hosts, PORT) as all_at_once:
+        finished, _ = build(config)
+    assert finished.ok, finished.error
+    assert all_at_once.missed, "all hosts restarted at once: some rounds found none answering"

@@ -37,6 +37,7 @@ from relconsole.events import (
     BuildFinished,
     BuildStarted,
     Event,
+    HostFinished,
     Output,
     RolloutPlanned,
     RunResult,
@@ -256,6 +257,8 @@ def test_setup_failing_on_one_host_stops_the_others_and_switches_nothing(ship, t
     for name, host in ship.hosts.items():
         assert not host.ran(SWITCH) and not host.ran(RESTART), name
         assert host.releases(BASE) == [first.release], name  # the new release is gone
+    stopped = {e.host: e.cancelled for e in ship.of(HostFinished) if e.stage == Stage.SETUP}
+    assert stopped == {"h1": True, "h2": False, "h3": True}  # stopped, not waited for
     for name in ("h1", "h3"):  # their setup was killed, not left running
         assert dead(pids / name), name
     assert any(
@@ -669,7 +672,7 @@ def test_json_lines_carry_the_batches_as_data():
 async def test_the_build_view_shows_the_batches_as_they_go():
     from textual.app import App
 
-    from relconsole.events import HostFinished, StageFinished, StageStarted
+    from relconsole.events import StageFinished, StageStarted
     from relconsole.ui.build_view import BuildView
 
     class Harness(App):
