@@ -50,7 +50,7 @@ from relconsole.rollout import plan_batches
 
 HOSTS = ("h1", "h2", "h3")
 #: Passes while the release holds HEALTHY (v1 does, later versions may not).
-ALIVE = Probe("alive", run="test -f HEALTHY", timeout=1.0)
+ALIVE = Probe("alive", run="test -f HEALTHY", timeout=0.5)
 
 
 class Ship(Deploy):
@@ -456,7 +456,7 @@ def test_batches_follow_the_host_order(ship, rolling, sizes):
 def test_a_canary_failing_on_host_2_rolls_host_1_back_and_never_touches_host_3(ship):
     # v2 is healthy everywhere but on h2 (its TAG); v1 is healthy everywhere.
     ship.configure(
-        health=(Probe("alive", run="test -f HEALTHY || test ${TAG} != h2", timeout=1.0),),
+        health=(Probe("alive", run="test -f HEALTHY || test ${TAG} != h2", timeout=0.5),),
         rolling=Rolling(hosts=1),
     )
     ship.host_vars(**{name: {"TAG": name} for name in HOSTS})
