@@ -21,7 +21,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,13 @@ __all__ = [
     "ConfigError",
     "FileUpload",
     "Host",
+    "Probe",
+    "Rolling",
     "SchemaKey",
     "Service",
     "Settings",
+    "SetupCommand",
+    "SharedPath",
     "find_config_path",
     "load_config",
     "parse_config",
@@ -86,6 +90,9 @@ class Host:
     #: The host connected through (its own ``jump`` chaining further), or None.
     jump: Host | None = None
     forward_agent: bool = False
+    #: (name, value) pairs of this host: ``${NAME}`` in health probes, and environment
+    #: variables of setup commands (a port or an address that differs per host).
+    vars: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_local(self) -> bool:
@@ -116,6 +123,86 @@ class FileUpload:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedPath:
+    """An entry of ``shared``: a path relative to the release, kept on the host in
+    ``<path>/shared/<path>`` and linked into every release."""
+
+    path: str  # normalised, no trailing "/"
+    folder: bool  # written with a trailing "/": a folder (made when missing)
+
+    def __str__(self) -> str:
+        return self.path + "/" if self.folder else self.path
+
+
+@dataclass(frozen=True, slots=True)
+class SetupCommand:
+    """A command run on every host inside the new release, before any switch."""
+
+    name: str
+    run: str
+    timeout: float = 600.0
+
+
+#: ``${NAME}`` in a probe: the host's value of NAME (its ``vars``).
+_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_vars(text: str, values: Mapping[str, str]) -> str:
+    """``text`` with every ``${NAME}`` replaced by ``values[NAME]``; raises KeyError
+    naming the first NAME that has no value."""
+    return _VAR_RE.sub(lambda m: values[m[1]], text)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A health probe, made from the host itself: exactly one of ``url`` (HTTP GET:
+    a 2xx status and, with ``expect``, a body containing it), ``tcp`` (``host:port``
+    accepts a connection) or ``run`` (a command exiting 0 in ``current``)."""
+
+    name: str
+    url: str | None = None
+    tcp: str | None = None
+    run: str | None = None
+    expect: str | None = None
+    timeout: float = 30.0
+
+    @property
+    def kind(self) -> str:
+        return "url" if self.url is not None else "tcp" if self.tcp is not None else "run"
+
+    @property
+    def target(self) -> str:
+        return self.url or self.tcp or self.run or ""
+
+    def on(self, host: Host) -> Probe:
+        """This probe as ``host`` makes it: its ``vars`` put in (checked at load)."""
+        values = dict(host.vars)
+        return replace(
+            self,
+            url=expand_vars(self.url, values) if self.url is not None else None,
+            tcp=expand_vars(self.tcp, values) if self.tcp is not None else None,
+            run=expand_vars(self.run, values) if self.run is not None else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rolling:
+    """``rolling``: hosts per batch, as a number or a percentage of the hosts."""
+
+    hosts: int | None = None
+    percent: int | None = None
+
+    def batch_size(self, hosts: int) -> int:
+        """Hosts per batch for a fleet of ``hosts``: a percentage rounds up, at least 1."""
+        if self.percent is not None:
+            return max(1, min(hosts, math.ceil(hosts * self.percent / 100)))
+        return max(1, min(hosts, self.hosts or hosts))
+
+    def __str__(self) -> str:
+        return f"{self.percent}%" if self.percent is not None else str(self.hosts)
+
+
+@dataclass(frozen=True, slots=True)
 class Service:
     name: str
     repo: str
@@ -128,6 +215,16 @@ class Service:
     files: tuple[FileUpload, ...] = ()
     #: (environment variable for the checks, secret reference) pairs
     secrets: tuple[tuple[str, str], ...] = ()
+    #: Host files and folders linked into every release (not in git).
+    shared: tuple[SharedPath, ...] = ()
+    setup: tuple[SetupCommand, ...] = ()
+    #: Whether the setup commands get ``secrets`` in their environment.
+    setup_secrets: bool = False
+    health: tuple[Probe, ...] = ()
+    #: Batches of a rollout; None: every host at once.
+    rolling: Rolling | None = None
+    #: Seconds between two batches.
+    pause: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.path:
@@ -524,6 +621,18 @@ SECRET_TABLE = _Kind(
     lambda v: tuple(v.items()) if isinstance(v, dict) else v,
 )
 
+#: ``rolling``: hosts per batch, or a percentage of the hosts ("25%").
+BATCH_SIZE = _Kind(
+    'an integer (hosts per batch) or a percentage like "25%"',
+    lambda v: _is_int(v) or isinstance(v, str),
+)
+#: A table of NAME = "value" (a host's ``vars``).
+VALUE_TABLE = _Kind(
+    'a table of NAME = "value"',
+    lambda v: isinstance(v, (dict, tuple)),
+    lambda v: tuple(v.items()) if isinstance(v, dict) else v,
+)
+
 _REQUIRED = object()
 
 
@@ -535,6 +644,8 @@ class _Key:
     needs_ctx: bool = False
     entries: dict[str, _Key] | None = None  # for TABLES: the schema of each entry ...
     entry_type: type | None = None  # ... and the dataclass built from it
+    #: For TABLES: checks one entry's values together (raises ValueError).
+    entry_check: Callable[[dict[str, Any]], None] | None = None
 
 
 def _path_key(default: str | None) -> _Key:
@@ -561,6 +672,24 @@ SETTINGS_SCHEMA: dict[str, _Key] = {
     "ssh_config": _Key(STRING, DEFAULT_SSH_CONFIG, _ssh_config, needs_ctx=True),
 }
 
+
+def _host_vars(value: tuple) -> tuple[tuple[str, str], ...]:
+    out = []
+    for name, text in value:
+        if not ENV_NAME.match(name):
+            raise ValueError(f"{_q(name)} is not a variable name (letters, digits, '_')")
+        if name.startswith("RELCONSOLE_"):
+            raise ValueError(f"{_q(name)}: RELCONSOLE_ names are relconsole's own")
+        if not isinstance(text, str):
+            raise ValueError(f"{name}: expected a string, got {_describe(text)}")
+        try:
+            _refuse_control_chars(text)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+        out.append((name, text))
+    return tuple(out)
+
+
 HOST_SCHEMA: dict[str, _Key] = {
     "address": _Key(STRING, _REQUIRED, _address),
     "port": _Key(INTEGER, None, _port),  # None: ssh_config's Port, else 22
@@ -575,6 +704,7 @@ HOST_SCHEMA: dict[str, _Key] = {
     # Another [hosts] table, or user@host:port; linked once every host is read.
     "jump": _Key(STRING, None, _single_line),
     "forward_agent": _Key(BOOLEAN, False),
+    "vars": _Key(VALUE_TABLE, (), _host_vars),
 }
 
 CHECK_SCHEMA: dict[str, _Key] = {
@@ -637,13 +767,134 @@ def _secrets(value: tuple, ctx: _Ctx) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _checks(value: tuple[Check, ...]) -> tuple[Check, ...]:
-    names = [c.name for c in value]
-    for name in names:
-        if names.count(name) > 1:
-            raise ValueError(f"check name {_q(name)} is used twice")
+def _unique_names(what: str) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    def check(value: tuple[Any, ...]) -> tuple[Any, ...]:
+        names = [entry.name for entry in value]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"{what} name {_q(name)} is used twice")
+        return value
+
+    return check
+
+
+def _shared(value: tuple[str, ...]) -> tuple[SharedPath, ...]:
+    """Relative, normalised paths inside the release; none inside another, none of
+    relconsole's own (REVISION, .relconsole/)."""
+    entries: list[SharedPath] = []
+    for entry in value:
+        shown = _q(entry)
+        _refuse_control_chars(entry)
+        path = entry[:-1] if entry.endswith("/") else entry
+        if not path.strip():
+            raise ValueError(f"entry {shown} is empty")
+        if path.startswith("/"):
+            raise ValueError(f"entry {shown} must be relative to the release, not absolute")
+        parts = path.split("/")
+        if ".." in parts:
+            raise ValueError(f"entry {shown} must not contain '..' (it would leave the release)")
+        if any(part in ("", ".") for part in parts):
+            raise ValueError(f"entry {shown} must be normalised (no '//', no '.' parts)")
+        if parts[0] in ("REVISION", ".relconsole"):
+            raise ValueError(f"entry {shown}: {parts[0]} is relconsole's own")
+        for other in entries:
+            inner, outer = sorted((path, other.path), key=len, reverse=True)
+            if inner == outer or inner.startswith(outer + "/"):
+                raise ValueError(f"entry {shown} overlaps entry {_q(str(other))}")
+        entries.append(SharedPath(path, folder=entry.endswith("/")))
+    return tuple(entries)
+
+
+def _has_vars(value: str) -> bool:
+    return _VAR_RE.search(value) is not None
+
+
+def _probe_url(value: str) -> str:
+    _single_line(value)
+    if not re.match(r"https?://", value):
+        raise ValueError(f"must start with http:// or https://, got {_q(value)}")
+    if not _has_vars(value):
+        check_probe_url(value)
     return value
 
+
+def check_probe_url(value: str) -> None:
+    """A URL the probe can GET (its ``${NAME}`` already put in); raises ValueError."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises for a port that is not a number or out of range
+    except ValueError as exc:
+        raise ValueError(f"invalid URL {_q(value)}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"invalid URL {_q(value)}: expected http(s)://host[:port]/path")
+    del port
+
+
+def _probe_tcp(value: str) -> str:
+    _single_line(value)
+    if not _has_vars(value):
+        check_probe_address(value)
+    return value
+
+
+def check_probe_address(value: str) -> None:
+    """``host:port`` (``[v6]:port``) for a tcp probe; raises ValueError."""
+    host, colon, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port, got {_q(value)}")
+
+
+def _one_probe_kind(values: dict[str, Any]) -> None:
+    given = [kind for kind in PROBE_KINDS if values[kind] is not None]
+    if len(given) != 1:
+        has = ", ".join(_q(k) for k in given) if given else "none of them"
+        raise ValueError("a probe needs exactly one of 'url', 'tcp' and 'run' (it has " + has + ")")
+    if values["expect"] is not None and given != ["url"]:
+        raise ValueError("key 'expect' only goes with 'url' (the body of the answer)")
+
+
+def _rolling(value: int | str) -> Rolling:
+    """The range against the service's hosts is checked once they are known."""
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"hosts per batch must be at least 1, got {value}")
+        return Rolling(hosts=value)
+    match = re.fullmatch(r"(\d{1,3})%", value.strip())
+    if not match or not 1 <= int(match[1]) <= 100:
+        raise ValueError(
+            f'expected hosts per batch (an integer) or a percentage "1%" to "100%", '
+            f"got {_describe(value)}"
+        )
+    return Rolling(percent=int(match[1]))
+
+
+def _pause(value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"must be a number of seconds >= 0, got {value!r}")
+    if value > MAX_SECONDS:
+        raise ValueError(f"must be at most {MAX_SECONDS:g} seconds (a day), got {value!r}")
+    return value
+
+
+SETUP_SCHEMA: dict[str, _Key] = {
+    "name": _Key(STRING, _REQUIRED, _single_line),
+    "run": _Key(STRING, _REQUIRED, _non_empty),
+    "timeout": _Key(NUMBER, 600.0, _seconds),
+}
+
+PROBE_KINDS = ("url", "tcp", "run")
+
+PROBE_SCHEMA: dict[str, _Key] = {
+    "name": _Key(STRING, _REQUIRED, _single_line),
+    "url": _Key(STRING, None, _probe_url),
+    "tcp": _Key(STRING, None, _probe_tcp),
+    "run": _Key(STRING, None, _non_empty),
+    "expect": _Key(STRING, None, _non_empty),
+    "timeout": _Key(NUMBER, 30.0, _seconds),
+}
 
 SERVICE_SCHEMA: dict[str, _Key] = {
     "repo": _Key(STRING, _REQUIRED, _repo, needs_ctx=True),
@@ -652,9 +903,24 @@ SERVICE_SCHEMA: dict[str, _Key] = {
     "path": _Key(STRING, None, _remote_dir),  # None: "/srv/<service>"
     "programs": _Key(STRINGS, (), _programs),
     "keep_releases": _Key(INTEGER, 5, _at_least_one),
-    "checks": _Key(TABLES, (), _checks, entries=CHECK_SCHEMA, entry_type=Check),
+    "checks": _Key(TABLES, (), _unique_names("check"), entries=CHECK_SCHEMA, entry_type=Check),
     "files": _Key(TABLES, (), entries=FILE_SCHEMA, entry_type=FileUpload),
     "secrets": _Key(SECRET_TABLE, (), lambda v, ctx: _secrets(v, ctx), needs_ctx=True),
+    "shared": _Key(STRINGS, (), _shared),
+    "setup": _Key(
+        TABLES, (), _unique_names("setup command"), entries=SETUP_SCHEMA, entry_type=SetupCommand
+    ),
+    "setup_secrets": _Key(BOOLEAN, False),
+    "health": _Key(
+        TABLES,
+        (),
+        _unique_names("probe"),
+        entries=PROBE_SCHEMA,
+        entry_type=Probe,
+        entry_check=_one_probe_kind,
+    ),
+    "rolling": _Key(BATCH_SIZE, None, _rolling),
+    "pause": _Key(NUMBER, 0.0, _pause),
 }
 
 TOP_LEVEL = ("settings", "hosts", "services")
@@ -753,7 +1019,13 @@ def _read_value(ctx: _Ctx, where: _Where, key: str, spec: _Key, value: Any) -> A
             entry_where = where.entry(key, i)
             if not isinstance(item, dict):
                 raise ctx.error(entry_where, None, f"expected a table, got {_describe(item)}")
-            entries.append(spec.entry_type(**_read_table(ctx, entry_where, item, spec.entries)))
+            values = _read_table(ctx, entry_where, item, spec.entries)
+            if spec.entry_check is not None:
+                try:
+                    spec.entry_check(values)
+                except ValueError as exc:
+                    raise ctx.error(entry_where, None, str(exc)) from None
+            entries.append(spec.entry_type(**values))
         value = tuple(entries)
     if spec.check is not None:
         try:
@@ -868,7 +1140,39 @@ def _read_service(ctx: _Ctx, name: str, raw: dict) -> Service:
     where = _Where(("services", name))
     values = _read_table(ctx, where, raw, SERVICE_SCHEMA)
     values["path"] = values["path"] or f"/srv/{name}"
+    rolling, hosts = values["rolling"], values["hosts"]
+    if rolling is not None and rolling.hosts is not None and rolling.hosts > len(hosts):
+        raise ctx.error(
+            where,
+            "rolling",
+            f"hosts per batch must be 1 to {len(hosts)} (the service's hosts), got {rolling.hosts}",
+        )
+    for index, probe in enumerate(values["health"]):
+        _check_probe_on_hosts(ctx, where.entry("health", index), probe, hosts)
     return Service(name=name, **values)
+
+
+def _check_probe_on_hosts(ctx: _Ctx, where: _Where, probe: Probe, hosts: tuple[str, ...]) -> None:
+    """Every host has a value for each ``${NAME}`` of the probe, and what it makes of
+    the probe is a probe (a URL, a host:port)."""
+    for host_name in hosts:
+        host = ctx.hosts[host_name]
+        try:
+            made = probe.on(host)
+        except KeyError as exc:
+            raise ctx.error(
+                where,
+                probe.kind,
+                f"${{{exc.args[0]}}} has no value on host {_q(host_name)} "
+                f"(give it in [hosts.{_toml_key(host_name)}] vars)",
+            ) from None
+        try:
+            if made.url is not None:
+                check_probe_url(made.url)
+            elif made.tcp is not None:
+                check_probe_address(made.tcp)
+        except ValueError as exc:
+            raise ctx.error(where, probe.kind, f"on host {_q(host_name)}: {exc}") from None
 
 
 def _refuse_shared_paths(ctx: _Ctx, services: dict[str, Service]) -> None:

@@ -5,9 +5,10 @@ connection, taking no lock, so it runs beside a build. One :class:`CheckRow` per
 host and check: reachable (through its route, each hop named), host key known, login
 works, ``sudo -n true`` (hosts with ``sudo = true``), supervisorctl answers and knows
 every program of the service, the service path exists (or can be made) and is
-writable by the deploy user (or through sudo), python3 is there (the fast status
-helper needs it), free disk space at the path, and the ssh_config directives that
-applied but relconsole does not honour.
+writable by the deploy user (or through sudo), the service's shared files are there
+(a build refuses a host without them), python3 is there (the fast status helper and
+the health probes need it), free disk space at the path, and the ssh_config
+directives that applied but relconsole does not honour.
 
 A check that cannot run because an earlier one failed is a failed row saying so,
 so the table always has the same rows and the first failure is the one to read.
@@ -23,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Optional
 
+from relconsole import release as rel
 from relconsole.config import Config, ConfigError, Host, Service
 from relconsole.fanout import fan_out
 from relconsole.hosts.base import (
@@ -150,7 +152,8 @@ class HostDoctor:
     def remote_check_names(self) -> list[str]:
         names = ["sudo"] if self.host.sudo else []
         names += ["supervisorctl"] + [f"programs of {s.name}" for s in self.services]
-        names += [f"path {s.path}" for s in self.services] + ["python3"]
+        names += [f"path {s.path}" for s in self.services]
+        names += [f"shared of {s.name}" for s in self.services if s.shared] + ["python3"]
         return names + [f"disk at {s.path}" for s in self.services]
 
     # -- the connection: reachable, host key, login --------------------------------
@@ -212,6 +215,8 @@ class HostDoctor:
         self.supervisor(t)
         for service in self.services:
             self.path(t, service)
+        for service in self.services:
+            self.shared(t, service)
         self.python(t)
         for service in self.services:
             self.disk(t, service)
@@ -264,11 +269,38 @@ class HostDoctor:
         ok, detail = verdicts.get(state, (False, f"cannot tell: {res.tail(2) or 'no output'}"))
         self.row(f"path {service.path}", ok, detail)
 
+    def shared(self, t: Transport, service: Service) -> None:
+        """Every shared file is on the host (a folder a build makes when missing)."""
+        if not service.shared:
+            return
+        store = rel.shared_dir(t.path(service.path))
+        files = [entry.path for entry in service.shared if not entry.folder]
+        checks = [
+            f"[ -f {shlex.quote(posixpath.join(store, f))} ] || echo {shlex.quote(f)}"
+            for f in files
+        ]
+        res = self.run(t, "; ".join([*checks, "true"]), sudo=True)
+        missing = res.stdout.splitlines()
+        if not res.ok or missing:
+            why = f"missing in {store}: {', '.join(missing)}" if res.ok else res.tail(2)
+            self.row(f"shared of {service.name}", False, why or "cannot tell")
+            return
+        listed = ", ".join(str(entry) for entry in service.shared)
+        self.row(f"shared of {service.name}", True, f"{listed} (folders made by a build)")
+
     def python(self, t: Transport) -> None:
         res = self.run(t, "python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'")
         found = re.fullmatch(r"(\d+)\.(\d+)", res.stdout.strip())
         if not res.ok or not found:
-            self.row("python3", False, "no python3: status is read with supervisorctl (slower)")
+            probed = [s.name for s in self.services if s.health]
+            if probed:
+                self.row(
+                    "python3",
+                    False,
+                    f"no python3: the health probes of {', '.join(probed)} need it",
+                )
+            else:
+                self.row("python3", False, "no python3: status is read with supervisorctl (slower)")
             return
         version = (int(found[1]), int(found[2]))
         ok = version >= MIN_PYTHON

@@ -22,6 +22,8 @@ class Stage(StrEnum):
     CHECKOUT = "checkout"
     CHECK = "check"
     UPLOAD = "upload"
+    #: The service's setup commands, on every host, in the new release, before any switch.
+    SETUP = "setup"
     SWITCH = "switch"
     SUPERVISOR = "supervisor"
     #: The automatic rollback after a failed verify or a cancel past the switch.
@@ -33,7 +35,7 @@ class Stage(StrEnum):
         return self in _PER_HOST
 
 
-_PER_HOST = frozenset({Stage.UPLOAD, Stage.SWITCH, Stage.SUPERVISOR, Stage.ROLLBACK})
+_PER_HOST = frozenset({Stage.UPLOAD, Stage.SETUP, Stage.SWITCH, Stage.SUPERVISOR, Stage.ROLLBACK})
 
 
 class RunResult(StrEnum):
@@ -156,11 +158,69 @@ class HostFinished(Event):
 
 @dataclass(frozen=True, slots=True)
 class Switched(Event):
-    """Every host's ``current`` now points at ``release``: from here on the fleet runs
-    it (or is switched back, which a later event says)."""
+    """Hosts' ``current`` now points at ``release`` (the first batch of a rollout
+    switched; the others follow batch by batch): from here on the fleet runs it (or is
+    switched back, which a later event says)."""
 
     release: str
     kind = "switched"
+
+
+class BatchPhase(StrEnum):
+    """Where one batch of a rollout is. A batch waits, then its hosts switch, restart
+    and are probed; the rollout pauses before the next batch. It ends done, failed or
+    cancelled, and a batch that switched may be rolled back later."""
+
+    WAITING = "waiting"
+    SWITCHING = "switching"
+    RESTARTING = "restarting"
+    PROBING = "probing"
+    #: The rollout waits ``pause`` seconds before this batch starts.
+    PAUSING = "pausing"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ROLLED_BACK = "rolled back"
+
+    @property
+    def over(self) -> bool:
+        """The batch will do nothing more in this rollout (unless rolled back)."""
+        return self in (BatchPhase.DONE, BatchPhase.FAILED, BatchPhase.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutPlanned(Event):
+    """The hosts of ``stage`` go live in these batches, in this order, ``pause``
+    seconds apart (one batch: all at once). Every batch starts WAITING."""
+
+    stage: Stage
+    batches: tuple[tuple[str, ...], ...]
+    pause: float = 0.0
+    kind = "rollout"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchChanged(Event):
+    """Batch ``batch`` (1-based) of ``of`` moved to ``phase``. ``seconds``: how long
+    it took (DONE, FAILED) or will wait (PAUSING); ``error`` when FAILED."""
+
+    stage: Stage
+    batch: int
+    of: int
+    hosts: tuple[str, ...]
+    phase: BatchPhase
+    seconds: Optional[float] = None
+    error: Optional[str] = None
+    kind = "batch"
+
+    def describe(self) -> str:
+        """``batch 2/3 (h2): probing`` — how front ends and the history say it."""
+        line = f"batch {self.batch}/{self.of} ({', '.join(self.hosts)}): {self.phase}"
+        if self.phase is BatchPhase.PAUSING and self.seconds is not None:
+            line += f" {self.seconds:g}s"
+        elif self.seconds is not None:
+            line += f" in {self.seconds:.1f}s"
+        return line + (f" — {self.error}" if self.error else "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from relconsole.hosts.base import (
     run_step,
 )
 from relconsole.hosts.connect import Connector
+from relconsole.stages.health import check_health
 from relconsole.stages.supervisor import VerifyFailed, restart_and_verify
 from relconsole.status.reader import StatusReader, SupervisorUnreachable
 
@@ -309,21 +310,38 @@ class Fleet:
         return (*rel.parse_releases(res.stdout), rel.parse_verdicts(res.stdout))
 
     @contextmanager
-    def verdict_recorded(self, stage: Stage, host: Host, t: Transport) -> Iterator[None]:
-        """Record on the host whether the release ``current`` points at passed verify:
-        a rollback only ever goes back to a release that did. Failing to record is a
-        warning (the release runs); the verify's own outcome stands."""
+    def verdict_recorded(
+        self, stage: Stage, host: Host, t: Transport, good: bool = True
+    ) -> Iterator[None]:
+        """Record on the host whether the release ``current`` points at passed verify
+        (and its health probes): a rollback only ever goes back to a release that did.
+        ``good=False``: only a failure is recorded (the probes that follow decide the
+        rest). Failing to record is a warning (the release runs); the verify's own
+        outcome stands."""
         try:
             yield
         except VerifyFailed:
             self._mark(stage, host, t, rel.FAILED)
             raise
-        self._mark(stage, host, t, rel.GOOD)
+        if good:
+            self._mark(stage, host, t, rel.GOOD)
 
-    def _mark(self, stage: Stage, host: Host, t: Transport, verdict: str) -> None:
+    def mark_failed(self, stage: Stage, release: str, hosts: Sequence[Host]) -> None:
+        """Record ``release`` as failed on ``hosts`` (a rollout that failed on another
+        host: none of them may roll back to it later). Best effort, as any verdict."""
+
+        def mark(host: Host, t: Transport) -> None:
+            command = rel.mark_release_command(self.base(t), release, rel.FAILED)
+            self._mark(stage, host, t, rel.FAILED, command)
+
+        self.each(stage, mark, hosts=hosts, report=False, housekeeping=True)
+
+    def _mark(
+        self, stage: Stage, host: Host, t: Transport, verdict: str, command: Optional[str] = None
+    ) -> None:
         try:
             res = t.run(
-                rel.mark_current_command(self.base(t), verdict),
+                command or rel.mark_current_command(self.base(t), verdict),
                 timeout=self.settings.command_timeout,
                 sudo=True,
             )
@@ -348,7 +366,7 @@ class Fleet:
 
         def remove(host: Host, _t: Transport) -> None:
             self.clean_up(host, lambda t: rel.remove_release_command(self.base(t), release), "rm")
-            self.say(stage, "removed the partial release", host=host.name)
+            self.say(stage, f"removed releases/{release} (never switched to)", host=host.name)
 
         failed = self.each(stage, remove, hosts=hosts, report=False).failed
         for name, error in failed.items():
@@ -360,11 +378,14 @@ class Fleet:
                 stream="err",
             )
 
-    def switch(self, stage: Stage, target: dict[str, str]) -> dict[str, Optional[str]]:
-        """Point every host's ``current`` at ``target[host]``, or none of them.
+    def switch(
+        self, stage: Stage, target: dict[str, str], hosts: Optional[Sequence[Host]] = None
+    ) -> dict[str, Optional[str]]:
+        """Point the ``current`` of every host (or of ``hosts``: a batch) at
+        ``target[host]``, or of none of them.
 
         Returns each host's previous release. Not interruptible: a cancel is honoured
-        after it, so the fleet is never left half-switched.
+        after it, so the fleet (or the batch) is never left half-switched.
         """
         previous: dict[str, Optional[str]] = {}
 
@@ -382,7 +403,7 @@ class Fleet:
                 host=host.name,
             )
 
-        failed = self.each(stage, switch_one).failed
+        failed = self.each(stage, switch_one, hosts=hosts).failed
         if failed:
             switched = [h for h in self.hosts if h.name in previous]
             self.switch_back(stage, {h.name: previous[h.name] for h in switched})
@@ -435,10 +456,16 @@ class Fleet:
         self.each(stage, prune_one, report=False)
 
     def restart(
-        self, stage: Stage, cancel, hosts: Optional[Sequence[Host]] = None
+        self,
+        stage: Stage,
+        cancel,
+        hosts: Optional[Sequence[Host]] = None,
+        probes_follow: bool = False,
     ) -> dict[str, str]:
         """update, restart and verify the service's programs on every host (or ``hosts``).
 
+        ``probes_follow``: the health probes decide whether a release that passed verify
+        is good (:meth:`probe`); only a failed verify is recorded here.
         Hosts where supervisord itself did not answer are also noted in
         :attr:`unreachable_supervisors`: restarting there again cannot help.
         """
@@ -446,7 +473,7 @@ class Fleet:
         def restart_one(host: Host, t: Transport) -> None:
             reader = self.status_reader(host, t)
             timeout = self.settings.command_timeout
-            with self.verdict_recorded(stage, host, t):
+            with self.verdict_recorded(stage, host, t, good=not probes_follow):
                 restart_and_verify(
                     t,
                     host,
@@ -462,6 +489,25 @@ class Fleet:
         self.unreachable_supervisors = {
             o.host for o in outcomes if isinstance(o.exc, SupervisorUnreachable)
         }
+        if outcomes.cancelled:
+            raise Cancelled()
+        return outcomes.failed
+
+    def probe(self, stage: Stage, cancel, hosts: Sequence[Host]) -> dict[str, str]:
+        """Make the service's health probes on ``hosts`` (each from the host itself) and
+        record the release ``current`` points at as good or failed there."""
+
+        def probe_one(host: Host, t: Transport) -> None:
+            with self.verdict_recorded(stage, host, t):
+                check_health(
+                    t,
+                    [p.on(host) for p in self.service.health],
+                    base=self.base(t),
+                    stop=cancel,
+                    log=lambda line: self.say(stage, line, host=host.name, stream="out"),
+                )
+
+        outcomes = self.each(stage, probe_one, hosts=hosts)
         if outcomes.cancelled:
             raise Cancelled()
         return outcomes.failed

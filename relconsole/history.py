@@ -20,6 +20,7 @@ from typing import Optional
 
 from relconsole.errors import RelconsoleError
 from relconsole.events import (
+    BatchChanged,
     BuildFinished,
     BuildStarted,
     CommitResolved,
@@ -265,6 +266,8 @@ class HistoryRecorder:
                 f"{event.action} #{self.number} of {event.service} ({event.branch}) "
                 f"by {self.who} on {', '.join(event.hosts)}"
             )
+        elif isinstance(event, BatchChanged):
+            self._append(f"[{event.stage}] {event.describe()}")
         elif isinstance(event, CommitResolved) and self.row_id:
             self.history.update(self.row_id, sha=event.sha, subject=event.subject)
         elif isinstance(event, Switched) and self.row_id:

@@ -1,4 +1,4 @@
-"""The release engine: checkout → check → upload → supervisor, reported as events.
+"""The release engine: checkout → check → upload → setup → supervisor, reported as events.
 
 This is what front ends import: :func:`run_build` here, and the other entry points
 (:func:`run_rollback`, :func:`force_unlock`) from their modules. They never print and
@@ -9,9 +9,11 @@ also recorded in the history (:mod:`relconsole.history`).
 The promises that shape it:
 - one build or rollback per service at a time: the deploy lock (:mod:`relconsole.lock`)
   is taken before anything else and released however the run ends (:mod:`relconsole.run`);
-- no host's ``current`` changes until every host holds the new release, and a host
-  whose switch fails makes the others switch back (:class:`relconsole.fleet.Fleet`);
-- a release whose programs do not stay up is rolled back automatically.
+- no host's ``current`` changes until every host holds the new release and its setup
+  passed everywhere, and a host whose switch fails makes its batch switch back
+  (:class:`relconsole.fleet.Fleet`);
+- hosts go live in batches (:mod:`relconsole.rollout`); a release whose programs do
+  not stay up or whose health probes never pass is rolled back automatically.
 """
 
 from __future__ import annotations
@@ -20,22 +22,24 @@ import os
 import tempfile
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, ClassVar, Optional, cast
 
 from relconsole import release as rel
 from relconsole.config import Config, Host, Service
 from relconsole.errors import Cancelled, StageFailed
-from relconsole.events import BuildFinished, CommitResolved, Sink, Stage, Switched
+from relconsole.events import BuildFinished, CommitResolved, Sink, Stage
 from relconsole.fanout import describe
 from relconsole.history import recording
+from relconsole.hosts.base import Transport, TransportError
 from relconsole.hosts.connect import Connector
 from relconsole.rollback import run_rollback
-from relconsole.run import Run, Step, rolled_back_to
+from relconsole.run import Run, Step
 from relconsole.secrets import Masker
 from relconsole.stages.check import run_check
 from relconsole.stages.checkout import checkout, workspace_path
+from relconsole.stages.setup import SetupFailed, run_setup
 from relconsole.stages.upload import extract, write_release_tar
 from relconsole.state import private_dir
 from relconsole.unlock import force_unlock
@@ -48,12 +52,15 @@ class Build(Run):
     """One build of one service. Use :func:`run_build` rather than this directly."""
 
     action: ClassVar[str] = "build"
+    #: Hosts holding the new release, not live yet: what a failure removes it from.
+    holding: set[str] = field(default_factory=set)
 
     def steps(self) -> list[Step]:
         return [
             (Stage.CHECKOUT, self.do_checkout),
             (Stage.CHECK, self.do_checks),
             (Stage.UPLOAD, self.do_upload),
+            (Stage.SETUP, self.do_setup),
             (Stage.SUPERVISOR, self.do_supervisor),
         ]
 
@@ -115,83 +122,108 @@ class Build(Run):
         release = self.release = rel.new_release_id(self.commit.sha)
         self.say(Stage.UPLOAD, f"release {release}")
         tmp_dir = private_dir(self.settings.state_dir / "tmp")
+        shared = self.service.shared
+
+        def upload_one(host: Host, t: Transport, tar: Path) -> None:
+            extract(
+                t,
+                self.fleet.base(t),
+                release,
+                tar,
+                timeout=self.settings.command_timeout,
+                cancel=self.cancel,
+                log=lambda line: self.say(Stage.UPLOAD, line, host=host.name),
+            )
+            self.holding.add(host.name)
+            if shared:
+                command = rel.link_shared_command(self.fleet.base(t), release, shared)
+                self.fleet.run(t, command, "linking shared")
+                self.say(
+                    Stage.UPLOAD, f"linked shared {', '.join(map(str, shared))}", host=host.name
+                )
+
         with tempfile.NamedTemporaryFile(dir=tmp_dir, suffix=".tar") as tar:
             write_release_tar(
                 self.workspace, self.commit.sha, self.service.files, cast(BinaryIO, tar)
             )
             size = tar.seek(0, os.SEEK_END)
             self.say(Stage.UPLOAD, f"release tar {size / 1e6:.1f} MB to {len(self.hosts)} host(s)")
-            outcomes = self.fleet.each(
-                Stage.UPLOAD,
-                lambda h, t: extract(
-                    t,
-                    self.fleet.base(t),
-                    release,
-                    Path(tar.name),
-                    timeout=self.settings.command_timeout,
-                    cancel=self.cancel,
-                    log=lambda line: self.say(Stage.UPLOAD, line, host=h.name),
-                ),
-            )
+            outcomes = self.fleet.each(Stage.UPLOAD, lambda h, t: upload_one(h, t, Path(tar.name)))
         if outcomes.failed or self.cancel.is_set():
-            # Every host: a failed one may have left a partial the remove also clears.
-            self.fleet.remove_release(Stage.UPLOAD, release, self.hosts)
+            self.remove_new_release(Stage.UPLOAD)
             self.check_cancel()
             raise StageFailed(
                 f"upload failed on {outcomes.describe_failures()} — no host was switched"
             )
-        self.previous = self.fleet.switch(Stage.UPLOAD, {h.name: release for h in self.hosts})
-        self.sink(Switched(release=release))
-        self.fleet.prune(Stage.UPLOAD, self.service.keep_releases, self.previous)
+        self.targets = {h.name: release for h in self.hosts}
 
-    def roll_back_automatically(self) -> None:
-        """After a failed verify or a cancel past the switch: every host back to what ran
-        before, restarted, verified."""
-        missing = [name for name, release in self.previous.items() if not release]
-        if missing or not self.previous:
-            self.say(
-                Stage.SUPERVISOR,
-                f"no previous release on {', '.join(missing) or 'any host'}"
-                ": cannot roll back automatically",
-                stream="err",
-            )
+    def do_setup(self) -> None:
+        commands = self.service.setup
+        if not commands:
+            self.say(Stage.SETUP, "no setup configured")
             return
+        release = self.release
+        assert self.commit is not None and release is not None
+        env = {"RELCONSOLE_SERVICE": self.service.name, "RELCONSOLE_SHA": self.commit.sha}
+        if self.service.setup_secrets:
+            env.update(self.secret_env)
+        failed_somewhere = threading.Event()
+        stop = EitherSet(self.cancel, failed_somewhere)
 
-        # Hosts whose supervisord did not answer cannot be restarted by trying again.
-        down = set(self.fleet.unreachable_supervisors)
-
-        def work() -> None:
-            failed = self.fleet.switch_back(Stage.ROLLBACK, self.previous)
-            if failed:
-                raise StageFailed(f"could not switch back: {describe(failed)}")
-            failed = self.fleet.restart(
-                Stage.ROLLBACK,
-                threading.Event(),
-                hosts=[h for h in self.hosts if h.name not in down],
-            )
-            if failed:
-                raise StageFailed(f"the previous release does not run either: {describe(failed)}")
-            for name in sorted(down):
-                self.say(
-                    Stage.ROLLBACK,
-                    f"current -> releases/{self.previous[name]} again; not "
-                    "restarted: supervisord is not answering",
-                    host=name,
-                    stream="err",
+        def setup_one(host: Host, t: Transport) -> None:
+            base = self.fleet.base(t)
+            release_dir = rel.release_dir(base, release)
+            try:
+                run_setup(
+                    t,
+                    commands,
+                    base=base,
+                    release_dir=release_dir,
+                    env={**env, **dict(host.vars), "RELCONSOLE_RELEASE": release_dir},
+                    stop=stop,
+                    log=lambda line, stream: self.say(Stage.SETUP, line, host.name, stream),
                 )
-            self.rolled_back = rolled_back_to(self.previous)
-            first = self.hosts[0].name
-            release = self.previous[first]
-            sha = self.fleet.revision(self.fleet.transports[first], release) if release else None
-            self.say(
-                Stage.ROLLBACK,
-                f"rolled back to release {self.rolled_back} (sha {(sha or 'unknown')[:12]})",
-            )
+            except (SetupFailed, TransportError):
+                failed_somewhere.set()  # the other hosts' setup stops: nobody switches
+                raise
 
-        try:
-            self.stage(Stage.ROLLBACK, work, cancellable=False)  # a cancel is what got us here
-        except StageFailed:
-            pass  # reported by the stage; the build has failed either way
+        outcomes = self.fleet.each(Stage.SETUP, setup_one)
+        if outcomes.ok and not self.cancel.is_set():
+            return
+        self.remove_new_release(Stage.SETUP)
+        self.check_cancel()
+        failed = {o.host: o.error or "failed" for o in outcomes if not o.ok and not o.cancelled}
+        raise StageFailed(f"setup failed on {describe(failed)} — no host was switched")
+
+    def do_supervisor(self) -> None:
+        super().do_supervisor()
+        self.holding.clear()
+        self.fleet.prune(Stage.SUPERVISOR, self.service.keep_releases, self.previous)
+
+    def remove_new_release(self, stage: Stage) -> None:
+        """The new release off every host that holds it and never switched to it."""
+        if self.release is None:
+            return
+        left = [h for h in self.hosts if h.name not in self.previous]
+        self.holding.clear()
+        if left:
+            self.fleet.remove_release(stage, self.release, left)
+
+    def after_failure(self, cancelled: bool) -> None:
+        super().after_failure(cancelled)
+        if self.holding:  # a cancel between stages, or hosts a failed rollout never reached
+            self.remove_new_release(self.current_stage or Stage.UPLOAD)
+
+
+class EitherSet:
+    """Set when either event is: what a host's setup checks (the run's cancel, or
+    another host's failure)."""
+
+    def __init__(self, first: threading.Event, second: threading.Event):
+        self._events = (first, second)
+
+    def is_set(self) -> bool:
+        return any(event.is_set() for event in self._events)
 
 
 def hosts_to_deploy(

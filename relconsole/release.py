@@ -2,6 +2,8 @@
 
     <path>/releases/<release-id>/     one directory per release, REVISION inside
     <path>/current -> releases/<id>   switched atomically (new link renamed over the old)
+    <path>/shared/<entry>             files and folders kept on the host (not in git),
+                                      linked into every release at the same place
 
 Every path and argument is quoted with :func:`shlex.quote`; these builders are pure
 so they can be read and tested on their own.
@@ -16,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Optional
 
-from relconsole.config import FileUpload
+from relconsole.config import FileUpload, SharedPath
 
 #: ``20261126-070707.123-1a2b3c4`` (and ids of earlier versions, without ``.123``).
 RELEASE_ID = re.compile(r"^\d{8}-\d{6}(\.\d{3})?-[0-9a-f]{7,40}$")
@@ -69,6 +71,57 @@ def extract_command(base: str, release: str) -> str:
         f"{{ tar -x -f - -C {q(partial)} && mv -T {q(partial)} {q(target)} || "
         f"{{ rc=$?; rm -rf {q(partial)}; exit $rc; }}; }}"
     )
+
+
+def shared_dir(base: str) -> str:
+    """Where ``shared`` entries live on a host: beside the releases, never pruned."""
+    return posixpath.join(base, "shared")
+
+
+def link_shared_command(base: str, release: str, shared: Sequence[SharedPath]) -> str:
+    """Link every ``shared`` entry into a release that is not live yet.
+
+    First, with nothing changed yet: every shared file must exist (relconsole never
+    writes one: a missing ``.env`` fails here, naming it) and every entry must be of
+    its kind. Then missing shared folders are made (empty), and in the release each
+    entry becomes a symlink to ``<path>/shared/<entry>``, replacing what the
+    repository had there. A folder on the way that is a symlink in the release is
+    refused: the repository's tree could point it anywhere, and this runs as root.
+    """
+    store, target = shared_dir(base), release_dir(base, release)
+    lines = ["set -e"]
+    for entry in shared:
+        kept = posixpath.join(store, entry.path)
+        if entry.folder:
+            lines.append(
+                f"if [ -e {q(kept)} ] && [ ! -d {q(kept)} ]; then "
+                f"echo {q(f'shared folder {kept} is not a folder')} >&2; exit 3; fi"
+            )
+        else:
+            missing = (
+                f"missing shared file {kept}: create it on the host "
+                "(relconsole never writes shared files)"
+            )
+            lines.append(
+                f"if [ ! -e {q(kept)} ]; then echo {q(missing)} >&2; exit 3; fi; "
+                f"if [ ! -f {q(kept)} ]; then "
+                f"echo {q(f'shared file {kept} is not a file')} >&2; exit 3; fi"
+            )
+    for entry in shared:
+        if entry.folder:
+            lines.append(f"mkdir -p {q(posixpath.join(store, entry.path))}")
+    for entry in shared:
+        link = posixpath.join(target, entry.path)
+        parts = entry.path.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            folder = posixpath.join(target, *parts[:depth])
+            refused = f"shared {entry}: {'/'.join(parts[:depth])} is a symlink in the release"
+            lines.append(f"if [ -L {q(folder)} ]; then echo {q(refused)} >&2; exit 3; fi")
+        if parts:
+            lines.append(f"mkdir -p {q(posixpath.dirname(link))}")
+        lines.append(f"rm -rf {q(link)}")
+        lines.append(f"ln -s {q(posixpath.join(store, entry.path))} {q(link)}")
+    return "\n".join(lines)
 
 
 def remove_release_command(base: str, release: str) -> str:
@@ -185,6 +238,17 @@ def mark_current_command(base: str, verdict: str) -> str:
     return (
         f"r=$(readlink {q(current)}) && mkdir -p {q(posixpath.dirname(verdicts))} && "
         f"printf '%s %s\\n' {q(verdict)} \"${{r##*/}}\" >> {q(verdicts)}"
+    )
+
+
+def mark_release_command(base: str, release: str, verdict: str) -> str:
+    """Record ``verdict`` for ``release`` whatever ``current`` points at: a rollout that
+    failed marks its release failed on the hosts of batches that had passed, so no
+    rollback goes back to it there."""
+    verdicts = verdicts_file(base)
+    return (
+        f"mkdir -p {q(posixpath.dirname(verdicts))} && "
+        f"printf '%s %s\\n' {q(verdict)} {q(release)} >> {q(verdicts)}"
     )
 
 

@@ -1,4 +1,4 @@
-"""Rollback: switch every host back to an earlier release, all or none, then restart.
+"""Rollback: every host back to an earlier release, in the service's batches.
 
 :func:`run_rollback` is the engine's entry (``--rollback``, the console's ``R``);
 :func:`plan_rollback` tells a front end beforehand what it can go back to. The rule
@@ -17,7 +17,7 @@ from typing import ClassVar, Optional
 from relconsole import release as rel
 from relconsole.config import Config, Host, Service
 from relconsole.errors import StageFailed
-from relconsole.events import BuildFinished, Sink, Stage, Switched
+from relconsole.events import BuildFinished, Sink, Stage
 from relconsole.fanout import fan_out
 from relconsole.history import recording
 from relconsole.hosts.base import Transport
@@ -29,7 +29,9 @@ from relconsole.stages.checkout import Commit
 
 @dataclass
 class Rollback(Run):
-    """Switch every host back to an earlier release (the previous one, or ``to``)."""
+    """Every host back to an earlier release (the previous one, or ``to``): the switch
+    stage finds it on every host (all agree, or nothing happens); the supervisor stage
+    switches, restarts and probes batch by batch, as a build goes live."""
 
     to: Optional[str] = None
     action: ClassVar[str] = "rollback"
@@ -38,6 +40,8 @@ class Rollback(Run):
         return [(Stage.SWITCH, self.do_switch), (Stage.SUPERVISOR, self.do_supervisor)]
 
     def do_switch(self) -> None:
+        """Where each host goes back to (all to one release, or nothing happens); the
+        supervisor stage then switches and restarts them, batch by batch."""
         self.begin(Stage.SWITCH)
         targets: dict[str, str] = {}
 
@@ -51,17 +55,23 @@ class Rollback(Run):
                     )
                 if (verdicts or {}).get(self.to) == rel.FAILED:
                     raise StageFailed(f"release {self.to} failed when it went live here")
-                targets[host.name] = self.to
-                return
-            target = rel.rollback_target(current, releases, verdicts)
-            if target is None:
-                raise StageFailed(
-                    f"no known-good release before {current or 'the current one'} to go "
-                    "back to (a release that failed is never a target)"
-                )
+                target = self.to
+            else:
+                found = rel.rollback_target(current, releases, verdicts)
+                if found is None:
+                    raise StageFailed(
+                        f"no known-good release before {current or 'the current one'} to go "
+                        "back to (a release that failed is never a target)"
+                    )
+                target = found
             targets[host.name] = target
+            self.say(
+                Stage.SWITCH,
+                f"releases/{current or 'none'} -> releases/{target} (in the supervisor stage)",
+                host=host.name,
+            )
 
-        found = self.fleet.each(Stage.SWITCH, find, report=False)
+        found = self.fleet.each(Stage.SWITCH, find)
         if found.failed:
             raise StageFailed(
                 f"cannot roll back: {found.describe_failures()} — nothing was switched"
@@ -79,8 +89,7 @@ class Rollback(Run):
         self.say(
             Stage.SWITCH, f"rolling back to release {self.release} (sha {(sha or 'unknown')[:12]})"
         )
-        self.previous = self.fleet.switch(Stage.SWITCH, targets)
-        self.sink(Switched(release=self.release))
+        self.targets = targets
 
 
 def run_rollback(
@@ -95,7 +104,8 @@ def run_rollback(
     lock_wait: float = 0.0,
 ) -> BuildFinished:
     """Switch every host of ``service_name`` back to the previous release (or ``to``),
-    all or none, then restart and verify its programs as a build does."""
+    all or none, restarted, verified and probed in the service's batches as a build goes
+    live; a batch that fails takes the hosts that switched back where they were."""
     service = config.services[service_name]
     masker = Masker()
     return Rollback(

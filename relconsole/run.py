@@ -28,10 +28,11 @@ from relconsole.events import (
     Stage,
     StageFinished,
     StageStarted,
+    Switched,
 )
-from relconsole.fanout import describe
 from relconsole.fleet import Fleet
 from relconsole.hosts.connect import Connector, Dialer
+from relconsole.rollout import Rollout
 from relconsole.secrets import Masker, SecretError
 from relconsole.secrets import resolve as resolve_secret
 from relconsole.stages.checkout import Commit
@@ -56,7 +57,9 @@ class Run:
     action: ClassVar[str] = "run"
     commit: Optional[Commit] = None
     release: Optional[str] = None
-    #: Per host, the release ``current`` pointed to before this run switched it.
+    #: Per host, the release it goes live on (the rollout's targets).
+    targets: dict[str, str] = field(default_factory=dict)
+    #: Per host that switched, the release ``current`` pointed to before.
     previous: dict[str, Optional[str]] = field(default_factory=dict)
     rolled_back: Optional[str] = None
     masker: Masker = field(default_factory=Masker)
@@ -75,15 +78,51 @@ class Run:
         self.fleet = Fleet(self.service, self.hosts, self.settings, self.sink, connector)
         self.local_lock = lk.LocalLock(self.settings.state_dir, self.service.name)
         self._heartbeat: Optional[Heartbeat] = None
+        self.rollout = Rollout(self.fleet, self.service, Stage.SUPERVISOR, self.sink, self.cancel)
 
     # -- what a subclass says ---------------------------------------------------
     def steps(self) -> list[Step]:
         """The stages of this run, in order, with the work of each."""
         raise NotImplementedError
 
-    def roll_back_automatically(self) -> None:
-        """Called when a stage fails or is cancelled after :attr:`previous` was set (the
-        fleet switched): bring every host back. Runs that never switch need nothing."""
+    def after_failure(self, cancelled: bool) -> None:
+        """A stage failed or was cancelled: undo what must not stay. Once hosts switched
+        (:attr:`previous` is set), every one of them goes back to what ran before."""
+        if self.previous:
+            self.roll_back_automatically(cancelled)
+
+    def roll_back_automatically(self, cancelled: bool) -> None:
+        """After a failed batch (verify, probes) or a cancel past the first switch: every
+        host that switched back on the release it ran before, restarted, batch by batch
+        the last first (:meth:`Rollout.roll_back`). A release that failed is recorded
+        as failed on every host that switched to it, so no rollback returns there."""
+        missing = [name for name, release in self.previous.items() if not release]
+        if missing:
+            self.say(
+                Stage.SUPERVISOR,
+                f"no previous release on {', '.join(missing)}: cannot roll back automatically",
+                stream="err",
+            )
+            return
+
+        def work() -> None:
+            reached = [h for h in self.hosts if h.name in self.previous]
+            if not cancelled and self.release:
+                self.fleet.mark_failed(Stage.ROLLBACK, self.release, reached)
+            self.rollout.roll_back(Stage.ROLLBACK, self.previous)
+            self.rolled_back = rolled_back_to(self.previous)
+            first = reached[0].name
+            release = self.previous[first]
+            sha = self.fleet.revision(self.fleet.transports[first], release) if release else None
+            self.say(
+                Stage.ROLLBACK,
+                f"rolled back to release {self.rolled_back} (sha {(sha or 'unknown')[:12]})",
+            )
+
+        try:
+            self.stage(Stage.ROLLBACK, work, cancellable=False)  # a cancel is what got us here
+        except StageFailed:
+            pass  # reported by the stage; the run has failed either way
 
     # -- plumbing ---------------------------------------------------------------
     @property
@@ -164,9 +203,14 @@ class Run:
         self.local_lock.release()
 
     def do_supervisor(self) -> None:
-        failed = self.fleet.restart(Stage.SUPERVISOR, self.cancel)
-        if failed:
-            raise StageFailed(describe(failed))
+        """Every host live on its target: switched, restarted and probed, batch by batch."""
+        release = self.release
+        assert release is not None
+
+        def switched() -> None:
+            self.sink(Switched(release=release))
+
+        self.rollout.go(self.targets, self.previous, on_first_switch=switched)
 
     # -- the whole run ----------------------------------------------------------
     def run(self) -> BuildFinished:
@@ -188,11 +232,10 @@ class Run:
             for name, work in steps:
                 try:
                     self.stage(name, work)
-                except RelconsoleError:
+                except RelconsoleError as exc:
                     # Once switched, a failed verify or a cancel must not leave the new
                     # release half-started: every host goes back to what ran before.
-                    if self.previous:
-                        self.roll_back_automatically()
+                    self.after_failure(cancelled=isinstance(exc, Cancelled))
                     raise
         except Cancelled:
             error, result = "cancelled", RunResult.CANCELLED

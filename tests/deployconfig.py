@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,3 +72,46 @@ def write_config(
     config = tmp_path / "config.toml"
     config.write_bytes(tomli_w.dumps(doc).encode())
     return config
+
+
+#: Where the sample web app (gitorigin.web_service_files) listens on each host's address.
+PORT = 8080
+
+
+def write_ship_config(
+    tmp_path: Path,
+    bed: TestBed,
+    origin_url: str,
+    *,
+    host_settings: dict | None = None,
+    start_delay: float = 0.0,
+    **service,
+) -> Path:
+    """The bed's config for svc without checks, with the shipping keys given (shared,
+    setup, health, rolling, pause); every host gets its ADDRESS and PORT as vars, and
+    its shared `.env` (ADDRESS, PORT, TAG, DELAY: seconds the app waits before it
+    listens) for the sample web app is written."""
+    config = write_config(tmp_path, bed, origin_url, checks=[], **(host_settings or {}))
+    path = "/srv/svc"
+    for host in bed.hosts:
+        env = host.path(f"{path}/shared/.env")
+        env.parent.mkdir(parents=True, exist_ok=True)
+        env.write_text(
+            f"ADDRESS={host.address}\nPORT={PORT}\nTAG={host.name}\nDELAY={start_delay}\n"
+        )
+    doc = tomllib.loads(config.read_text())
+    for host in bed.hosts:
+        doc["hosts"][host.name]["vars"] = {"ADDRESS": host.address, "PORT": str(PORT)}
+    config.write_bytes(tomli_w.dumps(doc).encode())
+    update_service(config, **service)
+    return config
+
+
+def update_service(config: Path, **keys) -> None:
+    """Set keys of [services.svc] in a written config (None: remove the key)."""
+    doc = tomllib.loads(config.read_text())
+    service = doc["services"]["svc"]
+    service.update(keys)
+    for key in [k for k, v in keys.items() if v is None]:
+        del service[key]
+    config.write_bytes(tomli_w.dumps(doc).encode())

@@ -54,7 +54,6 @@ import os
 import posixpath
 import re
 import shlex
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -66,13 +65,14 @@ from relconsole.config import Check, Config, FileUpload, Host, Service, Settings
 from relconsole.errors import Cancelled
 from relconsole.hosts.base import (
     Channel,
-    CommandTimedOut,
     HostUnreachable,
     LineCallback,
     Result,
+    Stop,
     Transport,
 )
 from relconsole.hosts.connect import Connector
+from relconsole.hosts.local_command import run_local
 from relconsole.status.fastpath import HELPER_MARK
 from relconsole.status.supervisorctl import format_uptime
 
@@ -87,7 +87,7 @@ class Call:
     kind: str  # "run", "put" (a command fed a stream) or "channel" (open_channel)
     command: str  # as the engine gave it, before any sudo wrapping
     sudo: bool  # the engine asked for it to run as root
-    data: bytes = b""  # what a "put" streamed
+    data: bytes = b""  # what a "put" streamed, or what a "run" was given on stdin
 
 
 #: What a rule answers: a Result, an exception to raise, or ``answer(call, transport)``
@@ -477,18 +477,16 @@ class FakeTransport(Transport):
         timeout: float,
         on_line: Optional[LineCallback] = None,
         sudo: bool = False,
+        stdin: Optional[bytes] = None,
+        stop: Optional[Stop] = None,
     ) -> Result:
         self._check_open()
-        call = Call("run", command, sudo)
+        call = Call("run", command, sudo, stdin or b"")
         self.fake._record(call)
         res = self.fake._scripted(call, self)
         if res is None:
-            res = self.proceed(call, timeout)
-        if on_line is not None:
-            for line in res.stdout.splitlines():
-                on_line(line, "out")
-            for line in res.stderr.splitlines():
-                on_line(line, "err")
+            return self.proceed(call, timeout, on_line=on_line, stop=stop)
+        _emit(res, on_line)
         return res
 
     def put_stream(
@@ -534,32 +532,36 @@ class FakeTransport(Transport):
         for channel in self.channels:
             channel.close()
 
-    def proceed(self, call: Call, timeout: float = 30.0) -> Result:
+    def proceed(
+        self,
+        call: Call,
+        timeout: float = 30.0,
+        on_line: Optional[LineCallback] = None,
+        stop: Optional[Stop] = None,
+    ) -> Result:
         """Answer ``call`` as if no rule matched: the fake supervisorctl for a command
         starting with the host's ``supervisorctl``, else a local ``sh`` (fed the data
-        of a put). For rules that act and then let the command run."""
+        of a put, or a run's stdin; its output streamed to ``on_line``, stopped by
+        ``stop`` as a real host's command is). For rules that act and then let the
+        command run."""
         prefix = self.host.supervisorctl + " "
         if call.kind == "run" and call.command.startswith(prefix):
-            return self.fake.supervisor.supervisorctl(shlex.split(call.command[len(prefix) :]))
-        return self._sh(call.command, timeout, stdin=call.data)
-
-    def _sh(self, command: str, timeout: float, stdin: bytes = b"") -> Result:
-        try:
-            proc = subprocess.run(
-                ["sh", "-c", command],
-                input=stdin,
-                capture_output=True,
-                timeout=timeout,
-                cwd=self.fake.root,
-            )
-        except subprocess.TimeoutExpired:
-            raise CommandTimedOut(self.name, f"timed out after {timeout:g}s: {command}") from None
-        return Result(
-            command,
-            proc.returncode,
-            proc.stdout.decode("utf-8", "replace"),
-            proc.stderr.decode("utf-8", "replace"),
+            res = self.fake.supervisor.supervisorctl(shlex.split(call.command[len(prefix) :]))
+            _emit(res, on_line)
+            return res
+        stdin = call.data if call.kind == "put" or call.data else None
+        return run_local(
+            self.name, call.command, timeout, on_line, stdin=stdin, stop=stop, cwd=self.fake.root
         )
+
+
+def _emit(res: Result, on_line: Optional[LineCallback]) -> None:
+    """A scripted answer's output, line by line, as a real command would stream it."""
+    if on_line is not None:
+        for line in res.stdout.splitlines():
+            on_line(line, "out")
+        for line in res.stderr.splitlines():
+            on_line(line, "err")
 
 
 def connector(hosts_script: Union[Mapping[str, FakeHost], Iterable[FakeHost]]) -> Connector:

@@ -128,19 +128,7 @@ def sample_service_files(
             time.sleep(3600)
         """
     )
-    conf = textwrap.dedent(
-        f"""\
-        [program:{service}]
-        command=/usr/bin/python3 -u {path}/current/app.py
-        directory={path}/current
-        startsecs=1
-        autorestart=true
-        startretries=2
-        stopwaitsecs=5
-        stdout_logfile=/etc/supervisor/log/{service}.out.log
-        stderr_logfile=/etc/supervisor/log/{service}.err.log
-        """
-    )
+    conf = program_conf(service, path, f"/usr/bin/python3 -u {path}/current/app.py")
     check = textwrap.dedent(
         f"""\
         #!/bin/sh
@@ -157,3 +145,83 @@ def sample_service_files(
         f"deploy/supervisor/{service}.conf": conf,
         "tests/test_ok.sh": check,
     }
+
+
+def web_service_files(service: str, path: str, version: str = "v1") -> dict[str, str]:
+    """A small stdlib HTTP service, to be deployed to `path` with `.env` and `logs/`
+    shared (issue 11): what the shipping tests roll out.
+
+    - app.py reads ADDRESS, PORT, TAG and DELAY from `.env` in its working directory
+      (the release's link to the host's shared file), waits DELAY seconds (an app that
+      takes a while to start), listens on ADDRESS:PORT and answers
+      `/` with "<TAG> <VERSION> <REVISION> <BUILD_STAMP>" and `/healthz` with "ok",
+      appending each request to logs/access.log.
+    - VERSION holds `version`. A version containing "sick" answers `/healthz` with 503
+      "sick"; one containing "sick-on-<tag>" does so only on that host.
+    - deploy/supervisor/{service}.conf runs it under supervisord, from current.
+    """
+    app = textwrap.dedent(
+        """\
+        import http.server
+        import pathlib
+        import time
+
+
+        def read(name):
+            try:
+                return pathlib.Path(name).read_text().strip()
+            except FileNotFoundError:
+                return "-"
+
+
+        env = dict(
+            line.split("=", 1) for line in read(".env").splitlines() if "=" in line
+        )
+        TAG, VERSION = env["TAG"], read("VERSION")
+        SICK = VERSION == "sick" or VERSION == "sick-on-" + TAG
+        ANSWER = " ".join([TAG, VERSION, read("REVISION"), read("BUILD_STAMP")])
+
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path == "/healthz":
+                    status, body = (503, "sick") if SICK else (200, "ok")
+                else:
+                    status, body = 200, ANSWER
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                with open("logs/access.log", "a") as log:
+                    log.write("%s %d\\n" % (self.path, status))
+
+            def log_message(self, *args):
+                pass
+
+
+        time.sleep(float(env.get("DELAY", "0")))  # an app that takes a while to start
+        server = http.server.ThreadingHTTPServer((env["ADDRESS"], int(env["PORT"])), Handler)
+        print("%s %s listening on %s:%s" % (TAG, VERSION, env["ADDRESS"], env["PORT"]), flush=True)
+        server.serve_forever()
+        """
+    )
+    conf = program_conf(service, path, "/usr/bin/python3 -u app.py")
+    return {"app.py": app, "VERSION": version + "\n", f"deploy/supervisor/{service}.conf": conf}
+
+
+def program_conf(service: str, path: str, command: str) -> str:
+    """The supervisord program of a sample service, run from its live release."""
+    return textwrap.dedent(
+        f"""\
+        [program:{service}]
+        command={command}
+        directory={path}/current
+        startsecs=1
+        autorestart=true
+        startretries=2
+        stopwaitsecs=5
+        stdout_logfile=/etc/supervisor/log/{service}.out.log
+        stderr_logfile=/etc/supervisor/log/{service}.err.log
+        """
+    )

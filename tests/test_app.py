@@ -64,9 +64,12 @@ def lines(app: RelconsoleApp, stage: str, host: str | None = None) -> list[str]:
     return [line for log in bv.logs_of(stage) for line in log.lines]
 
 
+BUILD_STAGES = ("checkout", "check", "upload", "setup", "supervisor")
+
+
 def states(app: RelconsoleApp) -> dict[str, str]:
     strip = view(app).strip
-    return {s: strip.cell(s).state for s in ("checkout", "check", "upload", "supervisor")}
+    return {s: strip.cell(s).state for s in BUILD_STAGES}
 
 
 def banner(app: RelconsoleApp) -> BuildBanner:
@@ -99,7 +102,7 @@ async def test_build_runs_all_stages_and_each_host_pane_holds_its_own_output(
 
         assert finished.ok, finished.error
         assert finished.sha == sha
-        assert states(app) == dict.fromkeys(("checkout", "check", "upload", "supervisor"), "ok")
+        assert states(app) == dict.fromkeys(BUILD_STAGES, "ok")
         assert banner(app).has_class("-ok")
         text = banner(app).content.plain
         assert "DEPLOYED" in text and sha[:12] in text and finished.release in text
@@ -127,6 +130,7 @@ async def test_failing_check_fails_in_strip_and_banner_and_uploads_nothing(bed, 
             "checkout": "ok",
             "check": "failed",
             "upload": "pending",
+            "setup": "pending",
             "supervisor": "pending",
         }
         assert banner(app).has_class("-failed")
@@ -204,6 +208,7 @@ async def test_cancel_during_a_slow_check_stops_quickly_and_shows_cancelled(
             "checkout": "ok",
             "check": "cancelled",
             "upload": "pending",
+            "setup": "pending",
             "supervisor": "pending",
         }
         assert banner(app).has_class("-cancelled")

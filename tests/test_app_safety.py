@@ -171,9 +171,11 @@ async def test_rollback_from_the_tui_returns_every_host_to_the_previous_release(
         }
         banner = view(app).banner.content.plain
         assert "ROLLED BACK" in banner and first.release in banner
-        assert any(f"current -> releases/{first.release}" in ln for ln in lines(app, "switch"))
         for host in HOSTS:
-            assert any("RUNNING" in ln for ln in lines(app, "supervisor", host))
+            assert any(f"-> releases/{first.release}" in ln for ln in lines(app, "switch", host))
+            supervisor = lines(app, "supervisor", host)
+            assert any(f"current -> releases/{first.release}" in ln for ln in supervisor)
+            assert any("RUNNING" in ln for ln in supervisor)
         last = app.main_screen.query_one(ServiceTable).get_cell("svc", "last").plain
         assert last == f"↶ {first.sha[:7]}"
     for host in HOSTS:

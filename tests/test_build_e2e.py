@@ -95,6 +95,7 @@ def test_three_host_build_runs_new_code_under_supervisor(bed, origin, tmp_path):
         ("checkout", True),
         ("check", True),
         ("upload", True),
+        ("setup", True),
         ("supervisor", True),
     ]
     assert "checks passed" in output_of(events, "check")

@@ -329,6 +329,16 @@ def test_sample_config_documents_every_key():
         "dest",
         "secrets",
         "key_passphrase",
+        "vars",
+        "shared",
+        "setup",
+        "setup_secrets",
+        "health",
+        "url",
+        "tcp",
+        "expect",
+        "rolling",
+        "pause",
     ):
         assert re.search(rf"(^|[\s{{,#]){key} =", text, re.MULTILINE), f"{key} is not in the sample"
     for line in text.splitlines():

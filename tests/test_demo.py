@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -58,12 +59,28 @@ def test_demo_builds_and_runs_web_on_two_local_hosts(no_ssh_env, tmp_path):
     pids = {r["host"]: r["pid"] for r in rows}
     assert len(set(pids.values())) == 2
 
+    # It shipped as a web service does: setup, probes from each host, one host at a time.
+    out = build.stdout
+    assert "[setup web1] stamp done in" in out and "[setup web2] stamp done in" in out
+    assert "[supervisor] batch 1/2 (web1): probing" in out
+    assert "[supervisor] batch 2/2 (web2): done" in out
+    assert out.index("batch 1/2 (web1): done") < out.index("batch 2/2 (web2): switching")
     demo = tmp_path / "data" / "relconsole" / "demo"
+    ports = set()
     for host in ("web1", "web2"):
-        current = demo / "hosts" / host / "srv" / "web" / "current"
-        assert current.is_symlink()
+        srv = demo / "hosts" / host / "srv" / "web"
+        assert (srv / "current").is_symlink()
+        assert (srv / "current" / ".env").is_symlink()
         log = demo / "hosts" / host / "etc" / "supervisor" / "log" / "web.out.log"
         assert "hello from web" in log.read_text()
+        env = dict(line.split("=", 1) for line in (srv / "shared" / ".env").read_text().split())
+        ports.add(env["PORT"])
+        # What a newcomer's curl sees: this host's app, this build.
+        with urllib.request.urlopen(f"http://127.0.0.1:{env['PORT']}/", timeout=5) as answer:
+            text = answer.read().decode()
+        assert f"hello from web (host {host}, revision " in text and "built " in text
+        assert "GET /healthz" in (srv / "shared" / "logs" / "access.log").read_text()
+    assert len(ports) == 2
 
     # A second build reuses the sandbox and restarts the program with the new release.
     again = relconsole(no_ssh_env, "--demo", "--build", "web")

@@ -261,7 +261,7 @@ def test_cancel_after_the_switch_puts_the_previous_release_back(bed, origin, tmp
     time.sleep(1.01)
     origin.commit({"VERSION": "v2\n"}, "v2")
     proc = start_cli("--config", str(config), "--build", "svc")
-    wait_for_line(proc, "--> supervisor")
+    wait_for_line(proc, "batch 1/1 (h1, h2, h3): restarting")  # every host switched
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
 

@@ -75,7 +75,7 @@ class FakeTransport:
 class FakePoller:
     """A StatusPoller whose hosts all answer at once, always the same rows."""
 
-    #: No ssh_config routes: the demo's hosts are local (StatusPoller's own is a Dialer).
+    #: No dialer of its own: the host list shows no routes (as with an injected connector).
     dialer = None
 
     def __init__(self, hosts) -> None:

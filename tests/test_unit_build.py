@@ -89,16 +89,20 @@ class Deploy:
         return {name: h.current(BASE) for name, h in self.hosts.items()}
 
 
-@pytest.fixture
-def deploy(tmp_path, monkeypatch) -> Deploy:
-    # A release id names the second it was made in: two builds within one second would
-    # tie and sort by sha. A clock that moves a minute per release keeps them in order.
+def releases_a_minute_apart(monkeypatch) -> None:
+    """A release id names the second it was made in: two builds within one second would
+    tie and sort by sha. A clock that moves a minute per release keeps them in order."""
     minutes = itertools.count()
     make_id = rel.new_release_id
     start = datetime(2026, 1, 1, tzinfo=UTC)
     monkeypatch.setattr(
         rel, "new_release_id", lambda sha: make_id(sha, start + timedelta(minutes=next(minutes)))
     )
+
+
+@pytest.fixture
+def deploy(tmp_path, monkeypatch) -> Deploy:
+    releases_a_minute_apart(monkeypatch)
     origin = make_origin(tmp_path / "origin")
     origin.commit(sample_service_files("svc", BASE), "v1")
     hosts = fake_hosts(tmp_path / "hosts", "h1", "h2", "h3", programs=["svc"])
@@ -130,7 +134,13 @@ def test_a_build_switches_every_host_and_reports_every_stage_and_host(deploy):
 
     assert finished.result is RunResult.SUCCESS, finished.error
     (started,) = deploy.of(BuildStarted)
-    assert started.stages == (Stage.CHECKOUT, Stage.CHECK, Stage.UPLOAD, Stage.SUPERVISOR)
+    assert started.stages == (
+        Stage.CHECKOUT,
+        Stage.CHECK,
+        Stage.UPLOAD,
+        Stage.SETUP,
+        Stage.SUPERVISOR,
+    )
     assert (started.hosts, started.action) == (("h1", "h2", "h3"), "build")
     assert [(e.stage, e.ok, e.cancelled) for e in deploy.of(StageFinished)] == [
         (stage, True, False) for stage in started.stages

@@ -2,14 +2,19 @@
 
 Under the user's data directory it makes (once) and reuses:
 
-    demo/repo/web/              a git repository of a small service, ``web``
+    demo/repo/web/              a git repository of a small web app, ``web``
     demo/hosts/web1, web2/      two local hosts: each a root folder standing in for
                                 ``/`` with its own supervisord (supervisor from PyPI)
+                                and its own ``srv/web/shared/.env`` (the port its app
+                                listens on, 127.0.0.1 only, and the tag it answers with)
     demo/config.toml            written with tomli-w; hosts are ``address = "local"``
     demo/state/                 relconsole's state (workspaces, history)
 
-No sshd, no root and no network are needed. Edit ``demo/repo/web/app.py``, commit,
-and build again to watch a new release roll out.
+The service ships as a real one does: ``.env`` and ``logs/`` shared, a setup command
+that writes a build stamp, an HTTP health probe, and one host at a time
+(``rolling = 1``). No sshd, no root and no network beyond loopback are needed. Edit
+``demo/repo/web/app.py``, commit, and build again to watch a new release roll out;
+``curl http://127.0.0.1:PORT/`` shows which host and build answers.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +37,10 @@ from relconsole.errors import RelconsoleError
 FILES = resources.files("relconsole.demo") / "files"
 SERVICE = "web"
 HOSTS = ("web1", "web2")
+#: The port each host's app listens on when it is free at the sandbox's creation.
+PORTS = {"web1": 8101, "web2": 8102}
+#: What a build writes into each release: when and from what it was built.
+STAMP = 'printf "built %s from %.7s\\n" "$(date -u +%FT%TZ)" "$RELCONSOLE_SHA" > BUILD_STAMP'
 # Unix socket paths must fit in 108 bytes; longer data dirs fall back to /tmp.
 _MAX_SOCKET_PATH = 100
 
@@ -101,11 +111,68 @@ def _make_repo(path: Path) -> None:
     with repo.config_writer() as cfg:
         cfg.set_value("user", "name", "relconsole demo")
         cfg.set_value("user", "email", "demo@relconsole.invalid")
-    for name, text in _service_files().items():
+    _commit_files(path, "web: first version")
+
+
+def _commit_files(path: Path, message: str) -> None:
+    """Write the demo service's files into the repository at ``path`` and commit."""
+    import git
+
+    files = _service_files()
+    for name, text in files.items():
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_text(text)
-    repo.index.add(list(_service_files()))
-    repo.index.commit("web: first version")
+    repo = git.Repo(path)
+    repo.index.add(list(files))
+    repo.index.commit(message)
+
+
+def _env_file(root: Path) -> Path:
+    """The host's shared ``.env`` (relconsole links it into every release)."""
+    return root / "srv" / SERVICE / "shared" / ".env"
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _any_free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ensure_env(root: Path, host: str) -> None:
+    """Write the host's ``.env`` once, as an operator would on a server; later runs of
+    the demo keep it (and the port in it)."""
+    env = _env_file(root)
+    if env.exists():
+        return
+    port = PORTS[host] if _free(PORTS[host]) else _any_free_port()
+    env.parent.mkdir(parents=True, exist_ok=True)
+    env.write_text(f"PORT={port}\nTAG={host}\n")
+
+
+def host_port(root: Path, host: str) -> str:
+    """The port in the host's ``.env`` (before the sandbox made one: the default)."""
+    env = _env_file(root)
+    lines = env.read_text().splitlines() if env.exists() else [f"PORT={PORTS[host]}"]
+    for line in lines:
+        name, _, value = line.partition("=")
+        if name.strip() == "PORT":
+            return value.strip()
+    raise RuntimeError(f"no PORT in {env}")
+
+
+def _upgrade_repo(path: Path) -> None:
+    """A sandbox made by an older relconsole has a service that is no web app: commit
+    this version's files over it (its history keeps the old ones)."""
+    _commit_files(path, "web: a web app now (relconsole demo upgrade)")
 
 
 def _config(base: Path) -> dict:
@@ -117,6 +184,7 @@ def _config(base: Path) -> dict:
                 "address": "local",
                 "root": f"hosts/{host}",
                 "supervisorctl": supervisorctl_command(base / "hosts" / host),
+                "vars": {"PORT": host_port(base / "hosts" / host, host)},
             }
             for host in HOSTS
         },
@@ -133,6 +201,17 @@ def _config(base: Path) -> dict:
                     {"name": "unit tests", "run": f"{checks_python} -m unittest -v"},
                 ],
                 "files": [{"src": "deploy/supervisor/*.conf", "dest": "/etc/supervisor/conf.d"}],
+                "shared": ["logs/", ".env"],
+                "setup": [{"name": "stamp", "run": STAMP}],
+                "health": [
+                    {
+                        "name": "http",
+                        "url": "http://127.0.0.1:${PORT}/healthz",
+                        "expect": "ok",
+                        "timeout": 15,
+                    }
+                ],
+                "rolling": 1,
             }
         },
     }
@@ -193,10 +272,13 @@ def _ensure_demo(base: Path | None = None) -> Path:
     repo = base / "repo" / SERVICE
     if not (repo / ".git").exists():
         _make_repo(repo)
+    elif "healthz" not in (repo / "app.py").read_text(errors="replace"):
+        _upgrade_repo(repo)
     for host in HOSTS:
         root = base / "hosts" / host
         for sub in ("etc/supervisor/conf.d", "etc/supervisor/log", "srv"):
             (root / sub).mkdir(parents=True, exist_ok=True)
+        _ensure_env(root, host)
         (root / "etc" / "supervisor" / "supervisord.conf").write_text(_supervisord_conf(root, host))
         _start_supervisord(root)
     config = base / "config.toml"

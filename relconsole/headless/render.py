@@ -16,6 +16,7 @@ import time
 from typing import Optional, TextIO
 
 from relconsole.events import (
+    BatchChanged,
     BuildFinished,
     BuildStarted,
     CommitResolved,
@@ -100,6 +101,9 @@ class TextRenderer:
 
     def on_output(self, e: Output) -> None:
         self._w.write(f"[{e.where}] {printable(e.line)}\n")
+
+    def on_batch(self, e: BatchChanged) -> None:
+        self._w.write(f"[{e.stage}] {printable(e.describe())}\n", flush=True)
 
     def on_commit(self, e: CommitResolved) -> None:
         self.commit = e

@@ -14,7 +14,7 @@ import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Optional
+from typing import TYPE_CHECKING, BinaryIO, Optional, Protocol
 
 from relconsole.errors import RelconsoleError
 
@@ -24,6 +24,14 @@ if TYPE_CHECKING:
     from relconsole.config import Host
 
 LineCallback = Callable[[str, str], None]  # (line, stream) where stream is "out" or "err"
+
+
+class Stop(Protocol):
+    """What a command checks while it runs: a ``threading.Event``, or anything with
+    ``is_set()`` (the run's cancel *or* another host's failure, say)."""
+
+    def is_set(self) -> bool: ...
+
 
 # What sudo prints when -n stops it from asking for a password.
 _SUDO_PASSWORD_MARKERS = ("a password is required", "a terminal is required")
@@ -107,11 +115,13 @@ def run_step(
     timeout: float,
     on_line: Optional[LineCallback] = None,
     sudo: bool = False,
+    stdin: Optional[bytes] = None,
+    stop: Optional[Stop] = None,
 ) -> Result:
     """``t.run`` for one named step: a timeout names the step and the setting, not the
     (long, quoted) command line."""
     try:
-        return t.run(command, timeout=timeout, on_line=on_line, sudo=sudo)
+        return t.run(command, timeout=timeout, on_line=on_line, sudo=sudo, stdin=stdin, stop=stop)
     except CommandTimedOut:
         raise CommandTimedOut(
             t.name, f"{step} timed out after {timeout:g}s (settings.command_timeout)"
@@ -151,6 +161,8 @@ class Transport(ABC):
 
     name: str
     host: Host
+    #: The command that runs relconsole's stdlib scripts on the host (health probes).
+    python: str = "python3"
 
     @property
     def label(self) -> str:
@@ -169,11 +181,19 @@ class Transport(ABC):
         timeout: float,
         on_line: Optional[LineCallback] = None,
         sudo: bool = False,
+        stdin: Optional[bytes] = None,
+        stop: Optional[Stop] = None,
     ) -> Result:
         """Run a shell command, streaming whole lines to ``on_line`` as they arrive.
 
+        ``stdin``: bytes the command reads on its standard input, then its end (else
+        it reads nothing): how a secret reaches a command without ever being on a
+        command line, which any user of the host can read in ``ps``. ``stop``: checked
+        while the command runs; once set, the command's whole process group is ended on
+        the host and :class:`~relconsole.errors.Cancelled` raised.
+
         Never raises for a non-zero exit (look at ``Result.exit_code``); raises
-        :class:`CommandTimedOut` or :class:`HostUnreachable`.
+        :class:`CommandTimedOut`, :class:`HostUnreachable` or ``Cancelled``.
         """
 
     @abstractmethod

@@ -1,8 +1,8 @@
 """Local hosts: ``address = "local"`` with a ``root`` folder standing in for ``/``.
 
-A local host runs its commands on this machine through Invoke's local runner (the
-same runner Fabric's remote one derives from), with every remote path prefixed by
-the host's root. It is what the demo sandbox uses, and it works outside it for
+A local host runs its commands on this machine with ``sh``, each in its own process
+group (:mod:`relconsole.hosts.local_command`), with every remote path prefixed by the
+host's root. It is what the demo sandbox uses, and it works outside it for
 deploying to the machine relconsole runs on.
 """
 
@@ -11,15 +11,15 @@ from __future__ import annotations
 import os
 import posixpath
 import select
+import shlex
 import subprocess
+import sys
 import threading
 from typing import BinaryIO, Optional
 
-import invoke
-
 from relconsole.config import Host
-from relconsole.hosts.base import Channel, CommandTimedOut, LineCallback, Result, Transport
-from relconsole.hosts.invoke_run import invoke_run
+from relconsole.hosts.base import Channel, CommandTimedOut, LineCallback, Result, Stop, Transport
+from relconsole.hosts.local_command import run_local
 
 
 class LocalChannel(Channel):
@@ -62,7 +62,8 @@ class LocalTransport(Transport):
         self.host = host
         self.name = host.name
         self._root = str(host.root)
-        self._ctx = invoke.Context()
+        # This machine's scripts run under this interpreter: no python3 on PATH needed.
+        self.python = shlex.quote(sys.executable)
 
     def path(self, remote_path: str) -> str:
         return posixpath.join(self._root, remote_path.lstrip("/"))
@@ -74,8 +75,12 @@ class LocalTransport(Transport):
         timeout: float,
         on_line: Optional[LineCallback] = None,
         sudo: bool = False,
+        stdin: Optional[bytes] = None,
+        stop: Optional[Stop] = None,
     ) -> Result:
-        return invoke_run(self._ctx.run, self.name, self.sudo_wrap(command, sudo), timeout, on_line)
+        return run_local(
+            self.name, self.sudo_wrap(command, sudo), timeout, on_line, stdin=stdin, stop=stop
+        )
 
     def put_stream(
         self,
@@ -87,7 +92,6 @@ class LocalTransport(Transport):
         cancel: Optional[threading.Event] = None,
     ) -> Result:
         """Like SSH's; ``cancel`` is not checked: a local copy takes moments."""
-        # Invoke decodes stdin to text, which would corrupt a binary tar: plain subprocess.
         command = self.sudo_wrap(command, sudo)
         try:
             proc = subprocess.run(

@@ -24,6 +24,7 @@ from relconsole.hosts.base import (
     HostUnreachable,
     LineCallback,
     Result,
+    Stop,
     Transport,
 )
 from relconsole.hosts.gateways import Gateways
@@ -122,6 +123,8 @@ class SshTransport(Transport):
         timeout: float,
         on_line: Optional[LineCallback] = None,
         sudo: bool = False,
+        stdin: Optional[bytes] = None,
+        stop: Optional[Stop] = None,
     ) -> Result:
         wrapped = self.sudo_wrap(command, sudo)
         if self._dead():  # Fabric would quietly open a new connection: the caller decides
@@ -131,7 +134,7 @@ class SshTransport(Transport):
             self._command(self.sudo_wrap(shell, sudo), 10.0, None, lambda _shell: None)
 
         try:
-            res = self._command(wrapped, timeout, on_line, kill)
+            res = self._command(wrapped, timeout, on_line, kill, stdin, stop)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise self._lost(str(exc) or type(exc).__name__) from None
         # A channel closed with the connection has no exit status: paramiko says -1.
@@ -145,12 +148,16 @@ class SshTransport(Transport):
         timeout: float,
         on_line: Optional[LineCallback],
         kill: Callable[[str], None],
+        stdin: Optional[bytes] = None,
+        stop: Optional[Stop] = None,
     ) -> Result:
         transport = self._conn.client.get_transport()
         if transport is None:
             raise EOFError("not connected")
         forward = bool(getattr(self._conn, "forward_agent", False))
-        return run_command(transport, self.name, command, timeout, on_line, kill, forward)
+        return run_command(
+            transport, self.name, command, timeout, on_line, kill, forward, stdin=stdin, stop=stop
+        )
 
     def put_stream(
         self,

@@ -9,7 +9,8 @@ a timeout ends the command's whole process group on the host.
 
 The command runs in a session of its own (``setsid``) whose id is announced first on
 stderr, so a second, short command on the same connection can signal that group:
-TERM, then KILL a moment later.
+TERM, then KILL a moment later. The same happens when the caller's ``stop`` is set
+(a cancel): stopping to wait is not enough, the command must not go on on the host.
 """
 
 from __future__ import annotations
@@ -23,25 +24,34 @@ from typing import Optional
 
 import paramiko
 
-from relconsole.hosts.base import CommandTimedOut, LineCallback, Result
+from relconsole.errors import Cancelled
+from relconsole.hosts.base import CommandTimedOut, LineCallback, Result, Stop
 from relconsole.text import LineSplitter
 
 #: How the wrapped command announces its process group on stderr.
 GROUP_MARK = "relconsole-pgid"
 #: How long the group gets between TERM and KILL.
 _GRACE = 0.5
+#: How long a stopped command may take to announce its group before it is left to the
+#: closed channel.
+_ANNOUNCE_WAIT = 2.0
 _CHUNK = 65536
 
 
-def in_own_group(command: str) -> str:
+def in_own_group(command: str, stdin: bool = False) -> str:
     """``command`` in a new session, its process group id printed first on stderr, the
-    shell's exit status its own."""
+    shell's exit status its own. ``stdin``: the command reads the channel's input
+    (else nothing: ``/dev/null``)."""
     quoted = shlex.quote(command)
+    # A background command's stdin is /dev/null unless redirected explicitly: keep
+    # the channel's input on fd 3 for it.
+    source = "<&3 3<&-" if stdin else "</dev/null"
+    keep = "exec 3<&0; " if stdin else ""
     # Without setsid (util-linux) the command still runs; it only cannot be killed
     # as a group then, and the closed channel is all a timeout does.
     return (
-        f"if command -v setsid >/dev/null 2>&1; then setsid sh -c {quoted} </dev/null & "
-        f"else sh -c {quoted} </dev/null & fi; "
+        f"{keep}if command -v setsid >/dev/null 2>&1; then setsid sh -c {quoted} {source} & "
+        f"else sh -c {quoted} {source} & fi; "
         f'echo "{GROUP_MARK} $!" >&2; wait "$!"'
     )
 
@@ -111,11 +121,15 @@ def run_command(
     on_line: Optional[LineCallback],
     kill: Callable[[str], None],
     forward_agent: bool = False,
+    stdin: Optional[bytes] = None,
+    stop: Optional[Stop] = None,
 ) -> Result:
     """Run ``command`` (already wrapped for sudo) and wait for it at most ``timeout``.
 
     ``forward_agent``: the command may use this machine's ssh-agent (a host with
-    ``forward_agent = true``), as Fabric's runner would offer it.
+    ``forward_agent = true``), as Fabric's runner would offer it. ``stdin``: sent to
+    the command, then the end of its input. ``stop``: checked every 0.1 s; once set,
+    the command is ended as on a timeout and :class:`Cancelled` raised.
 
     ``kill(shell_command)`` runs a short command on the same connection (wrapped for
     sudo as the command was): how the process group is ended on a timeout. Raises
@@ -129,7 +143,10 @@ def run_command(
     decode_out = _decoder()
     decode_err = _decoder()
     try:
-        chan.exec_command(in_own_group(command))
+        chan.exec_command(in_own_group(command, stdin=stdin is not None))
+        if stdin is not None:
+            chan.sendall(stdin)
+            chan.shutdown_write()
         ready = chan.fileno()
         while True:
             while chan.recv_ready():
@@ -140,6 +157,10 @@ def run_command(
                 if not (chan.recv_ready() or chan.recv_stderr_ready()):
                     break
                 continue
+            if stop is not None and stop.is_set():
+                _await_group(chan, streams, decode_out, decode_err)
+                _end(chan, streams, kill)
+                raise Cancelled()
             left = deadline - time.monotonic()
             if left <= 0:
                 _end(chan, streams, kill)
@@ -152,6 +173,22 @@ def run_command(
         streams.close()
         chan.close()
     return Result(command, code, "".join(streams.out), "".join(streams.err))
+
+
+def _await_group(chan: paramiko.Channel, streams: _Streams, decode_out, decode_err) -> None:
+    """A command stopped at once may not have announced its group yet: wait for that
+    line a moment, so it can be ended and not only left behind."""
+    deadline = time.monotonic() + _ANNOUNCE_WAIT
+    while streams.pgid is None and not chan.exit_status_ready():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        if chan.recv_stderr_ready():
+            streams.stderr(decode_err(chan.recv_stderr(_CHUNK)))
+        else:
+            select.select([chan.fileno()], [], [], min(left, 0.05))
+            if chan.recv_ready():  # keep the window open: stdout may fill it first
+                streams.stdout(decode_out(chan.recv(_CHUNK)))
 
 
 def _end(chan: paramiko.Channel, streams: _Streams, kill: Callable[[str], None]) -> None:

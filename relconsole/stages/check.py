@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from relconsole.config import Check
+from relconsole.hosts.local_command import end_group
 from relconsole.text import LineSplitter
 
 # After SIGTERM, how long a check gets to clean up before SIGKILL.
@@ -42,19 +43,6 @@ class CheckResult:
         if self.timed_out:
             return f"check '{self.name}' timed out after {self.seconds:.0f}s and was killed"
         return f"check '{self.name}' failed with exit code {self.exit_code}"
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, _KILL_GRACE), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def _stream_lines(fd: int, emit: Callable[[str], None]) -> None:
@@ -101,7 +89,7 @@ def run_check(
             else:
                 stop.wait(0.1)
                 continue
-            _kill_group(proc)
+            end_group(proc, _KILL_GRACE)
             return
 
     watcher = threading.Thread(target=watchdog, name=f"check-{check.name}", daemon=True)
@@ -114,7 +102,7 @@ def run_check(
         stop.set()
         watcher.join()
         if proc.poll() is None:
-            _kill_group(proc)
+            end_group(proc, _KILL_GRACE)
     # The shell may be gone while children it left behind still run: end the group.
     try:
         os.killpg(proc.pid, signal.SIGKILL)

@@ -1,4 +1,5 @@
-"""The live view of one build or rollback: banner, stage strip, one output pane per stage.
+"""The live view of one build or rollback: banner, stage strip, the rollout's batches, one
+output pane per stage.
 
 It only translates engine events (:mod:`relconsole.events`) into widgets. The app
 collects events from the engine's threads and hands them to :meth:`BuildView.apply` in
@@ -20,18 +21,22 @@ from textual.containers import Vertical
 from textual.widgets import ContentSwitcher, Log
 
 from relconsole.events import (
+    BatchChanged,
+    BatchPhase,
     BuildFinished,
     BuildStarted,
     CommitResolved,
     Event,
     HostFinished,
     Output,
+    RolloutPlanned,
     StageFinished,
     StageStarted,
 )
 from relconsole.text import printable
 from relconsole.ui.build_banner import BuildBanner, idle_text, running_text, verdict
 from relconsole.ui.host_logs import MAX_LINES, HostLogs, make_log
+from relconsole.ui.rollout_bar import RolloutBar
 from relconsole.ui.run_state import per_host
 from relconsole.ui.stage_strip import StageStrip
 
@@ -64,6 +69,7 @@ class BuildView(Vertical):
     def compose(self):
         yield BuildBanner(id="banner")
         yield StageStrip(id="stages")
+        yield RolloutBar(id="rollout")
         with ContentSwitcher(initial="pane-idle", id="panes"):
             yield make_log(id="pane-idle")  # where output goes once a run starts
 
@@ -74,6 +80,10 @@ class BuildView(Vertical):
     @property
     def strip(self) -> StageStrip:
         return self.query_one(StageStrip)
+
+    @property
+    def rollout(self) -> RolloutBar:
+        return self.query_one(RolloutBar)
 
     @property
     def shown_pane(self) -> Optional[Pane]:
@@ -174,6 +184,7 @@ class BuildView(Vertical):
             pane.remove()
         self.panes = {}
         self.strip.clear()
+        self.rollout.clear()
         self.show_running()
 
     def show_running(self) -> None:
@@ -185,6 +196,7 @@ class BuildView(Vertical):
         self.strip.tick()
         if self.finished is None and self.service is not None:
             self.show_running()
+            self.rollout.tick()
 
     def apply(self, events: Iterable[Event]) -> Optional[BuildFinished]:
         """Show a batch of engine events; returns the run's end if it is in the batch."""
@@ -217,6 +229,10 @@ class BuildView(Vertical):
                 self.finish_stage(event, add)
             elif isinstance(event, HostFinished):
                 self.finish_host(event, add)
+            elif isinstance(event, RolloutPlanned):
+                self.plan_rollout(event)
+            elif isinstance(event, BatchChanged):
+                self.change_batch(event, add)
             elif isinstance(event, CommitResolved):
                 self.commit = event
                 self.show_running()
@@ -254,6 +270,25 @@ class BuildView(Vertical):
         if self.following:
             self.select_stage(event.stage, by_user=False)
 
+    def plan_rollout(self, event: RolloutPlanned) -> None:
+        self.rollout.plan(event)
+        pane = self.panes.get(event.stage)
+        if isinstance(pane, HostLogs):
+            for batch in event.batches[1:]:  # later batches wait: their hosts are untouched
+                for host in batch:
+                    pane.mark(host, "pending")
+
+    def change_batch(self, event: BatchChanged, add: AddLine) -> None:
+        self.rollout.change(event)
+        pane = self.panes.get(event.stage)
+        if not isinstance(pane, HostLogs):
+            return
+        if event.phase is BatchPhase.SWITCHING:
+            for host in event.hosts:
+                pane.mark(host, "running")
+        for host in event.hosts:  # each host's pane says where its batch is
+            add(pane.log_for(host), f"── {event.describe()}")
+
     def finish_stage(self, event: StageFinished, add: AddLine) -> None:
         state = "ok" if event.ok else "cancelled" if event.cancelled else "failed"
         cell = self.strip.cell(event.stage)
@@ -267,6 +302,8 @@ class BuildView(Vertical):
             for host, host_state in hosts.states.items():
                 if host_state == "running":  # never got a verdict of its own
                     hosts.mark(host, leftover)
+                elif host_state == "pending" and state != "ok":  # a batch never reached
+                    hosts.mark(host, "skipped")
         if state == "cancelled":
             for log in self.logs_of(event.stage):
                 add(log, "■ cancelled")
