@@ -77,6 +77,7 @@ class FakePoller:
 
     def __init__(self, hosts) -> None:
         self.hosts = list(hosts)
+        self.dialer = None  # no routes to show: the host list shows none
         self.rows = sv.parse_status(STATUS)[0]
 
     def poll_host(self, host) -> HostStatus:
