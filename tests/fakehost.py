@@ -73,6 +73,7 @@ from relconsole.hosts.base import (
     Transport,
 )
 from relconsole.hosts.connect import Connector
+from relconsole.hosts.local_command import run_local
 from relconsole.status.fastpath import HELPER_MARK
 from relconsole.status.supervisorctl import format_uptime
 
@@ -477,11 +478,23 @@ class FakeTransport(Transport):
         timeout: float,
         on_line: Optional[LineCallback] = None,
         sudo: bool = False,
+        cancel: Optional[threading.Event] = None,
     ) -> Result:
+        """A rule's answer, the fake supervisorctl's, or the command in a local ``sh``
+        (its lines streamed as they come; a set ``cancel`` ends its process group)."""
         self._check_open()
         call = Call("run", command, sudo)
         self.fake._record(call)
         res = self.fake._scripted(call, self)
+        if res is None and not self._is_supervisorctl(call):
+            return run_local(
+                self.name,
+                command,
+                timeout=timeout,
+                on_line=on_line,
+                cancel=cancel,
+                cwd=str(self.fake.root),
+            )
         if res is None:
             res = self.proceed(call, timeout)
         if on_line is not None:
@@ -538,10 +551,13 @@ class FakeTransport(Transport):
         """Answer ``call`` as if no rule matched: the fake supervisorctl for a command
         starting with the host's ``supervisorctl``, else a local ``sh`` (fed the data
         of a put). For rules that act and then let the command run."""
-        prefix = self.host.supervisorctl + " "
-        if call.kind == "run" and call.command.startswith(prefix):
-            return self.fake.supervisor.supervisorctl(shlex.split(call.command[len(prefix) :]))
+        if self._is_supervisorctl(call):
+            args = call.command[len(self.host.supervisorctl) + 1 :]
+            return self.fake.supervisor.supervisorctl(shlex.split(args))
         return self._sh(call.command, timeout, stdin=call.data)
+
+    def _is_supervisorctl(self, call: Call) -> bool:
+        return call.kind == "run" and call.command.startswith(self.host.supervisorctl + " ")
 
     def _sh(self, command: str, timeout: float, stdin: bytes = b"") -> Result:
         try:

@@ -80,6 +80,7 @@ class TextRenderer:
         self.seen: list[str] = []
         self.host_results: dict[tuple[str, str], HostFinished] = {}
         self.commit: Optional[CommitResolved] = None
+        self.command: Optional[str] = None
 
     def __call__(self, event: Event) -> None:
         handler = getattr(self, "on_" + event.kind, None)
@@ -90,16 +91,22 @@ class TextRenderer:
         self.hosts = e.hosts
         self.action = e.action
         self.planned = e.stages
-        self._w.write(
-            f"==> {e.action} {e.service} (branch {e.branch}) on {', '.join(e.hosts)}\n", flush=True
-        )
+        self.command = e.command
+        if e.command is not None:
+            head = f"==> run {printable(e.command)} on {e.service}: {', '.join(e.hosts)}"
+        else:
+            head = f"==> {e.action} {e.service} (branch {e.branch}) on {', '.join(e.hosts)}"
+        self._w.write(head + "\n", flush=True)
 
     def on_stage_started(self, e: StageStarted) -> None:
         self.seen.append(e.stage)
-        self._w.write(f"--> {e.stage}\n", flush=True)
+        if e.stage is not Stage.RUN:
+            self._w.write(f"--> {e.stage}\n", flush=True)
 
     def on_output(self, e: Output) -> None:
-        self._w.write(f"[{e.where}] {printable(e.line)}\n")
+        # A run's lines are the hosts' own: prefixed with the host alone.
+        where = e.host if e.stage is Stage.RUN and e.host else e.where
+        self._w.write(f"[{where}] {printable(e.line)}\n")
 
     def on_commit(self, e: CommitResolved) -> None:
         self.commit = e
@@ -107,11 +114,13 @@ class TextRenderer:
     def on_host_finished(self, e: HostFinished) -> None:
         key = (e.stage, e.host)
         self.host_results[key] = e.after(self.host_results.get(key))
-        if not e.ok:
+        if not e.ok and e.stage is not Stage.RUN:  # a run's summary says it per host
             self._w.write(f"[{e.stage} {e.host}] FAILED: {printable(e.error or '')}\n", flush=True)
 
     def on_stage_finished(self, e: StageFinished) -> None:
         self.stages[e.stage] = e
+        if e.stage is Stage.RUN:
+            return
         verdict = "ok" if e.ok else f"FAILED: {printable(e.error or '')}"
         self._w.write(f"<-- {e.stage} {verdict} ({e.seconds:.1f}s)\n", flush=True)
 
@@ -119,6 +128,8 @@ class TextRenderer:
         self._w.write("\n" + self.summary() + "\n" + self.verdict(e) + "\n", flush=True)
 
     def summary(self) -> str:
+        if self.action == "run":
+            return self.run_summary()
         header = ["stage", "result", "seconds", *self.hosts]
         rows = [header]
         # Every stage the run announced (those it never reached as "-"), then any it
@@ -136,8 +147,29 @@ class TextRenderer:
             rows.append([stage, result, seconds, *cells])
         return format_table(rows)
 
+    def run_summary(self) -> str:
+        """One row per host: its exit status and how long it took."""
+        rows = [["host", "exit", "seconds", "result"]]
+        for host in self.hosts:
+            hr = self.host_results.get((Stage.RUN, host))
+            if hr is None:
+                rows.append([host, "", "", "not run"])
+                continue
+            code = "" if hr.exit_code is None else str(hr.exit_code)
+            result = "ok" if hr.ok else ("cancelled" if hr.cancelled else printable(hr.error or ""))
+            rows.append([host, code, f"{hr.seconds:.2f}", result])
+        return format_table(rows)
+
     def verdict(self, e: BuildFinished) -> str:
         sha = f" {e.sha[:12]}" if e.sha else ""
+        if self.action == "run":
+            command = printable(self.command or "")
+            if e.ok:
+                return f"RUN OK: {command} on {len(self.hosts)} host(s) in {e.seconds:.1f}s"
+            results = {h: self.host_results.get((Stage.RUN, h)) for h in self.hosts}
+            failed = [h for h, r in results.items() if r is None or not r.ok]
+            word = "CANCELLED" if e.cancelled else "FAILED"
+            return f"RUN {word} on {', '.join(failed)}: {command}"
         if e.result is RunResult.LOCKED:
             return f"{self.action.upper()} REFUSED: {printable(e.error or '')}"
         if self.action == "rollback":

@@ -169,11 +169,14 @@ class Transport(ABC):
         timeout: float,
         on_line: Optional[LineCallback] = None,
         sudo: bool = False,
+        cancel: Optional[threading.Event] = None,
     ) -> Result:
         """Run a shell command, streaming whole lines to ``on_line`` as they arrive.
 
         Never raises for a non-zero exit (look at ``Result.exit_code``); raises
-        :class:`CommandTimedOut` or :class:`HostUnreachable`.
+        :class:`CommandTimedOut` or :class:`HostUnreachable`. A timeout, or ``cancel``
+        set while it runs (then :class:`~relconsole.errors.Cancelled`), ends the
+        command's whole process group on the host, not only its channel.
         """
 
     @abstractmethod

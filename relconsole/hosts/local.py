@@ -1,9 +1,10 @@
 """Local hosts: ``address = "local"`` with a ``root`` folder standing in for ``/``.
 
-A local host runs its commands on this machine through Invoke's local runner (the
-same runner Fabric's remote one derives from), with every remote path prefixed by
-the host's root. It is what the demo sandbox uses, and it works outside it for
-deploying to the machine relconsole runs on.
+A local host runs its commands on this machine (:mod:`relconsole.hosts.local_command`:
+``sh -c`` in a session of its own, ended as a group on a timeout or a cancel, as a
+remote command is), with every remote path prefixed by the host's root. It is what
+the demo sandbox uses, and it works outside it for deploying to the machine relconsole
+runs on.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ import subprocess
 import threading
 from typing import BinaryIO, Optional
 
-import invoke
-
 from relconsole.config import Host
 from relconsole.hosts.base import Channel, CommandTimedOut, LineCallback, Result, Transport
-from relconsole.hosts.invoke_run import invoke_run
+from relconsole.hosts.local_command import run_local
 
 
 class LocalChannel(Channel):
@@ -62,7 +61,6 @@ class LocalTransport(Transport):
         self.host = host
         self.name = host.name
         self._root = str(host.root)
-        self._ctx = invoke.Context()
 
     def path(self, remote_path: str) -> str:
         return posixpath.join(self._root, remote_path.lstrip("/"))
@@ -74,8 +72,15 @@ class LocalTransport(Transport):
         timeout: float,
         on_line: Optional[LineCallback] = None,
         sudo: bool = False,
+        cancel: Optional[threading.Event] = None,
     ) -> Result:
-        return invoke_run(self._ctx.run, self.name, self.sudo_wrap(command, sudo), timeout, on_line)
+        return run_local(
+            self.name,
+            self.sudo_wrap(command, sudo),
+            timeout=timeout,
+            on_line=on_line,
+            cancel=cancel,
+        )
 
     def put_stream(
         self,
@@ -87,7 +92,6 @@ class LocalTransport(Transport):
         cancel: Optional[threading.Event] = None,
     ) -> Result:
         """Like SSH's; ``cancel`` is not checked: a local copy takes moments."""
-        # Invoke decodes stdin to text, which would corrupt a binary tar: plain subprocess.
         command = self.sudo_wrap(command, sudo)
         try:
             proc = subprocess.run(

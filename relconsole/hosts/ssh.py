@@ -122,6 +122,7 @@ class SshTransport(Transport):
         timeout: float,
         on_line: Optional[LineCallback] = None,
         sudo: bool = False,
+        cancel: Optional[threading.Event] = None,
     ) -> Result:
         wrapped = self.sudo_wrap(command, sudo)
         if self._dead():  # Fabric would quietly open a new connection: the caller decides
@@ -131,7 +132,7 @@ class SshTransport(Transport):
             self._command(self.sudo_wrap(shell, sudo), 10.0, None, lambda _shell: None)
 
         try:
-            res = self._command(wrapped, timeout, on_line, kill)
+            res = self._command(wrapped, timeout, on_line, kill, cancel)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise self._lost(str(exc) or type(exc).__name__) from None
         # A channel closed with the connection has no exit status: paramiko says -1.
@@ -145,12 +146,15 @@ class SshTransport(Transport):
         timeout: float,
         on_line: Optional[LineCallback],
         kill: Callable[[str], None],
+        cancel: Optional[threading.Event] = None,
     ) -> Result:
         transport = self._conn.client.get_transport()
         if transport is None:
             raise EOFError("not connected")
         forward = bool(getattr(self._conn, "forward_agent", False))
-        return run_command(transport, self.name, command, timeout, on_line, kill, forward)
+        return run_command(
+            transport, self.name, command, timeout, on_line, kill, forward, cancel=cancel
+        )
 
     def put_stream(
         self,

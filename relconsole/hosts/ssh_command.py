@@ -5,7 +5,8 @@ paramiko's reader threads under load (a restart meant to time out at 3 s was see
 to run 15 s), and a closed channel does not stop the remote command: a command that
 prints nothing never notices and keeps running on the host, holding whatever it
 holds. Here one loop reads stdout and stderr as they come, owns the deadline, and on
-a timeout ends the command's whole process group on the host.
+a timeout (or a cancel: Ctrl-C during ``--run``) ends the command's whole process
+group on the host.
 
 The command runs in a session of its own (``setsid``) whose id is announced first on
 stderr, so a second, short command on the same connection can signal that group:
@@ -17,12 +18,14 @@ from __future__ import annotations
 import codecs
 import select
 import shlex
+import threading
 import time
 from collections.abc import Callable
 from typing import Optional
 
 import paramiko
 
+from relconsole.errors import Cancelled
 from relconsole.hosts.base import CommandTimedOut, LineCallback, Result
 from relconsole.text import LineSplitter
 
@@ -111,6 +114,7 @@ def run_command(
     on_line: Optional[LineCallback],
     kill: Callable[[str], None],
     forward_agent: bool = False,
+    cancel: Optional[threading.Event] = None,
 ) -> Result:
     """Run ``command`` (already wrapped for sudo) and wait for it at most ``timeout``.
 
@@ -118,8 +122,9 @@ def run_command(
     ``forward_agent = true``), as Fabric's runner would offer it.
 
     ``kill(shell_command)`` runs a short command on the same connection (wrapped for
-    sudo as the command was): how the process group is ended on a timeout. Raises
-    :class:`CommandTimedOut`; paramiko's errors for a lost connection pass through.
+    sudo as the command was): how the process group is ended on a timeout, or once
+    ``cancel`` is set. Raises :class:`CommandTimedOut` or :class:`Cancelled`; paramiko's
+    errors for a lost connection pass through.
     """
     deadline = time.monotonic() + timeout
     chan = transport.open_session(timeout=timeout)
@@ -140,6 +145,9 @@ def run_command(
                 if not (chan.recv_ready() or chan.recv_stderr_ready()):
                     break
                 continue
+            if cancel is not None and cancel.is_set():
+                _end(chan, streams, kill)
+                raise Cancelled()
             left = deadline - time.monotonic()
             if left <= 0:
                 _end(chan, streams, kill)
@@ -155,7 +163,8 @@ def run_command(
 
 
 def _end(chan: paramiko.Channel, streams: _Streams, kill: Callable[[str], None]) -> None:
-    """Stop a command that ran out of time: its whole group, then the channel."""
+    """Stop a command that ran out of time (or was cancelled): its whole group, then the
+    channel."""
     if streams.pgid is not None:
         try:
             kill(kill_group_command(streams.pgid))

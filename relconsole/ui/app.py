@@ -60,8 +60,10 @@ class RelconsoleApp(Console):
         config: Config,
         connector: Optional[Connector] = None,
         poller: Optional[StatusPoller] = None,
+        *,
+        read_only: bool = False,
     ) -> None:
-        super().__init__(config, connector, poller)
+        super().__init__(config, connector, poller, read_only=read_only)
         self.main_screen = MainScreen()
         self.sub_title = str(config.path)
 

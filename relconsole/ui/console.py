@@ -27,9 +27,13 @@ class Console(App[int]):
         config: Config,
         connector: Optional[Connector] = None,
         poller: Optional[StatusPoller] = None,
+        *,
+        read_only: bool = False,
     ) -> None:
         super().__init__()
         self.config = config
+        #: Nothing can be changed from this console (``--read-only``).
+        self.read_only = read_only
         #: Opens a transport to a host for runs and polls (tests and sandboxes swap it).
         self.connector: Connector = connector or open_transport
         self.poller = poller or StatusPoller(
