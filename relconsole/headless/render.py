@@ -31,7 +31,9 @@ from relconsole.text import format_table, printable
 
 
 class _Writer:
-    """Thread-safe writes; flushes at most every 0.1 s while output streams in.
+    """Thread-safe writes; flushes at most every 0.1 s while output streams in, and
+    0.1 s after the last line when it stops (a command that prints a line and then
+    waits must still show that line).
 
     A terminal that went away (SIGHUP, a closed pipe) must not break the run it
     reports on: the clean-up still has to happen. Writing then stops quietly.
@@ -42,6 +44,7 @@ class _Writer:
         self._lock = threading.Lock()
         self._flushed = time.monotonic()
         self._gone = False
+        self._later: Optional[threading.Timer] = None
 
     def write(self, text: str, flush: bool = False) -> None:
         with self._lock:
@@ -51,10 +54,26 @@ class _Writer:
                 self._out.write(text)
                 now = time.monotonic()
                 if flush or now - self._flushed > 0.1:
-                    self._out.flush()
-                    self._flushed = now
+                    self._flush(now)
+                elif self._later is None:
+                    self._later = threading.Timer(0.1, self._flush_later)
+                    self._later.daemon = True
+                    self._later.start()
             except (OSError, ValueError):  # EIO, EPIPE; ValueError: closed file
                 self._gone = True
+
+    def _flush(self, now: float) -> None:
+        self._out.flush()
+        self._flushed = now
+
+    def _flush_later(self) -> None:
+        with self._lock:
+            self._later = None
+            if not self._gone:
+                try:
+                    self._flush(time.monotonic())
+                except (OSError, ValueError):
+                    self._gone = True
 
 
 class JsonRenderer:
