@@ -149,8 +149,8 @@ def run_command(config: Config, args: argparse.Namespace) -> int:
 
 def plan_command(config: Config, args: argparse.Namespace) -> int:
     """``--plan SVC``: 0 when everything could be read, 1 naming what could not."""
-    from relconsole.headless.plan_text import plan_text
     from relconsole.plan import read_plan
+    from relconsole.plan_text import plan_text
 
     service = service_named(config, args.plan)
     branch = branch_to_build(service, args.branch)

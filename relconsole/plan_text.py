@@ -1,6 +1,6 @@
-"""``--plan`` as text for a terminal or a CI log: what a build would do, section by
-section. Every string from elsewhere (subjects, authors, lock holders, diffs) is made
-printable; the plan's own facts are not re-judged here."""
+"""A plan (:mod:`relconsole.plan`) as lines of text: what ``--plan`` prints and what the
+console's plan view colours. Every string from elsewhere (subjects, authors, lock
+holders, diffs) is made printable; the plan's own facts are not re-judged here."""
 
 from __future__ import annotations
 
