@@ -329,6 +329,12 @@ def test_sample_config_documents_every_key():
         "dest",
         "secrets",
         "key_passphrase",
+        "confirm",
+        "branches",
+        "url",
+        "on",
+        "format",
+        "services",
     ):
         assert re.search(rf"(^|[\s{{,#]){key} =", text, re.MULTILINE), f"{key} is not in the sample"
     for line in text.splitlines():

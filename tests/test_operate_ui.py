@@ -17,7 +17,6 @@ from test_process_view import (
     cell,
     row_keys,
     select,
-    setup,  # noqa: F401 (a fixture)
     until,
 )
 from textual.widgets import Button, Input
