@@ -291,8 +291,10 @@ class ProcessScreen(Screen[None]):
         if self.read_only:
             return
         rows = self._targets()
-        if rows is None:
-            return
+        if rows is not None:
+            self._act_on(rows, action)
+
+    def _act_on(self, rows: list[FleetRow], action: str) -> None:
         if len(rows) == 1 and rows[0].program is not None:
             self._run_action(rows[0], rows[0].program, action)
         else:
@@ -313,15 +315,9 @@ class ProcessScreen(Screen[None]):
 
         def answered(stop: Optional[bool]) -> None:
             if stop:
-                self.action_act_confirmed("stop", rows)
+                self._act_on(rows, "stop")
 
         self.app.push_screen(ConfirmStop(what), answered)
-
-    def action_act_confirmed(self, action: str, rows: list[FleetRow]) -> None:
-        if len(rows) == 1 and rows[0].program is not None:
-            self._run_action(rows[0], rows[0].program, action)
-        else:
-            self._run_bulk(rows, action)
 
     # --- marks ----------------------------------------------------------------------
     def action_mark(self) -> None:
