@@ -9,7 +9,8 @@ Metrics (medians; A/B runs alternate which goes first):
   plan      ``relconsole --plan svc`` on N hosts, wall time of the command (start-up
             included), after a build of v1 and with v2 pending (a program conf changed).
   run       ``relconsole --run svc -- true`` on N hosts vs one ``ssh host true``
-            (OpenSSH's client, the same key and known_hosts), wall times.
+            (OpenSSH's client, the same key and known_hosts), wall times; and on one
+            host (what start-up and one connection cost alone).
   log pane  a program writing RATE lines/s for SECONDS s under the host's supervisord;
             the process view (the Textual screen, headless, 120×40) follows its stdout
             log from before it starts. Lines lost: numbers 0..N-1 never received (any
@@ -84,9 +85,11 @@ def plan_and_run(bed, tmp: Path, runs: int) -> list[list[str]]:
     ran, ssh = alternate(
         lambda: cli(config, "--run", "svc", "--", "true"), lambda: ssh_true(bed.hosts[0]), runs
     )
+    one = [cli(config, "--run", "svc", "--hosts", "h1", "--", "true") for _ in range(runs)]
     n = len(bed.hosts)
     print("plan:", [f"{p:.2f}" for p in plans], flush=True)
     print("run:", [f"{r:.2f}" for r in ran], "ssh:", [f"{s:.2f}" for s in ssh], flush=True)
+    print("run on one host:", [f"{r:.2f}" for r in one], flush=True)
     return [
         [f"relconsole --plan svc, {n} hosts", f"{median(plans):.2f} s", "-", "-", "<= 1.5 s"],
         row(
@@ -96,6 +99,7 @@ def plan_and_run(bed, tmp: Path, runs: int) -> list[list[str]]:
             "one ssh host true",
             target="<= 1.5x",
         ),
+        row("relconsole --run svc --hosts h1 -- true", median(one), median(ssh), "the same ssh"),
     ]
 
 

@@ -18,14 +18,10 @@ logs, the history or an error message; errors are described from their type.
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
-import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -184,13 +180,21 @@ class _Refused(Exception):
 
 
 def _why(exc: BaseException, timeout: float) -> _Refused:
-    """What went wrong, from the exception's type: never its text, which may hold the URL."""
+    """What went wrong, from the exception's type: never its text, which may hold the
+    URL (nor the server's own words for a refusal: they could quote it back)."""
+    import http.client
+    import ssl
+    import urllib.error
+    from http import HTTPStatus
+
     if isinstance(exc, urllib.error.HTTPError):
-        reason = " ".join(printable(str(exc.reason or "")).split())[:80]
+        try:
+            reason = HTTPStatus(exc.code).phrase
+        except ValueError:
+            reason = ""
         # A server error or "too many requests" may pass; other refusals will not.
-        return _Refused(
-            f"HTTP {exc.code} {reason}".strip(), exc.code >= 500 or exc.code in (408, 429)
-        )
+        retry = exc.code >= 500 or exc.code in (408, 429)
+        return _Refused(f"HTTP {exc.code} {reason}".strip(), retry)
     if isinstance(exc, urllib.error.URLError):
         if isinstance(exc.reason, BaseException):
             return _why(exc.reason, timeout)
@@ -215,6 +219,9 @@ def _why(exc: BaseException, timeout: float) -> _Refused:
 def post(url: str, data: bytes, timeout: float) -> None:
     """One attempt: POST ``data`` to ``url``; returns on a 2xx answer, else raises
     :class:`_Refused`."""
+    # Imported here: urllib.request brings ssl and http.client into every start-up.
+    import urllib.request
+
     if not url.startswith(("http://", "https://")):
         raise _Refused("the URL is not an http:// or https:// URL", retry=False)
     request = urllib.request.Request(

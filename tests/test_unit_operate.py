@@ -431,3 +431,71 @@ def test_a_url_in_the_config_is_warned_about_and_never_quoted():
     assert "[notify.t] key 'url'" in warning and "s3cr3t" not in warning
     message = config_error('[notify.t]\nurl = "ftp://s3cr3t.invalid/"\n')
     assert "[notify.t] key 'url'" in message and "s3cr3t" not in message
+
+
+# --------------------------------------------------------------------------- the log, by offset
+
+
+class LogServer:
+    """The status helper's ``Server`` with supervisord's own log functions behind it
+    (supervisor.options.tailFile / readFile on a real file, decoding as supervisord
+    does: bytes that end inside a character make it answer 500)."""
+
+    def __new__(cls, path: Path):
+        import importlib.util
+
+        from supervisor.compat import as_string
+        from supervisor.options import readFile, tailFile
+
+        spec = importlib.util.spec_from_file_location(
+            "helper", Path(__file__).parent.parent / "relconsole/status/remote_helper.py"
+        )
+        helper = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(helper)
+
+        class Server(helper.Server):
+            def call(self, method, name, offset, length):
+                if method.startswith("supervisor.tail"):
+                    return tailFile(str(path), offset, length)
+                try:
+                    return as_string(readFile(str(path), offset, length))
+                except UnicodeDecodeError:
+                    raise helper.Refused(500, "Internal Server Error") from None
+
+        return Server("unix:///nowhere")
+
+
+def test_the_helper_reads_a_log_from_an_offset_and_never_loses_a_byte(tmp_path):
+    from relconsole.status.fastpath import LogChunk
+
+    log = tmp_path / "prog.out.log"
+    log.write_bytes(b"")
+    server = LogServer(log)
+    first = server.tail("stdout", "prog", -1, 100)
+    assert (first["text"], first["offset"], first["size"]) == ("", 0, 0)
+    written = "".join(f"line {n} é\n" for n in range(50)).encode()  # 2-byte characters
+    log.write_bytes(written)
+    got, offset = b"", 0
+    while offset < len(written):  # small reads: most end inside a line, some in a character
+        chunk = LogChunk(
+            **{k: v for k, v in server.tail("stdout", "prog", offset, 7).items() if k != "ok"}
+        )
+        assert chunk.start == offset and 0 < chunk.offset - offset <= 7
+        got += chunk.text.encode()
+        offset = chunk.offset
+    assert got == written and not chunk.more
+    log.write_bytes(b"new\n")  # rotated: shorter than where we were
+    again = server.tail("stdout", "prog", offset, 100)
+    assert again["rotated"] and again["text"] == "new\n" and again["offset"] == 4
+    tail = server.tail("stdout", "prog", -1, 3)  # the last bytes, from mid-line
+    assert (tail["start"], tail["text"]) == (1, "ew\n")
+
+
+def test_the_pane_shows_whole_lines_and_drops_the_first_ones_start():
+    from relconsole.status.fastpath import LogChunk
+    from relconsole.ui.program_tail import split_chunk
+
+    lines, rest = split_chunk("", LogChunk("ne 1\nline 2\nli", 10, 22, 22), first=True)
+    assert (lines, rest) == (["line 2"], "li")  # "ne 1" began before the window
+    lines, rest = split_chunk(rest, LogChunk("ne 3\n\x1b[31mred\x1b[0m\n", 22, 40, 40), first=False)
+    assert (lines, rest) == (["line 3", "red"], "")
