@@ -257,7 +257,7 @@ def _state(pid: int) -> str:
 def test_a_local_command_past_its_timeout_is_killed_with_its_children(tmp_path):
     started = time.monotonic()
     with pytest.raises(CommandTimedOut):
-        run_local("h", f"sleep 30 & echo $! > {tmp_path}/child; wait", timeout=0.5)
+        run_local("h", f"sleep 30 & echo $! > {tmp_path}/child; wait", timeout=0.2)
     assert time.monotonic() - started < 10
     child = int((tmp_path / "child").read_text())
     deadline = time.monotonic() + 5
@@ -369,7 +369,7 @@ def test_a_real_endpoint_that_answers_500_or_refuses_is_described_by_type():
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Five)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         refused_port = closed.getsockname()[1]
