@@ -2,7 +2,8 @@
 
 Runs as root from the repo root (each part brings up its own loopback test bed) and
 prints each part's table: deploy and upload (bench.deploy), status polls
-(bench.poll), TUI throughput (bench.tui_throughput), start-up (bench.startup).
+(bench.poll), TUI throughput (bench.tui_throughput), start-up (bench.startup), --plan,
+--run and the log pane (bench.operate).
 Scripts, not tests: nothing fails on a number.
 """
 
@@ -18,6 +19,7 @@ PARTS = [
     ("status polls", "bench.poll", [], ["--runs", "5"]),
     ("TUI throughput", "bench.tui_throughput", [], ["--runs", "1"]),
     ("start-up", "bench.startup", [], ["--runs", "10"]),
+    ("plan, run, log pane", "bench.operate", [], ["--runs", "3", "--seconds", "5"]),
 ]
 
 
