@@ -412,7 +412,8 @@ async def process_view(pilot) -> ProcessScreen:
     return pilot.app.screen
 
 
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+# At 80×24 only: the fast tier's time is counted, and the narrow screen is the test.
+@pytest.mark.parametrize("size", SIZES[:1], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_process_view_marked_grouped_and_not_running(snap_compare, console, size):
     """Marks, grouping by service and the "not RUNNING" filter in one picture."""
     console.poller.rows_of["web2"] = sv.parse_status(TROUBLED)[0]
