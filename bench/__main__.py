@@ -3,7 +3,7 @@
 Runs as root from the repo root (each part brings up its own loopback test bed) and
 prints each part's table: deploy and upload (bench.deploy), status polls
 (bench.poll), TUI throughput (bench.tui_throughput), start-up (bench.startup),
-rolling restarts (bench.rolling).
+rolling restarts (bench.rolling), --plan, --run and the log pane (bench.operate).
 Scripts, not tests: nothing fails on a number.
 """
 
@@ -20,6 +20,7 @@ PARTS = [
     ("TUI throughput", "bench.tui_throughput", [], ["--runs", "1"]),
     ("start-up", "bench.startup", [], ["--runs", "10"]),
     ("rolling restarts", "bench.rolling", [], ["--runs", "2"]),
+    ("plan, run, log pane", "bench.operate", [], ["--runs", "3", "--seconds", "5"]),
 ]
 
 

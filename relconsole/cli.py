@@ -1,4 +1,5 @@
-"""``relconsole`` command line: the TUI by default, headless with --build / --status.
+"""``relconsole`` command line: the TUI by default, headless with --build / --status /
+--plan / --run and the other modes.
 
 Imports are deferred to the branch that needs them: ``--help`` must answer at
 once, and the headless paths must never import Textual.
@@ -15,15 +16,23 @@ from typing import Optional
 from relconsole.headless.exit import Exit
 from relconsole.headless.exit import fail as _fail
 
+#: The headless modes, by their argparse destination (at most one is given); the
+#: console opens when none is.
+MODES = (
+    *("build", "plan", "run", "rollback", "status", "history", "pending", "unlock"),
+    *("trust", "doctor", "check_config"),
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="relconsole",
         description="Release console: checkout → check → upload → supervisor. "
-        "Without --build or --status it opens the console (TUI).",
+        "Without a mode (--build, --status, ...) it opens the console (TUI).",
+        usage="%(prog)s [options] [--run SVC [--hosts H1,H2] [--sudo] -- COMMAND [ARGS ...]]",
         epilog="exit codes: 0 ok, 1 build failed or host unreachable, 2 usage or config "
-        "error, 75 refused: another run holds the deploy lock, 129/130/143 cancelled by "
-        "SIGHUP/SIGINT/SIGTERM",
+        "error (or refused: confirm = true without --yes, a branch not allowed), 75 refused: "
+        "another run holds the deploy lock, 129/130/143 cancelled by SIGHUP/SIGINT/SIGTERM",
     )
     p.add_argument(
         "--config",
@@ -32,6 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--build", metavar="SVC", help="build and deploy SVC headless")
+    mode.add_argument(
+        "--plan",
+        metavar="SVC",
+        help="what a build of SVC would do (sha, commits, diffstat, file diffs, programs, "
+        "the lock), changing nothing and taking no lock",
+    )
+    mode.add_argument(
+        "--run",
+        metavar="SVC",
+        help="run the COMMAND after -- on every host of SVC, in parallel, inside its "
+        "current release folder",
+    )
     mode.add_argument(
         "--status",
         metavar="SVC",
@@ -104,12 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop the demo sandbox's supervisord processes and exit",
     )
-    p.add_argument("--branch", metavar="B", help="with --build: build branch B instead")
+    p.add_argument("--branch", metavar="B", help="with --build/--plan: branch B instead")
     p.add_argument(
         "--hosts",
         metavar="H1,H2",
-        help="with --build: only these of SVC's hosts; with --init: the hosts to write "
+        help="with --build/--run: only these of SVC's hosts; with --init: the hosts to write "
         "(ssh_config aliases, or [user@]host[:port])",
+    )
+    p.add_argument(
+        "--sudo", action="store_true", help="with --run: run the command as root (sudo -n)"
     )
     p.add_argument(
         "--service", metavar="NAME", help="with --init: the service's name (default: the repo's)"
@@ -129,7 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --build/--rollback: wait this long for a deploy lock another run holds "
         "(default: refuse at once, exit 75)",
     )
-    p.add_argument("--yes", action="store_true", help="with --trust: do not ask")
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="with --trust: do not ask; with --build/--rollback/--run: go ahead on a "
+        "service with confirm = true",
+    )
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        help="open the console with nothing that changes anything: no build, rollback, "
+        "unlock, run or process action",
+    )
     p.add_argument(
         "--json", action="store_true", help="machine-readable output (JSON lines / array)"
     )
@@ -153,17 +188,36 @@ def _seconds(text: str) -> float:
     return value
 
 
+def split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """relconsole's own arguments, and the COMMAND after the first ``--`` (taken as it
+    is: argparse would drop a later ``--`` of the command's own)."""
+    args = list(argv)
+    if "--" in args:
+        at = args.index("--")
+        return args[:at], args[at + 1 :]
+    return args, []
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    own, command = split_command(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(own)
+    args.command = command
     # Workspaces, history and logs may hold secrets: whatever relconsole creates is
     # readable by this user only (0700 folders, 0600 files).
     os.umask(0o077)
-    if args.branch and not args.build:
-        return _fail("--branch goes with --build")
-    if args.hosts and not (args.build or args.init):
-        return _fail("--hosts goes with --build or --init")
+    if args.branch and not (args.build or args.plan):
+        return _fail("--branch goes with --build or --plan")
+    if args.hosts and not (args.build or args.run or args.init):
+        return _fail("--hosts goes with --build, --run or --init")
     if (args.service or args.path or args.force) and not args.init:
         return _fail("--service, --path and --force go with --init")
+    if (args.sudo or command) and not args.run:
+        return _fail("--sudo and a command after -- go with --run")
+    if args.run and not command:
+        return _fail("--run needs a command after --: relconsole --run SVC -- COMMAND [ARGS...]")
+    modes = [name for name, value in vars(args).items() if name in MODES and value is not None]
+    if args.read_only and modes:
+        return _fail(f"--read-only is for the console; drop --{modes[0]}")
     if args.to and not args.rollback:
         return _fail("--to goes with --rollback")
     if args.lock_wait and not (args.build or args.rollback):
@@ -201,7 +255,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = load_config(config_path)
     except ConfigError as exc:
         return _fail(str(exc))
-    from relconsole.headless.commands import MODES, UsageError
+    for warning in config.warnings:  # never a secret: the loader words them
+        print(f"relconsole: warning: {warning}", file=sys.stderr)
+    from relconsole.headless.commands import COMMANDS, UsageError
     from relconsole.state import describe_os_error
 
     try:
@@ -212,9 +268,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as exc:  # ssh_config trouble or a ProxyJump loop: a config error
         return _fail(str(exc))
     try:
-        for mode, command in MODES.items():
-            if getattr(args, mode) is not None:
-                return command(config, args)
+        for mode in modes:
+            return COMMANDS[mode](config, args)
     except UsageError as exc:
         return _fail(str(exc))
     except RelconsoleError as exc:
@@ -223,7 +278,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(describe_os_error(exc), Exit.FAILED)
     from relconsole.app import run_app  # the only path that imports Textual
 
-    return run_app(config)
+    return run_app(config, read_only=args.read_only)
 
 
 if __name__ == "__main__":

@@ -17,17 +17,19 @@ Whatever bytes are given, :func:`parse_config` returns a :class:`Config` or rais
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import math
 import os
 import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from relconsole.config_path import ENV_VAR, find_config_path
 from relconsole.errors import RelconsoleError
+from relconsole.events import Occasion
 from relconsole.secrets import ENV_NAME, check_reference
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "ConfigError",
     "FileUpload",
     "Host",
+    "NotifyTarget",
     "Probe",
     "Rolling",
     "SchemaKey",
@@ -225,10 +228,44 @@ class Service:
     rolling: Rolling | None = None
     #: Seconds between two batches.
     pause: float = 0.0
+    #: Build, rollback and --run ask first (the TUI: type the name; headless: --yes).
+    confirm: bool = False
+    #: Glob patterns of the branches this service may deploy; () allows any.
+    branches: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.path:
             object.__setattr__(self, "path", f"/srv/{self.name}")
+
+    def allows_branch(self, branch: str) -> bool:
+        """Whether ``branch`` matches one of :attr:`branches` (``*`` matches any
+        characters, ``/`` included); every branch when none are configured."""
+        return not self.branches or any(fnmatch.fnmatchcase(branch, p) for p in self.branches)
+
+    def refuse_branch(self, branch: str) -> str | None:
+        """Why ``branch`` may not be deployed, in one line; None when it may."""
+        if self.allows_branch(branch):
+            return None
+        return (
+            f"{self.name} may not deploy branch {_q(branch)}: its branches are "
+            f"{', '.join(self.branches)} ([services.{self.name}] branches)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyTarget:
+    """One ``[notify.NAME]`` table: where to POST, on what, in which shape."""
+
+    name: str
+    #: A secret reference (env:VAR, file:PATH) or, warned about, the URL itself.
+    url: str
+    on: tuple[Occasion, ...]
+    format: str = "json"  # "json" or "slack"
+    #: Services announced; () means every service.
+    services: tuple[str, ...] = ()
+
+    def wants(self, service: str, occasion: Occasion) -> bool:
+        return occasion in self.on and (not self.services or service in self.services)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +274,9 @@ class Config:
     settings: Settings
     hosts: dict[str, Host]
     services: dict[str, Service]
+    notify: dict[str, NotifyTarget] = field(default_factory=dict)
+    #: What the operator should hear once when the file is loaded (never a secret).
+    warnings: tuple[str, ...] = ()
 
     def hosts_of(self, service: Service) -> list[Host]:
         return [self.hosts[name] for name in service.hosts]
@@ -389,6 +429,10 @@ class _Ctx:
         self.file = _display_name(path)
         self.hosts: dict[str, Host] = {}
         self.jumps: dict[str, str] = {}  # host name -> its jump, as written
+        self.warnings: list[str] = []
+
+    def warn(self, where: _Where, key: str | None, message: str) -> None:
+        self.warnings.append(self.error(where, key, message).args[0])
 
     def error(
         self, where: _Where, key: str | None, message: str, *, show_key: bool = True
@@ -896,6 +940,25 @@ PROBE_SCHEMA: dict[str, _Key] = {
     "timeout": _Key(NUMBER, 30.0, _seconds),
 }
 
+_GLOB_CHARS = re.compile(r"[*?\[\]!]")
+
+
+def _branch_patterns(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Branch names with glob characters (``*``, ``?``, ``[...]``); otherwise as strict
+    as a branch name."""
+    for pattern in value:
+        try:
+            validate_branch(_GLOB_CHARS.sub("x", pattern))
+        except ValueError:
+            raise ValueError(
+                f"invalid branch pattern {_q(pattern)}: a branch name, with * ? [...] as wildcards"
+            ) from None
+    if len(set(value)) != len(value):
+        dup = next(p for p in value if value.count(p) > 1)
+        raise ValueError(f"pattern {_q(dup)} is listed twice")
+    return value
+
+
 SERVICE_SCHEMA: dict[str, _Key] = {
     "repo": _Key(STRING, _REQUIRED, _repo, needs_ctx=True),
     "branch": _Key(STRING, "main", validate_branch),
@@ -921,9 +984,51 @@ SERVICE_SCHEMA: dict[str, _Key] = {
     ),
     "rolling": _Key(BATCH_SIZE, None, _rolling),
     "pause": _Key(NUMBER, 0.0, _pause),
+    "confirm": _Key(BOOLEAN, False),
+    "branches": _Key(STRINGS, (), _branch_patterns),
 }
 
-TOP_LEVEL = ("settings", "hosts", "services")
+
+def _notify_url(value: str, ctx: _Ctx) -> str:
+    """A reference to the URL, or (warned about by the reader) the URL itself. The value
+    is a secret: no message here quotes it."""
+    if value.startswith(("env:", "file:")):
+        return check_reference(value, ctx.dir)
+    if re.fullmatch(r"https?://[^\s]+", value):
+        return value
+    raise ValueError(
+        'must be "env:VAR" or "file:PATH" naming the URL (or an http:// or https:// URL)'
+    )
+
+
+def _occasions(value: tuple[str, ...]) -> tuple[Occasion, ...]:
+    known = [o.value for o in Occasion]
+    for item in value:
+        if item not in known:
+            raise ValueError(f"unknown event {_q(item)} (events: {', '.join(known)})")
+    if len(set(value)) != len(value):
+        dup = next(v for v in value if value.count(v) > 1)
+        raise ValueError(f"event {_q(dup)} is listed twice")
+    return tuple(Occasion(v) for v in value)
+
+
+NOTIFY_FORMATS = ("json", "slack")
+
+
+def _notify_format(value: str) -> str:
+    if value not in NOTIFY_FORMATS:
+        raise ValueError(f"must be one of {', '.join(NOTIFY_FORMATS)}, got {_q(value)}")
+    return value
+
+
+NOTIFY_SCHEMA: dict[str, _Key] = {
+    "url": _Key(STRING, _REQUIRED, _notify_url, needs_ctx=True),
+    "on": _Key(STRINGS, tuple(o.value for o in Occasion), _occasions),
+    "format": _Key(STRING, "json", _notify_format),
+    "services": _Key(STRINGS, ()),
+}
+
+TOP_LEVEL = ("settings", "hosts", "services", "notify")
 
 #: Every table of a config file and its schema; NAME stands for any service or host
 #: name. The reference (docs/config.md) and its drift test walk these.
@@ -1175,6 +1280,23 @@ def _check_probe_on_hosts(ctx: _Ctx, where: _Where, probe: Probe, hosts: tuple[s
             raise ctx.error(where, probe.kind, f"on host {_q(host_name)}: {exc}") from None
 
 
+def _read_notify(ctx: _Ctx, name: str, raw: dict, services: dict[str, Service]) -> NotifyTarget:
+    where = _Where(("notify", name))
+    values = _read_table(ctx, where, raw, NOTIFY_SCHEMA)
+    for service in values["services"]:
+        if service not in services:
+            known = ", ".join(services) or "none"
+            raise ctx.error(where, "services", f"unknown service {_q(service)} (services: {known})")
+    if not values["url"].startswith(("env:", "file:")):
+        ctx.warn(
+            where,
+            "url",
+            "the URL is written in the config, where anyone who reads the file sees it: "
+            'prefer url = "env:VAR" or "file:PATH"',
+        )
+    return NotifyTarget(name=name, **values)
+
+
 def _refuse_shared_paths(ctx: _Ctx, services: dict[str, Service]) -> None:
     """Two services deploying to the same path on the same host would overwrite each
     other's releases, ``current`` and lock."""
@@ -1303,7 +1425,21 @@ def parse_config(text: str | bytes, path: Path) -> Config:
     ctx.hosts = _link_jumps(ctx, _read_named_tables(ctx, doc, "hosts", "host", _read_host))
     services = _read_named_tables(ctx, doc, "services", "service", _read_service)
     _refuse_shared_paths(ctx, services)
-    return Config(path=ctx.path, settings=settings, hosts=ctx.hosts, services=services)
+    notify = _read_named_tables(
+        ctx,
+        doc,
+        "notify",
+        "notification",
+        lambda c, name, raw: _read_notify(c, name, raw, services),
+    )
+    return Config(
+        path=ctx.path,
+        settings=settings,
+        hosts=ctx.hosts,
+        services=services,
+        notify=notify,
+        warnings=tuple(ctx.warnings),
+    )
 
 
 def load_config(path: Path) -> Config:

@@ -28,6 +28,8 @@ class Stage(StrEnum):
     SUPERVISOR = "supervisor"
     #: The automatic rollback after a failed verify or a cancel past the switch.
     ROLLBACK = "rollback"
+    #: ``--run``: an ad-hoc command on every host, in its current release.
+    RUN = "run"
 
     @property
     def per_host(self) -> bool:
@@ -35,7 +37,9 @@ class Stage(StrEnum):
         return self in _PER_HOST
 
 
-_PER_HOST = frozenset({Stage.UPLOAD, Stage.SETUP, Stage.SWITCH, Stage.SUPERVISOR, Stage.ROLLBACK})
+_PER_HOST = frozenset(
+    {Stage.UPLOAD, Stage.SETUP, Stage.SWITCH, Stage.SUPERVISOR, Stage.ROLLBACK, Stage.RUN}
+)
 
 
 class RunResult(StrEnum):
@@ -48,6 +52,28 @@ class RunResult(StrEnum):
     ROLLED_BACK = "rolled back"
     #: Refused before anything happened: another run holds the deploy lock.
     LOCKED = "locked"
+
+
+class Occasion(StrEnum):
+    """What a notification announces (``[notify.NAME] on = [...]``): a run started, how
+    it ended, or a deploy lock removed. Its value is the body's ``result``."""
+
+    STARTED = "started"
+    SUCCESS = "success"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    CANCELLED = "cancelled"
+    UNLOCKED = "unlocked"
+
+    @classmethod
+    def ending(cls, result: RunResult) -> Occasion:
+        """How a run that ended with ``result`` is announced (a run the lock refused
+        failed: nothing happened, and the team should know why)."""
+        return {
+            RunResult.SUCCESS: cls.SUCCESS,
+            RunResult.CANCELLED: cls.CANCELLED,
+            RunResult.ROLLED_BACK: cls.ROLLED_BACK,
+        }.get(result, cls.FAILED)
 
 
 def _now() -> float:
@@ -79,7 +105,9 @@ class BuildStarted(Event):
     branch: str
     hosts: tuple[str, ...]
     stages: tuple[Stage, ...]
-    action: str = "build"  # "build" or "rollback"
+    action: str = "build"  # "build", "rollback" or "run"
+    #: What a ``run`` runs on every host, as the remote shell gets it (quoted).
+    command: Optional[str] = None
     kind = "started"
 
 
@@ -137,6 +165,8 @@ class HostFinished(Event):
     seconds: float
     error: Optional[str] = None
     cancelled: bool = False
+    #: The exit status of the host's command (``run``); None where none is reported.
+    exit_code: Optional[int] = None
     kind = "host_finished"
 
     def after(self, earlier: Optional[HostFinished]) -> HostFinished:
@@ -152,6 +182,7 @@ class HostFinished(Event):
             seconds=earlier.seconds + self.seconds,
             error=failed.error,
             cancelled=earlier.cancelled or self.cancelled,
+            exit_code=self.exit_code if self.exit_code is not None else earlier.exit_code,
             ts=self.ts,
         )
 

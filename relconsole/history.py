@@ -1,8 +1,9 @@
 """Build history in SQLite under state_dir: what went where, when, by whom, and its log.
 
-Every build, rollback and unlock is a row, numbered per service (1, 2, 3 … like
-Jenkins). The engine records it through :class:`HistoryRecorder`, a sink that sits
-beside the front end's sink, so TUI and headless builds are recorded alike.
+Every build, rollback, ``--run`` and unlock is a row, numbered per service (1, 2, 3 …
+like Jenkins), with the notifications sent about it (``deliveries``). The engine
+records it through :class:`HistoryRecorder`, a sink that sits beside the front end's
+sink, so TUI and headless builds are recorded alike.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ CREATE TABLE IF NOT EXISTS builds (
     id INTEGER PRIMARY KEY,
     service TEXT NOT NULL,
     number INTEGER NOT NULL,
-    action TEXT NOT NULL,           -- build, rollback, unlock
+    action TEXT NOT NULL,           -- build, rollback, run, unlock
     who TEXT NOT NULL,              -- user@machine
     trigger TEXT NOT NULL,          -- tui, headless
     branch TEXT,
@@ -64,7 +65,7 @@ CREATE TABLE IF NOT EXISTS builds (
 
 _SUMMARY = (
     "number, service, action, who, trigger, branch, sha, subject, release, hosts, "
-    "started, duration, result, error"
+    "started, duration, result, error, command, deliveries"
 )
 
 
@@ -73,7 +74,14 @@ class HistoryError(RelconsoleError):
 
 
 #: Columns added since the first schema, added to older files when opened.
-_ADDED_COLUMNS = {"pid": "INTEGER", "machine": "TEXT"}
+_ADDED_COLUMNS = {
+    "pid": "INTEGER",
+    "machine": "TEXT",
+    "command": "TEXT",  # what a run ran on every host
+    "deliveries": "TEXT",  # JSON: the notifications about this row and how they went
+}
+#: Columns holding JSON.
+_JSON_COLUMNS = ("hosts", "stages", "host_results", "deliveries")
 
 
 class History:
@@ -155,6 +163,7 @@ class History:
         trigger: str,
         branch: Optional[str],
         hosts: list[str],
+        command: Optional[str] = None,
     ) -> tuple[int, int]:
         """A new row, numbered next for ``service`` (safe across processes)."""
         with self._lock:
@@ -165,8 +174,8 @@ class History:
                 ).fetchone()[0]
                 cur = self._db.execute(
                     "INSERT INTO builds (service, number, action, who, trigger, branch, hosts, "
-                    "started, result, pid, machine) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+                    "started, result, pid, machine, command) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                     (
                         service,
                         number,
@@ -178,6 +187,7 @@ class History:
                         time.time(),
                         os.getpid(),
                         socket.gethostname(),
+                        command,
                     ),
                 )
                 self._db.execute("COMMIT")
@@ -188,12 +198,31 @@ class History:
         return cur.lastrowid, number
 
     def update(self, row_id: int, **fields) -> None:
-        for key in ("stages", "host_results", "hosts"):
+        for key in _JSON_COLUMNS:
             if key in fields and not isinstance(fields[key], str):
                 fields[key] = json.dumps(fields[key])
         names = ", ".join(f"{k} = ?" for k in fields)
         with self._lock:
             self._db.execute(f"UPDATE builds SET {names} WHERE id = ?", (*fields.values(), row_id))
+
+    def add_delivery(self, row_id: int, delivery: dict) -> None:
+        """Append how a notification about row ``row_id`` went to its ``deliveries``."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                found = self._db.execute(
+                    "SELECT deliveries FROM builds WHERE id = ?", (row_id,)
+                ).fetchone()
+                deliveries = json.loads(found[0]) if found and found[0] else []
+                deliveries.append(delivery)
+                self._db.execute(
+                    "UPDATE builds SET deliveries = ? WHERE id = ?",
+                    (json.dumps(deliveries), row_id),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def list(self, service: Optional[str] = None, limit: int = 100) -> list[dict]:
         """Newest first."""
@@ -227,9 +256,11 @@ def _alive(pid: int) -> bool:
 
 def _row(r: sqlite3.Row) -> dict:
     data = dict(r)
-    for key in ("hosts", "stages", "host_results"):
+    for key in _JSON_COLUMNS:
         if key in data and isinstance(data[key], str):
             data[key] = json.loads(data[key])
+    if "deliveries" in data and data["deliveries"] is None:
+        data["deliveries"] = []
     return data
 
 
@@ -261,9 +292,11 @@ class HistoryRecorder:
                 trigger=self.trigger,
                 branch=event.branch,
                 hosts=list(event.hosts),
+                command=event.command,
             )
+            what = f"`{event.command}`" if event.command else f"({event.branch})"
             self._append(
-                f"{event.action} #{self.number} of {event.service} ({event.branch}) "
+                f"{event.action} #{self.number} of {event.service} {what} "
                 f"by {self.who} on {', '.join(event.hosts)}"
             )
         elif isinstance(event, BatchChanged):
@@ -287,11 +320,10 @@ class HistoryRecorder:
             whole = self._host_parts[(event.stage, event.host)] = event.after(
                 self._host_parts.get((event.stage, event.host))
             )
-            self._hosts.setdefault(event.host, {})[event.stage] = {
-                "ok": whole.ok,
-                "seconds": round(whole.seconds, 3),
-                "error": whole.error,
-            }
+            result = {"ok": whole.ok, "seconds": round(whole.seconds, 3), "error": whole.error}
+            if whole.exit_code is not None:
+                result["exit"] = whole.exit_code
+            self._hosts.setdefault(event.host, {})[event.stage] = result
         elif isinstance(event, BuildFinished) and self.row_id:
             self.history.update(
                 self.row_id,
@@ -304,6 +336,12 @@ class HistoryRecorder:
                 host_results=self._hosts,
                 log=self.log(),
             )
+
+    def delivered(self, delivery: dict) -> None:
+        """Note how a notification about this row went (from the postman's thread, maybe
+        after the run ended)."""
+        if self.row_id is not None:
+            self.history.add_delivery(self.row_id, delivery)
 
     def _append(self, line: str) -> None:
         with self._lock:
@@ -334,6 +372,7 @@ def history_table(rows: list[dict]) -> list[list[str]]:
             "SECONDS",
             "WHO",
             "TRIGGER",
+            "COMMAND",
         ]
     ]
     for r in rows:
@@ -350,28 +389,33 @@ def history_table(rows: list[dict]) -> list[list[str]]:
                 "" if r["duration"] is None else f"{r['duration']:.1f}",
                 printable(r["who"]),
                 r["trigger"],
+                printable(r.get("command") or ""),
             ]
         )
     return table
 
 
-def recording(state_dir: Path, sink: Sink, trigger: str) -> Sink:
+class Recording:
     """The front end's sink plus a :class:`HistoryRecorder`: every event reaches both.
 
     History trouble never stops a deploy: it is said once, as a line of the run's
     first stage (or of the event that could not be recorded), and the run goes on.
     """
-    problem: list[str] = []
-    recorder: Optional[HistoryRecorder] = None
-    try:
-        history = History(state_dir)
-        recorder = HistoryRecorder(history, trigger, who())
-        if history.warning:
-            problem.append(history.warning)
-    except (sqlite3.Error, OSError, RelconsoleError) as exc:
-        problem.append(f"history not recorded: {exc}")
 
-    def both(event: Event) -> None:
+    def __init__(self, state_dir: Path, sink: Sink, trigger: str):
+        self.sink = sink
+        self.problem: list[str] = []
+        self.recorder: Optional[HistoryRecorder] = None
+        try:
+            history = History(state_dir)
+            self.recorder = HistoryRecorder(history, trigger, who())
+            if history.warning:
+                self.problem.append(history.warning)
+        except (sqlite3.Error, OSError, RelconsoleError) as exc:
+            self.problem.append(f"history not recorded: {exc}")
+
+    def __call__(self, event: Event) -> None:
+        sink, problem, recorder = self.sink, self.problem, self.recorder
         sink(event)
         if isinstance(event, BuildStarted) and problem and event.stages:
             sink(Output(stage=event.stages[0], line=problem[0], stream="err"))
@@ -386,11 +430,23 @@ def recording(state_dir: Path, sink: Sink, trigger: str) -> Sink:
                 if stage is not None:
                     sink(Output(stage=stage, line=f"history not recorded: {exc}", stream="err"))
 
-    return both
+    def delivered(self, delivery: dict) -> None:
+        """Record how a notification about this run went; never raises."""
+        if self.recorder is not None:
+            try:
+                self.recorder.delivered(delivery)
+            except sqlite3.Error:
+                pass
+
+
+def recording(state_dir: Path, sink: Sink, trigger: str) -> Recording:
+    """``sink`` and the history, as one sink (see :class:`Recording`)."""
+    return Recording(state_dir, sink, trigger)
 
 
 def last_runs(history: History, services: Iterable[str]) -> dict[str, dict]:
-    """Each service's newest build or rollback (unlocks are not runs)."""
+    """Each service's newest build or rollback (unlocks and ad-hoc commands are not
+    deploys)."""
     found = {}
     for name in services:
         for row in history.list(name, limit=10):
@@ -398,3 +454,15 @@ def last_runs(history: History, services: Iterable[str]) -> dict[str, dict]:
                 found[name] = row
                 break
     return found
+
+
+def record_delivery(state_dir: Path, row_id: int, delivery: dict) -> None:
+    """Note a delivery on a row whose recorder is gone (an unlock's); never raises."""
+    try:
+        history = History(state_dir)
+        try:
+            history.add_delivery(row_id, delivery)
+        finally:
+            history.close()
+    except (sqlite3.Error, OSError, RelconsoleError):
+        pass

@@ -239,6 +239,18 @@ def read_command(base: str) -> str:
     return f"cat {q(remote_lock_dir(base) + '/info')} 2>/dev/null || true"
 
 
+def lease_command(base: str) -> str:
+    """Who holds the lock and how old its heartbeat is (``HELD <age>``, as
+    :func:`acquire_command` says it), without taking it; nothing when it is free."""
+    lock = remote_lock_dir(base)
+    info, beat = posixpath.join(lock, "info"), posixpath.join(lock, "heartbeat")
+    return (
+        f'if [ -d {q(lock)} ]; then echo "HELD $(( $(date +%s) - $(stat -c %Y {q(beat)} '
+        f'2>/dev/null || stat -c %Y {q(info)} 2>/dev/null || date +%s) ))"; '
+        f"cat {q(info)} 2>/dev/null; echo; fi; true"
+    )
+
+
 def force_release_command(base: str) -> str:
     return f"rm -rf {q(remote_lock_dir(base))}"
 

@@ -28,12 +28,12 @@ from typing import BinaryIO, ClassVar, Optional, cast
 
 from relconsole import release as rel
 from relconsole.config import Config, Host, Service
-from relconsole.errors import Cancelled, StageFailed
+from relconsole.errors import Cancelled, RelconsoleError, StageFailed
 from relconsole.events import BuildFinished, CommitResolved, Sink, Stage
 from relconsole.fanout import describe
-from relconsole.history import recording
 from relconsole.hosts.base import Transport, TransportError
 from relconsole.hosts.connect import Connector
+from relconsole.notify import Postman, reporting
 from relconsole.rollback import run_rollback
 from relconsole.run import Run, Step
 from relconsole.secrets import Masker
@@ -226,6 +226,10 @@ class EitherSet:
         return any(event.is_set() for event in self._events)
 
 
+class BranchRefused(RelconsoleError):
+    """The service's ``branches`` do not allow the branch: nothing was done."""
+
+
 def hosts_to_deploy(
     config: Config, service: Service, only_hosts: Optional[Sequence[str]]
 ) -> list[Host]:
@@ -244,6 +248,7 @@ def run_build(
     trigger: str = "headless",
     connector: Optional[Connector] = None,
     lock_wait: float = 0.0,
+    postman: Optional[Postman] = None,
 ) -> BuildFinished:
     """Build and deploy ``service_name``; every step is reported through ``sink``.
 
@@ -257,18 +262,27 @@ def run_build(
         trigger: who asked, for the history ("tui" or "headless").
         connector: opens a transport to a host (tests and sandboxes swap it).
         lock_wait: seconds to wait for a deploy lock another run holds.
+        postman: delivers the ``[notify]`` notifications about the run (None: none
+            are sent); the front end shows its failures and waits for it.
 
     Returns:
         The final event, also sent to ``sink``.
+
+    Raises:
+        BranchRefused: before anything happens, when the service's ``branches`` do not
+            allow the branch.
     """
     service = config.services[service_name]
+    refused = service.refuse_branch(branch or service.branch)
+    if refused:
+        raise BranchRefused(refused)
     masker = Masker()
     return Build(
         config=config,
         service=service,
         hosts=hosts_to_deploy(config, service, only_hosts),
         branch=branch or service.branch,
-        sink=masker.wrap(recording(config.settings.state_dir, sink, trigger)),
+        sink=reporting(config, sink, trigger, masker, postman),
         masker=masker,
         cancel=cancel or threading.Event(),
         connector=connector,

@@ -19,9 +19,9 @@ from relconsole.config import Config, Host, Service
 from relconsole.errors import StageFailed
 from relconsole.events import BuildFinished, Sink, Stage
 from relconsole.fanout import fan_out
-from relconsole.history import recording
 from relconsole.hosts.base import Transport
 from relconsole.hosts.connect import Connector, OnHost
+from relconsole.notify import Postman, reporting
 from relconsole.run import Run, Step
 from relconsole.secrets import Masker
 from relconsole.stages.checkout import Commit
@@ -102,6 +102,7 @@ def run_rollback(
     trigger: str = "headless",
     connector: Optional[Connector] = None,
     lock_wait: float = 0.0,
+    postman: Optional[Postman] = None,
 ) -> BuildFinished:
     """Switch every host of ``service_name`` back to the previous release (or ``to``),
     all or none, restarted, verified and probed in the service's batches as a build goes
@@ -113,7 +114,7 @@ def run_rollback(
         service=service,
         hosts=config.hosts_of(service),
         branch=service.branch,
-        sink=masker.wrap(recording(config.settings.state_dir, sink, trigger)),
+        sink=reporting(config, sink, trigger, masker, postman),
         masker=masker,
         cancel=cancel or threading.Event(),
         connector=connector,

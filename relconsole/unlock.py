@@ -8,16 +8,18 @@ recorded in the history like a run.
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Optional
 
 from relconsole import lock as lk
 from relconsole.config import Config, Host
 from relconsole.errors import StageFailed
-from relconsole.events import Event, Output, Stage
+from relconsole.events import Event, Occasion, Output, Stage
 from relconsole.fleet import Fleet
-from relconsole.history import History
+from relconsole.history import History, record_delivery
 from relconsole.hosts.base import Transport
 from relconsole.hosts.connect import Connector, Dialer
+from relconsole.notify import Postman, RunFacts, announce
 
 
 def force_unlock(
@@ -25,8 +27,10 @@ def force_unlock(
     service_name: str,
     connector: Optional[Connector] = None,
     trigger: str = "headless",
+    postman: Optional[Postman] = None,
 ) -> tuple[bool, list[str]]:
-    """Remove the service's lock on every host, if no live run holds it.
+    """Remove the service's lock on every host, if no live run holds it; a removal is
+    announced (``unlocked``) through ``postman``.
 
     Returns (ok, lines to show).
     """
@@ -61,6 +65,7 @@ def force_unlock(
 
     ok = True
     failed: dict[str, str] = {}
+    started = time.time()
     try:
         # Fleet's stages only label its own narration, which this collects by host.
         fleet.connect(Stage.SWITCH)
@@ -74,6 +79,7 @@ def force_unlock(
             dialer.close()
     lines += [f"{name}: {error}" for name, error in failed.items()]
     ok = ok and not failed
+    row: Optional[int] = None
     try:
         history = History(config.settings.state_dir)
         row, _ = history.start(
@@ -90,4 +96,23 @@ def force_unlock(
         history.close()
     except (sqlite3.Error, OSError) as exc:
         lines.append(f"history not recorded: {exc}")
+    if ok and postman is not None:
+        facts = RunFacts(
+            service=service.name,
+            action="unlock",
+            result=Occasion.UNLOCKED,
+            user=lk.who(),
+            trigger=trigger,
+            hosts=service.hosts,
+            started=started,
+            finished=time.time(),
+            duration=time.time() - started,
+        )
+        state_dir, row_id = config.settings.state_dir, row
+        announce(
+            config,
+            postman,
+            facts,
+            lambda d: record_delivery(state_dir, row_id, d) if row_id is not None else None,
+        )
     return ok, lines

@@ -62,3 +62,21 @@ def bed(testbed: TestBed) -> TestBed:
 @pytest.fixture
 def origin(tmp_path):
     return make_origin(tmp_path)
+
+
+@pytest.fixture
+def setup(bed, origin, tmp_path):
+    """(config, poller) over the bed's three hosts, polling every 0.3 s: what the
+    process view's tests host a ProcessScreen on."""
+    from deployconfig import write_config
+
+    from relconsole.config import load_config
+    from relconsole.status.poller import StatusPoller
+
+    path = write_config(
+        tmp_path, bed, origin.url, settings={"poll_interval": 0.3, "connect_timeout": 3}
+    )
+    config = load_config(path)
+    poller = StatusPoller(list(config.hosts.values()), config.settings)
+    yield config, poller
+    poller.close()

@@ -339,6 +339,11 @@ def test_sample_config_documents_every_key():
         "expect",
         "rolling",
         "pause",
+        "confirm",
+        "branches",
+        "on",
+        "format",
+        "services",
     ):
         assert re.search(rf"(^|[\s{{,#]){key} =", text, re.MULTILINE), f"{key} is not in the sample"
     for line in text.splitlines():

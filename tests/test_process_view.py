@@ -14,7 +14,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from deployconfig import write_config
 from gitorigin import sample_service_files
 from rich.text import Text
@@ -69,18 +68,6 @@ def add_program(host, name: str = "tick") -> None:
 def add_programs(hosts, name: str = "tick") -> None:
     with ThreadPoolExecutor(len(hosts)) as pool:
         list(pool.map(lambda h: add_program(h, name), hosts))
-
-
-@pytest.fixture
-def setup(bed, origin, tmp_path):
-    """(config, poller) over the bed's three hosts, polling every 0.3 s."""
-    path = write_config(
-        tmp_path, bed, origin.url, settings={"poll_interval": 0.3, "connect_timeout": 3}
-    )
-    config = load_config(path)
-    poller = StatusPoller(list(config.hosts.values()), config.settings)
-    yield config, poller
-    poller.close()
 
 
 def cell(app, key: str, column: str) -> str | None:

@@ -1,5 +1,7 @@
 """Snapshots of the console (pytest-textual-snapshot) on the demo's data: the main screen
-idle and during a build, the process view and the history, at 80×24 and 200×60.
+idle and during a build, the process view and the history, at 80×24 and 200×60; and
+issue 13's views: the plan, a command's output per host, the process view with marks
+and grouped by service, filtered to what is not RUNNING, and the log pane searched.
 
 No sshd and no supervisord: the app gets a scripted poller (every host answers the same
 rows), the engine is replaced by recorded events (a build stopped half-way through its
@@ -21,10 +23,12 @@ from textual.widgets import DataTable
 from relconsole.config import load_config
 from relconsole.demo.sandbox import _config
 from relconsole.events import (
+    BuildFinished,
     BuildStarted,
     CommitResolved,
     HostFinished,
     Output,
+    RunResult,
     Stage,
     StageFinished,
     StageStarted,
@@ -32,14 +36,18 @@ from relconsole.events import (
 from relconsole.history import History
 from relconsole.hosts.base import Result
 from relconsole.lock import _MARK
+from relconsole.plan import FileChange, HostNow, Plan, PlanCommit, ProgramChange, ReleaseGroup
 from relconsole.status import supervisorctl as sv
+from relconsole.status.fastpath import LogChunk
 from relconsole.status.poller import HostStatus
 from relconsole.ui import app as app_module
 from relconsole.ui import clock
+from relconsole.ui import plan_screen as plan_module
 from relconsole.ui.app import RelconsoleApp
 from relconsole.ui.history_screen import HistoryScreen
 from relconsole.ui.host_list import HostList
 from relconsole.ui.pending_list import PendingList
+from relconsole.ui.plan_screen import PlanScreen
 from relconsole.ui.process_screen import ProcessScreen
 
 SIZES = [(80, 24), (200, 60)]
@@ -52,6 +60,17 @@ STATUS = """\
 web:web_00                       RUNNING   pid 41872, uptime 1:12:09
 web:web_01                       RUNNING   pid 41873, uptime 1:12:09
 """
+#: A host where one process crashed and a program of no service was stopped.
+TROUBLED = """\
+cron                             STOPPED   Not started
+web:web_00                       RUNNING   pid 41872, uptime 1:12:09
+web:web_01                       FATAL     Exited too quickly (process log may have details)
+"""
+LOG = "".join(
+    f"2026-05-28 20:26:{n:02d} GET /health 200 in {n % 7}ms\n"
+    + ("2026-05-28 20:26:%02d ERROR upstream [db] timed out\n" % n if n % 9 == 4 else "")
+    for n in range(30)
+)
 
 
 class FakeTransport:
@@ -80,10 +99,19 @@ class FakePoller:
 
     def __init__(self, hosts) -> None:
         self.hosts = list(hosts)
+        self.dialer = None  # no routes to show: the host list shows none
         self.rows = sv.parse_status(STATUS)[0]
+        self.rows_of: dict[str, list] = {}  # a host's own rows, where a test wants them
 
     def poll_host(self, host) -> HostStatus:
-        return HostStatus.answered(host.name, self.rows, seconds=0.004)
+        return HostStatus.answered(host.name, self.rows_of.get(host.name, self.rows), 0.004)
+
+    def follow_log(self, host, name, stream, offset, limit) -> LogChunk:
+        """The same log every time: all of it first, nothing new after."""
+        size = len(LOG.encode())
+        if offset >= 0:
+            return LogChunk("", offset, offset, size)
+        return LogChunk(LOG, 0, size, size)
 
     def poll(self) -> list[HostStatus]:
         return [self.poll_host(h) for h in self.hosts]
@@ -206,6 +234,8 @@ async def settled(pilot) -> None:
             main.query_one(HostList).body.content.plain.count("reachable") == 2
             and RELEASE1[:8] in main.query_one(HostList).body.content.plain
             and "no workspace" in main.query_one(PendingList).body.content.plain
+            # ... and laid out: the note wraps over more than one line at both sizes.
+            and main.query_one(PendingList).body.size.height > 1
         ),
         "the first poll",
     )
@@ -270,5 +300,154 @@ def test_history_screen(snap_compare, console, size):
             "the two recorded runs",
         )
         await pilot.pause(0.1)
+
+    assert snap_compare(console, terminal_size=size, run_before=run_before)
+
+
+# --------------------------------------------------------------------------- issue 13
+
+
+def recorded_plan() -> Plan:
+    """What a build of web would do: one commit, the program's conf changed."""
+    diff = (
+        "--- /etc/supervisor/conf.d/web.conf (installed)\n"
+        "+++ /etc/supervisor/conf.d/web.conf (this build)\n"
+        "@@ -1,4 +1,4 @@\n"
+        " [program:web]\n"
+        " command=python3 -u app.py\n"
+        "-startsecs=1\n"
+        "+startsecs=5\n"
+        " autorestart=true\n"
+    )
+    return Plan(
+        service="web",
+        branch="main",
+        sha=SHA2,
+        subject="web: answer /health [fast]",
+        author="Alice",
+        hosts=(HostNow("web1", RELEASE1, SHA1), HostNow("web2", RELEASE1, SHA1)),
+        groups=(
+            ReleaseGroup(
+                ("web1", "web2"),
+                RELEASE1,
+                SHA1,
+                commits=(
+                    PlanCommit(SHA2, "web: answer /health [fast]", "Alice"),
+                    PlanCommit("9e8d7c6b5a4f3e2d1c0b", "web: wait longer for the start", "Bob"),
+                ),
+                diffstat=(
+                    " app.py                     | 4 +++-\n"
+                    " deploy/supervisor/web.conf | 2 +-\n"
+                    " 2 files changed, 4 insertions(+), 2 deletions(-)"
+                ),
+            ),
+        ),
+        files=(
+            FileChange(0, "/etc/supervisor/conf.d", "web.conf", "changed", ("web1", "web2"), diff),
+        ),
+        programs=(ProgramChange("web", "update: config changed"), ProgramChange("web", "restart")),
+        lock=None,
+    )
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_plan_view(snap_compare, console, size, monkeypatch):
+    monkeypatch.setattr(plan_module, "read_plan", lambda *args, **kwargs: recorded_plan())
+
+    async def run_before(pilot):
+        await settled(pilot)
+        await pilot.press("P")
+        await until(
+            pilot,
+            lambda: isinstance(pilot.app.screen, PlanScreen) and pilot.app.screen.plan is not None,
+            "the plan",
+        )
+        await pilot.pause(0.1)
+
+    assert snap_compare(console, terminal_size=size, run_before=run_before)
+
+
+def recorded_run(config, service, argv, sink, cancel=None, **kwargs):
+    """A command on both hosts, replayed: web2 failed."""
+    t = NOW - 1.5
+    command = "tail -n 2 log/web.err.log"
+    for event in [
+        BuildStarted("web", "main", ("web1", "web2"), (Stage.RUN,), "run", command, ts=t),
+        StageStarted(Stage.RUN, ts=t),
+        Output(Stage.RUN, "GET /health 200 in 3ms", host="web1", ts=t + 0.2),
+        Output(Stage.RUN, "GET /health 200 in 2ms", host="web1", ts=t + 0.2),
+        Output(Stage.RUN, "tail: cannot open 'log/web.err.log'", "web2", "err", ts=t + 0.3),
+        HostFinished(Stage.RUN, "web1", True, 0.31, exit_code=0, ts=t + 0.3),
+        HostFinished(Stage.RUN, "web2", False, 0.33, "exit 1", exit_code=1, ts=t + 0.3),
+        StageFinished(Stage.RUN, False, 0.4, "web2: exit 1", ts=t + 0.4),
+        BuildFinished(RunResult.FAILED, 0.4, "web", error="web2: exit 1", ts=t + 0.4),
+    ]:
+        sink(event)
+    return event
+
+
+# One size: the fast tier's time is counted (the panes are the build's, taken at both).
+@pytest.mark.parametrize("size", SIZES[1:], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_run_output_view(snap_compare, console, size, monkeypatch):
+    monkeypatch.setattr(app_module, "run_adhoc", recorded_run)
+
+    async def run_before(pilot):
+        await settled(pilot)
+        pilot.app.start_command("web", ["tail", "-n", "2", "log/web.err.log"])
+        view = pilot.app.main_screen.build_view
+        await until(pilot, lambda: view.finished is not None, "the command's end")
+        await pilot.pause(0.1)
+
+    assert snap_compare(console, terminal_size=size, run_before=run_before)
+
+
+async def process_view(pilot) -> ProcessScreen:
+    await settled(pilot)
+    await pilot.press("p")
+    await until(
+        pilot,
+        lambda: (
+            isinstance(pilot.app.screen, ProcessScreen)
+            and pilot.app.screen.sub_title.startswith("2/2 hosts reachable · polled")
+        ),
+        "both hosts in the process view",
+    )
+    return pilot.app.screen
+
+
+# At 80×24 only: the fast tier's time is counted, and the narrow screen is the test.
+@pytest.mark.parametrize("size", SIZES[:1], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_process_view_marked_grouped_and_not_running(snap_compare, console, size):
+    """Marks, grouping by service and the "not RUNNING" filter in one picture."""
+    console.poller.rows_of["web2"] = sv.parse_status(TROUBLED)[0]
+
+    async def run_before(pilot):
+        screen = await process_view(pilot)
+        # The screen's own actions, not keys: each key press costs a footer redraw here.
+        screen.action_group()
+        screen.table.move_cursor(row=2)
+        screen.action_mark()
+        screen.action_mark()
+        screen.action_not_running()
+        await until(pilot, lambda: len(screen.table.visible_rows) == 2, "two rows not running")
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.2)
+
+    assert snap_compare(console, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES[:1], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_log_pane_searched(snap_compare, console, size):
+    async def run_before(pilot):
+        screen = await process_view(pilot)
+        await pilot.press("l")
+        log = screen.tail.output
+        await until(pilot, lambda: len(log.lines) >= 30, "the log")
+        await pilot.press("slash")
+        screen.tail.query_one("#tail-search").value = "error"  # typed at once
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.tail.term == "error", "the search")
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.2)
 
     assert snap_compare(console, terminal_size=size, run_before=run_before)

@@ -1,10 +1,12 @@
-"""The headless modes: ``--build``, ``--rollback``, ``--status``, ``--history``,
-``--pending``, ``--unlock``, ``--trust``, ``--doctor``, ``--check-config``.
+"""The headless modes: ``--build``, ``--plan``, ``--run``, ``--rollback``, ``--status``,
+``--history``, ``--pending``, ``--unlock``, ``--trust``, ``--doctor``, ``--check-config``.
 
-Each takes the loaded config and the parsed arguments and returns an exit code. Builds
-and rollbacks run the engine in a thread and render its events
-(:mod:`relconsole.headless.render`); signals cancel them safely. Nothing here imports
-Textual.
+Each takes the loaded config and the parsed arguments and returns an exit code. Builds,
+rollbacks and runs run the engine in a thread and render its events
+(:mod:`relconsole.headless.render`); signals cancel them safely; notifications are
+delivered beside them and waited for (at most ``notify.EXIT_WAIT`` seconds) before the
+process exits. The guardrails are checked before anything happens: ``confirm = true``
+wants ``--yes``, ``branches`` limits what may be built. Nothing here imports Textual.
 """
 
 from __future__ import annotations
@@ -15,16 +17,21 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from relconsole.config import Config, Service
 from relconsole.errors import RelconsoleError
 from relconsole.events import BuildFinished, RunResult, Sink
-from relconsole.headless.exit import Exit, fail
+from relconsole.headless.exit import Exit, fail, warn
 from relconsole.headless.onboard import check_config_command
 from relconsole.text import format_table, printable
 
+if TYPE_CHECKING:
+    from relconsole.notify import Postman
+
 Command = Callable[[Config, argparse.Namespace], int]
+#: What runs in the engine's thread: given the sink, the cancel event and the postman.
+Work = Callable[[Sink, threading.Event, "Postman"], BuildFinished]
 
 
 class UsageError(RelconsoleError):
@@ -38,29 +45,53 @@ def service_named(config: Config, name: str) -> Service:
     return config.services[name]
 
 
-def build_command(config: Config, args: argparse.Namespace) -> int:
+def branch_to_build(service: Service, given: Optional[str]) -> str:
+    """``--branch`` (or the service's branch), valid and allowed by its ``branches``;
+    raises :class:`UsageError` before anything happens."""
     from relconsole.config import validate_branch
+
+    try:
+        branch = validate_branch(given) if given else service.branch
+    except ValueError as exc:
+        raise UsageError(f"--branch: {exc}") from None
+    refused = service.refuse_branch(branch)
+    if refused:
+        raise UsageError(refused)
+    return branch
+
+
+def confirmed(service: Service, args: argparse.Namespace, verb: str) -> None:
+    """A service with ``confirm = true`` is changed headless only with ``--yes``."""
+    if service.confirm and not args.yes:
+        raise UsageError(
+            f"{service.name} has confirm = true: nothing was done; add --yes to {verb} it "
+            f"(relconsole --plan {service.name} shows what a build would do)"
+        )
+
+
+def hosts_named(service: Service, text: Optional[str]) -> Optional[list[str]]:
+    if not text:
+        return None
+    names = [h.strip() for h in text.split(",") if h.strip()]
+    unknown = [h for h in names if h not in service.hosts]
+    if unknown or not names:
+        raise UsageError(
+            f"--hosts: {', '.join(unknown) or 'empty'} not among {service.name}'s "
+            f"hosts ({', '.join(service.hosts)})"
+        )
+    return names
+
+
+def build_command(config: Config, args: argparse.Namespace) -> int:
     from relconsole.pipeline import run_build
 
     service = service_named(config, args.build)
-    branch = None
-    if args.branch:
-        try:
-            branch = validate_branch(args.branch)
-        except ValueError as exc:
-            return fail(f"--branch: {exc}")
-    only_hosts = None
-    if args.hosts:
-        only_hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
-        unknown = [h for h in only_hosts if h not in service.hosts]
-        if unknown or not only_hosts:
-            return fail(
-                f"--hosts: {', '.join(unknown) or 'empty'} not among {service.name}'s "
-                f"hosts ({', '.join(service.hosts)})"
-            )
+    branch = branch_to_build(service, args.branch)
+    only_hosts = hosts_named(service, args.hosts)
+    confirmed(service, args, "build")
     return run_headless(
         args,
-        lambda sink, cancel: run_build(
+        lambda sink, cancel, postman: run_build(
             config,
             service.name,
             sink,
@@ -68,6 +99,7 @@ def build_command(config: Config, args: argparse.Namespace) -> int:
             branch=branch,
             only_hosts=only_hosts,
             lock_wait=args.lock_wait,
+            postman=postman,
         ),
     )
 
@@ -79,22 +111,86 @@ def rollback_command(config: Config, args: argparse.Namespace) -> int:
     service = service_named(config, args.rollback)
     if args.to and not RELEASE_ID.match(args.to):
         return fail(f"--to: '{args.to}' is not a release id (like 20261126-070707.123-1a2b3c4)")
+    confirmed(service, args, "roll back")
     return run_headless(
         args,
-        lambda sink, cancel: run_rollback(
-            config, service.name, sink, cancel, to=args.to, lock_wait=args.lock_wait
+        lambda sink, cancel, postman: run_rollback(
+            config,
+            service.name,
+            sink,
+            cancel,
+            to=args.to,
+            lock_wait=args.lock_wait,
+            postman=postman,
         ),
     )
 
 
-def run_headless(
-    args: argparse.Namespace, run: Callable[[Sink, threading.Event], BuildFinished]
-) -> int:
-    """Run a build or rollback in a thread, rendering its events; signals cancel it."""
+def run_command(config: Config, args: argparse.Namespace) -> int:
+    """``--run SVC [--hosts] [--sudo] -- COMMAND``: 0 when every host exited 0."""
+    from relconsole.adhoc import run_adhoc
+
+    service = service_named(config, args.run)
+    only_hosts = hosts_named(service, args.hosts)
+    confirmed(service, args, "run a command on")
+    return run_headless(
+        args,
+        lambda sink, cancel, postman: run_adhoc(
+            config,
+            service.name,
+            args.command,
+            sink,
+            cancel,
+            only_hosts=only_hosts,
+            sudo=args.sudo,
+            postman=postman,
+        ),
+    )
+
+
+def plan_command(config: Config, args: argparse.Namespace) -> int:
+    """``--plan SVC``: 0 when everything could be read, 1 naming what could not."""
+    from relconsole.plan import read_plan
+    from relconsole.plan_text import plan_text
+
+    service = service_named(config, args.plan)
+    branch = branch_to_build(service, args.branch)
+    plan = read_plan(config, service.name, branch)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(plan_text(plan), flush=True)
+    for problem in plan.problems:
+        fail(f"cannot read {problem}", Exit.FAILED)
+    return int(Exit.OK if plan.complete else Exit.FAILED)
+
+
+def headless_postman() -> Postman:
+    """Delivers notifications beside a headless run; a failed one is a warning line."""
+    from relconsole.notify import Postman
+
+    return Postman(on_delivered=lambda d: None if d.ok else warn(d.describe()))
+
+
+def wait_for_notifications(postman: Postman) -> None:
+    from relconsole.notify import EXIT_WAIT
+
+    try:
+        left = postman.wait(EXIT_WAIT)
+    except KeyboardInterrupt:  # a second Ctrl-C: the operator will not wait
+        left = postman.pending
+    if left:
+        warn(f"{left} notification(s) still under way after {EXIT_WAIT:g}s: not waiting longer")
+
+
+def run_headless(args: argparse.Namespace, run: Work) -> int:
+    """Run a build, rollback or ``--run`` in a thread, rendering its events; signals
+    cancel it; notifications are waited for before the exit code is returned."""
     from relconsole.headless.render import JsonRenderer, TextRenderer
 
     sink = JsonRenderer() if args.json else TextRenderer()
     cancel = threading.Event()
+    postman = headless_postman()
     got: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -112,7 +208,9 @@ def run_headless(
                 pass
 
     outcome: list[BuildFinished] = []
-    worker = threading.Thread(target=lambda: outcome.append(run(sink, cancel)), name="build")
+    worker = threading.Thread(
+        target=lambda: outcome.append(run(sink, cancel, postman)), name="build"
+    )
     # A closed terminal or ssh session (SIGHUP) cancels like Ctrl-C: same clean-up path.
     stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     old = {s: signal.signal(s, on_signal) for s in stops}
@@ -123,9 +221,12 @@ def run_headless(
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+    wait_for_notifications(postman)
     if not outcome:
         return fail("the run stopped unexpectedly", Exit.FAILED)
     finished = outcome[0]
+    if args.run and not finished.ok and not finished.cancelled:
+        fail(f"failed on {finished.error}", Exit.FAILED)
     if finished.cancelled:  # a signal that came too late to stop anything changes nothing
         return int(Exit.for_signal(got[0] if got else signal.SIGINT))
     if finished.result is RunResult.LOCKED:
@@ -153,9 +254,11 @@ def unlock_command(config: Config, args: argparse.Namespace) -> int:
     from relconsole.pipeline import force_unlock
 
     service = service_named(config, args.unlock)
-    ok, lines = force_unlock(config, service.name)
+    postman = headless_postman()
+    ok, lines = force_unlock(config, service.name, postman=postman)
     for line in lines:
-        print(printable(line))
+        print(printable(line), flush=True)
+    wait_for_notifications(postman)
     return int(Exit.OK if ok else Exit.FAILED)
 
 
@@ -359,9 +462,11 @@ def pending_command(config: Config, args: argparse.Namespace) -> int:
     return int(Exit.OK)
 
 
-#: The modes, by their argparse destination; at most one is given.
-MODES: dict[str, Command] = {
+#: What each mode does, by its argparse destination (``cli.MODES``).
+COMMANDS: dict[str, Command] = {
     "build": build_command,
+    "plan": plan_command,
+    "run": run_command,
     "status": status_command,
     "rollback": rollback_command,
     "history": history_command,

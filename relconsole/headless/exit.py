@@ -29,3 +29,11 @@ def fail(message: str, code: Exit = Exit.USAGE) -> int:
     """Say ``relconsole: <message>`` on stderr (control sequences removed); the exit code."""
     print(f"relconsole: {printable(message)}", file=sys.stderr)
     return int(code)
+
+
+def warn(message: str) -> None:
+    """Say ``relconsole: warning: <message>`` on stderr; the run goes on."""
+    try:
+        print(f"relconsole: warning: {printable(message)}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # the terminal went away: nothing to tell
+        pass

@@ -32,7 +32,9 @@ from relconsole.text import format_table, printable
 
 
 class _Writer:
-    """Thread-safe writes; flushes at most every 0.1 s while output streams in.
+    """Thread-safe writes; flushes at most every 0.1 s while output streams in, and
+    0.1 s after the last line when it stops (a command that prints a line and then
+    waits must still show that line).
 
     A terminal that went away (SIGHUP, a closed pipe) must not break the run it
     reports on: the clean-up still has to happen. Writing then stops quietly.
@@ -43,6 +45,7 @@ class _Writer:
         self._lock = threading.Lock()
         self._flushed = time.monotonic()
         self._gone = False
+        self._later: Optional[threading.Timer] = None
 
     def write(self, text: str, flush: bool = False) -> None:
         with self._lock:
@@ -52,10 +55,26 @@ class _Writer:
                 self._out.write(text)
                 now = time.monotonic()
                 if flush or now - self._flushed > 0.1:
-                    self._out.flush()
-                    self._flushed = now
+                    self._flush(now)
+                elif self._later is None:
+                    self._later = threading.Timer(0.1, self._flush_later)
+                    self._later.daemon = True
+                    self._later.start()
             except (OSError, ValueError):  # EIO, EPIPE; ValueError: closed file
                 self._gone = True
+
+    def _flush(self, now: float) -> None:
+        self._out.flush()
+        self._flushed = now
+
+    def _flush_later(self) -> None:
+        with self._lock:
+            self._later = None
+            if not self._gone:
+                try:
+                    self._flush(time.monotonic())
+                except (OSError, ValueError):
+                    self._gone = True
 
 
 class JsonRenderer:
@@ -81,6 +100,7 @@ class TextRenderer:
         self.seen: list[str] = []
         self.host_results: dict[tuple[str, str], HostFinished] = {}
         self.commit: Optional[CommitResolved] = None
+        self.command: Optional[str] = None
 
     def __call__(self, event: Event) -> None:
         handler = getattr(self, "on_" + event.kind, None)
@@ -91,16 +111,22 @@ class TextRenderer:
         self.hosts = e.hosts
         self.action = e.action
         self.planned = e.stages
-        self._w.write(
-            f"==> {e.action} {e.service} (branch {e.branch}) on {', '.join(e.hosts)}\n", flush=True
-        )
+        self.command = e.command
+        if e.command is not None:
+            head = f"==> run {printable(e.command)} on {e.service}: {', '.join(e.hosts)}"
+        else:
+            head = f"==> {e.action} {e.service} (branch {e.branch}) on {', '.join(e.hosts)}"
+        self._w.write(head + "\n", flush=True)
 
     def on_stage_started(self, e: StageStarted) -> None:
         self.seen.append(e.stage)
-        self._w.write(f"--> {e.stage}\n", flush=True)
+        if e.stage is not Stage.RUN:
+            self._w.write(f"--> {e.stage}\n", flush=True)
 
     def on_output(self, e: Output) -> None:
-        self._w.write(f"[{e.where}] {printable(e.line)}\n")
+        # A run's lines are the hosts' own: prefixed with the host alone.
+        where = e.host if e.stage is Stage.RUN and e.host else e.where
+        self._w.write(f"[{where}] {printable(e.line)}\n")
 
     def on_batch(self, e: BatchChanged) -> None:
         self._w.write(f"[{e.stage}] {printable(e.describe())}\n", flush=True)
@@ -111,11 +137,13 @@ class TextRenderer:
     def on_host_finished(self, e: HostFinished) -> None:
         key = (e.stage, e.host)
         self.host_results[key] = e.after(self.host_results.get(key))
-        if not e.ok:
+        if not e.ok and e.stage is not Stage.RUN:  # a run's summary says it per host
             self._w.write(f"[{e.stage} {e.host}] FAILED: {printable(e.error or '')}\n", flush=True)
 
     def on_stage_finished(self, e: StageFinished) -> None:
         self.stages[e.stage] = e
+        if e.stage is Stage.RUN:
+            return
         verdict = "ok" if e.ok else f"FAILED: {printable(e.error or '')}"
         self._w.write(f"<-- {e.stage} {verdict} ({e.seconds:.1f}s)\n", flush=True)
 
@@ -123,6 +151,8 @@ class TextRenderer:
         self._w.write("\n" + self.summary() + "\n" + self.verdict(e) + "\n", flush=True)
 
     def summary(self) -> str:
+        if self.action == "run":
+            return self.run_summary()
         header = ["stage", "result", "seconds", *self.hosts]
         rows = [header]
         # Every stage the run announced (those it never reached as "-"), then any it
@@ -140,8 +170,29 @@ class TextRenderer:
             rows.append([stage, result, seconds, *cells])
         return format_table(rows)
 
+    def run_summary(self) -> str:
+        """One row per host: its exit status and how long it took."""
+        rows = [["host", "exit", "seconds", "result"]]
+        for host in self.hosts:
+            hr = self.host_results.get((Stage.RUN, host))
+            if hr is None:
+                rows.append([host, "", "", "not run"])
+                continue
+            code = "" if hr.exit_code is None else str(hr.exit_code)
+            result = "ok" if hr.ok else ("cancelled" if hr.cancelled else printable(hr.error or ""))
+            rows.append([host, code, f"{hr.seconds:.2f}", result])
+        return format_table(rows)
+
     def verdict(self, e: BuildFinished) -> str:
         sha = f" {e.sha[:12]}" if e.sha else ""
+        if self.action == "run":
+            command = printable(self.command or "")
+            if e.ok:
+                return f"RUN OK: {command} on {len(self.hosts)} host(s) in {e.seconds:.1f}s"
+            results = {h: self.host_results.get((Stage.RUN, h)) for h in self.hosts}
+            failed = [h for h, r in results.items() if r is None or not r.ok]
+            word = "CANCELLED" if e.cancelled else "FAILED"
+            return f"RUN {word} on {', '.join(failed)}: {command}"
         if e.result is RunResult.LOCKED:
             return f"{self.action.upper()} REFUSED: {printable(e.error or '')}"
         if self.action == "rollback":

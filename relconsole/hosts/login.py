@@ -92,6 +92,8 @@ def connect_hop(
             raise HostUnreachable(host, f"{hop}: key passphrase: {exc}", hop=hop.name) from None
     started = time.monotonic()
     try:
+        if sock is None:
+            kwargs["sock"] = tcp_connection(hop)
         client.connect(**kwargs)
     except (OSError, EOFError, paramiko.SSHException) as exc:
         out_of_time = time.monotonic() - started >= hop.connect_timeout
@@ -104,6 +106,18 @@ def connect_hop(
         else:
             where = hop.where
         raise kind(host, f"{where}: {reason}", hop=hop.name) from None
+
+
+def tcp_connection(hop: Hop) -> socket.socket:
+    """A TCP connection to ``hop`` with Nagle off: the handshake is a string of small
+    packets each waiting for an answer, and Nagle meeting the peer's delayed ACK holds
+    some of them ~40 ms (a connection took ~70 ms on loopback, ~28 ms without)."""
+    sock = socket.create_connection((hop.hostname, hop.port), timeout=hop.connect_timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # not TCP after all: nothing to tune
+        pass
+    return sock
 
 
 def proxy_command(hop: Hop) -> paramiko.ProxyCommand:

@@ -126,13 +126,15 @@ def _run_git(args: list[str], what: str, timeout: float, cancel: Optional[thread
         raise CheckoutError(f"{what}: {'; '.join(lines[-5:]) or f'git exited {proc.returncode}'}")
 
 
-def _open_or_clone(
+def open_or_clone(
     workspace: Path,
     url: str,
     log: Callable[[str], None],
     timeout: float,
     cancel: Optional[threading.Event],
 ) -> git.Repo:
+    """The workspace's repository, cloned (without a checkout) if it is missing or
+    unusable; its origin follows ``url``. Call it under :func:`workspace_lock`."""
     if (workspace / ".git").is_dir():
         try:
             repo = git.Repo(workspace)
@@ -207,7 +209,7 @@ def _checkout_locked(
     timeout: float,
     cancel: Optional[threading.Event],
 ) -> Commit:
-    repo = _open_or_clone(workspace, url, log, timeout, cancel)
+    repo = open_or_clone(workspace, url, log, timeout, cancel)
     log(f"fetching {branch} from {url}")
     fetch(workspace, url, timeout, cancel)
     ref = f"origin/{branch}"

@@ -8,11 +8,13 @@ directory, renamed when complete). No SFTP, no file-by-file round trips.
 
 from __future__ import annotations
 
+import fnmatch
 import io
+import re
 import tarfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -61,6 +63,25 @@ def write_release_tar(
                 staged.append((index, match.name))
     out.seek(0)
     return staged
+
+
+def match_tree(paths: Iterable[str], pattern: str) -> list[str]:
+    """The ``paths`` of a commit's tree (``a/b/c``, files only) that ``pattern`` selects,
+    as :meth:`pathlib.Path.glob` selects them in a checkout of it (what
+    :func:`write_release_tar` stages): ``*``, ``?`` and ``[...]`` within one part, dot
+    files included, ``**`` for any number of folders. Sorted."""
+    parts = [p for p in pattern.split("/") if p not in ("", ".")]
+    regexes = [None if p == "**" else re.compile(fnmatch.translate(p)) for p in parts]
+    return sorted(path for path in paths if _matches(path.split("/"), regexes))
+
+
+def _matches(parts: list[str], regexes: list[re.Pattern[str] | None]) -> bool:
+    if not regexes:
+        return not parts
+    head, rest = regexes[0], regexes[1:]
+    if head is None:  # "**": zero or more folders, never the file itself
+        return any(_matches(parts[k:], rest) for k in range(len(parts)))
+    return bool(parts) and head.match(parts[0]) is not None and _matches(parts[1:], rest)
 
 
 def _inside_workspace(workspace: Path, match: Path) -> None:

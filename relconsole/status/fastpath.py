@@ -15,6 +15,11 @@ and then answers one JSON line per request line::
     "status\\n"        →  {"ok": true, "processes": [{"name", "group", "statename", "pid",
                                                       "start", "now", "description"}, ...]}
                       or {"ok": false, "lasting": false, "error": "unix:///... no such file"}
+    "tail STREAM OFFSET LIMIT NAME\\n"
+                      →  {"ok": true, "text": "...", "start": S, "offset": E, "size": Z,
+                          "rotated": false}: the log's bytes from OFFSET (-1: its last
+                          LIMIT bytes) up to LIMIT, E the offset after them, Z its size
+                      or {"ok": false, "lasting": false, "error": "supervisord: BAD_NAME: x"}
 
 ``lasting`` errors (config unreadable, socket permission, authentication) will not heal
 on this connection; the others (supervisord down or restarting) may.
@@ -37,6 +42,7 @@ import json
 import posixpath
 import shlex
 import time
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Optional
 
@@ -167,6 +173,32 @@ class Unavailable(RelconsoleError):
         self.lasting = lasting
 
 
+class LogUnreadable(Unavailable):
+    """supervisord could not give a program's log (no such program, no log file...);
+    the fast path itself still works."""
+
+    def __init__(self, message: str):
+        super().__init__(message, lasting=False)
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """Bytes of a program's log, as text: from byte ``start`` to ``offset`` (what to
+    ask from next); ``size`` the log's size when read. ``rotated``: the log is now
+    shorter than the offset asked for (supervisor rotated it), so it was read anew."""
+
+    text: str
+    start: int
+    offset: int
+    size: int
+    rotated: bool = False
+
+    @property
+    def more(self) -> bool:
+        """The log already holds more than this chunk: ask again at once."""
+        return self.offset < self.size
+
+
 class _Gone(Exception):
     """The helper's stream ended; ``output`` is what it said last."""
 
@@ -262,13 +294,45 @@ class FastPath:
         """This moment's processes. Raises :class:`Unavailable`, or the transport's
         errors: :class:`CommandTimedOut` when the helper does not answer in time (the
         connection is suspect) and ``HostUnreachable`` when a channel cannot be opened."""
+        reply = self._ask("status", timeout)
+        if reply.get("ok") and isinstance(reply.get("processes"), list):
+            return to_rows(reply["processes"])
+        error = str(reply.get("error") or "the status helper gave no answer")
+        if reply.get("lasting"):
+            self.disable(error)
+        raise Unavailable(error, lasting=bool(reply.get("lasting")))
+
+    def tail(self, name: str, stream: str, offset: int, limit: int, timeout: float) -> LogChunk:
+        """The bytes of ``name``'s ``stream`` log from byte ``offset`` (-1: its last
+        ``limit`` bytes), at most ``limit``: supervisor's own log, read by offset, so
+        following it loses no line however fast the program writes. Raises
+        :class:`Unavailable` (the fast path is off; a log supervisord cannot read is
+        :class:`LogUnreadable`) and the transport's errors."""
+        if stream not in ("stdout", "stderr") or not name or any(c.isspace() for c in name):
+            raise ValueError(f"cannot tail {stream} of {name!r}")
+        reply = self._ask(f"tail {stream} {int(offset)} {int(limit)} {name}", timeout)
+        if not reply.get("ok"):
+            raise LogUnreadable(str(reply.get("error") or "the status helper gave no answer"))
+        try:
+            return LogChunk(
+                text=str(reply.get("text") or ""),
+                start=int(reply["start"]),
+                offset=int(reply["offset"]),
+                size=int(reply["size"]),
+                rotated=bool(reply.get("rotated")),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise LogUnreadable(f"the status helper said {reply!r:.200}") from None
+
+    def _ask(self, request: str, timeout: float) -> dict:
+        """The helper's answer to ``request``, starting it (again) as needed."""
         while True:
             if self.off:
                 raise Unavailable(self.off, lasting=True)
             fresh = self._helper is None
             helper = self._helper or self._start(timeout)
             try:
-                reply = helper.ask("status", timeout)
+                return helper.ask(request, timeout)
             except TimeoutError:
                 self.close()
                 raise CommandTimedOut(
@@ -280,12 +344,6 @@ class FastPath:
                 if fresh:
                     self.disable(f"the status helper ended on its first request: {said}")
                 continue  # it had answered before: start another
-            if reply.get("ok") and isinstance(reply.get("processes"), list):
-                return to_rows(reply["processes"])
-            error = str(reply.get("error") or "the status helper gave no answer")
-            if reply.get("lasting"):
-                self.disable(error)
-            raise Unavailable(error, lasting=bool(reply.get("lasting")))
 
     def _give_up(self, reason: str) -> Unavailable:
         """Turn the fast path off for this connection; the error to raise."""

@@ -23,6 +23,7 @@ from relconsole.fanout import DEFAULT_MAX_PARALLEL, HostResults, Outcome, attemp
 from relconsole.hosts.base import CommandTimedOut, HostUnreachable, Transport
 from relconsole.hosts.connect import Connector, Dialer
 from relconsole.status import supervisorctl as sv
+from relconsole.status.fastpath import LogChunk
 from relconsole.status.reader import StatusReader
 
 T = TypeVar("T")
@@ -115,12 +116,25 @@ class StatusPoller:
             return HostStatus.answered(host.name, got.value or (), got.seconds)
         return HostStatus.unreachable(host.name, got.error or "failed", got.seconds)
 
-    def _rows(self, t: Transport, host: Host, timeout: float) -> list[sv.ProcessStatus]:
+    def _reader(self, t: Transport, host: Host) -> StatusReader:
         reader = self._readers.get(host.name)
         if reader is None or reader.transport is not t:
             if reader is not None:
                 reader.close()
             reader = self._readers[host.name] = StatusReader(t, host, fast=self._fast_enabled)
+        return reader
+
+    def follow_log(self, host: Host, name: str, stream: str, offset: int, limit: int) -> LogChunk:
+        """``name``'s ``stream`` log on ``host`` from byte ``offset`` (see
+        ``FastPath.tail``), over the host's kept connection and helper. Raises
+        ``Unavailable`` where the helper does not run (then ``supervisorctl tail``)."""
+        timeout = self.settings.connect_timeout
+        return self.on_host(
+            host, lambda t: self._reader(t, host).tail(name, stream, offset, limit, timeout)
+        )
+
+    def _rows(self, t: Transport, host: Host, timeout: float) -> list[sv.ProcessStatus]:
+        reader = self._reader(t, host)
         rows = reader.rows(timeout)
         if reader.via is not None:
             self._via[host.name] = reader.via

@@ -15,7 +15,7 @@ from typing import Optional
 from relconsole.config import Host
 from relconsole.hosts.base import CommandFailed, Result, Transport, run_step
 from relconsole.status import supervisorctl as sv
-from relconsole.status.fastpath import FastPath, Unavailable
+from relconsole.status.fastpath import FastPath, LogChunk, Unavailable
 
 
 class SupervisorUnreachable(CommandFailed):
@@ -88,6 +88,13 @@ class StatusReader:
                 f"the status helper failed ({missed.message}) where supervisorctl answered"
             )
         return rows
+
+    def tail(self, name: str, stream: str, offset: int, limit: int, timeout: float) -> LogChunk:
+        """A program's log by byte offset, through the helper (see ``FastPath.tail``);
+        raises :class:`Unavailable` where the fast path does not run."""
+        if self._fast is None or self._fast.off:
+            raise Unavailable(self.off or "the fast path is off", lasting=True)
+        return self._fast.tail(name, stream, offset, limit, timeout)
 
     def poke(self, timeout: float) -> None:
         """A cheap request to supervisord through the helper, if it answers here; never

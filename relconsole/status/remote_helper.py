@@ -118,7 +118,6 @@ class Server:
         if username is not None and password is not None:
             token = base64.b64encode(("%s:%s" % (username, password)).encode()).decode()
             self.headers["Authorization"] = "Basic " + token
-        self.body = xmlrpc.client.dumps((), "supervisor.getAllProcessInfo").encode()
         self.conn = None
 
     def close(self):
@@ -126,14 +125,15 @@ class Server:
             self.conn.close()
             self.conn = None
 
-    def all_process_info(self):
-        # One HTTP connection kept across polls, as supervisorctl keeps its own; one
+    def call(self, method, *params):
+        # One HTTP connection kept across requests, as supervisorctl keeps its own; one
         # that supervisord dropped meanwhile is retried once on a fresh one.
+        body = xmlrpc.client.dumps(params, method).encode()
         for reused in (self.conn is not None, False):
             if self.conn is None:
                 self.conn = self.connect()
             try:
-                self.conn.request("POST", "/RPC2", self.body, self.headers)
+                self.conn.request("POST", "/RPC2", body, self.headers)
                 response = self.conn.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException):
@@ -148,6 +148,9 @@ class Server:
                 self.close()
             return xmlrpc.client.loads(data)[0][0]
         raise AssertionError("unreachable")
+
+    def all_process_info(self):
+        return self.call("supervisor.getAllProcessInfo")
 
     def answer(self):
         try:
@@ -170,6 +173,53 @@ class Server:
             }
         return {"ok": True, "processes": [dict((k, i.get(k)) for k in FIELDS) for i in infos]}
 
+    def read_log(self, stream, name, offset, limit):
+        # readProcess*Log(name, offset, length) reads from exactly this byte offset
+        # (tailProcess*Log returns the last bytes of the window instead). supervisord
+        # decodes the bytes as UTF-8 and answers 500 when they end inside a character
+        # (a line still being written): read a byte or three less, the rest comes next.
+        method = "supervisor.readProcess%sLog" % ("Stderr" if stream == "stderr" else "Stdout")
+        for cut in range(4):
+            if limit - cut <= 0:
+                break
+            try:
+                return self.call(method, name, offset, limit - cut)
+            except Refused as e:
+                if cut == 3 or e.status != 500:
+                    raise
+        return ""
+
+    def tail(self, stream, name, offset, limit):
+        # The log size now (tailProcess*Log with length 0 answers it, reading nothing),
+        # then the bytes from offset (or, from -1, the last limit bytes) up to limit.
+        method = "supervisor.tailProcess%sLog" % ("Stderr" if stream == "stderr" else "Stdout")
+        size = self.call(method, name, 0, 0)[1]
+        rotated = offset > size
+        start = max(0, size - limit) if offset < 0 or rotated else offset
+        length = min(size - start, limit)
+        text = self.read_log(stream, name, start, length) if length > 0 else ""
+        end = start + len(text.encode("utf-8"))
+        return {
+            "ok": True,
+            "text": text,
+            "start": start,
+            "offset": end,
+            "size": size,
+            "rotated": rotated,
+        }
+
+    def answer_tail(self, words):
+        try:
+            stream, offset, limit, name = words[0], int(words[1]), int(words[2]), words[3]
+        except (IndexError, ValueError):
+            return {"ok": False, "lasting": True, "error": "bad tail request"}
+        try:
+            return self.tail(stream, name, offset, limit)
+        except xmlrpc.client.Fault as e:
+            return {"ok": False, "lasting": False, "error": "supervisord: %s" % e.faultString}
+        except (OSError, http.client.HTTPException, ValueError, Refused) as e:
+            return {"ok": False, "lasting": False, "error": "%s: %s" % (self.url, e)}
+
 
 def main():
     target = sys.argv[1] if len(sys.argv) > 1 else ""
@@ -187,7 +237,18 @@ def main():
     say({"hello": 1, "serverurl": server.url, "config": path})
     for line in sys.stdin.buffer:
         request = line.strip()
-        if request == b"status":
+        if request.startswith(b"tail "):
+            try:
+                say(server.answer_tail(request.decode("utf-8", "replace").split(" ")[1:]))
+            except Exception as e:  # a bug here must not pass for an answer of supervisord
+                say(
+                    {
+                        "ok": False,
+                        "lasting": True,
+                        "error": "helper: %s: %s" % (type(e).__name__, e),
+                    }
+                )
+        elif request == b"status":
             try:
                 say(server.answer())
             except Exception as e:  # a bug here must not pass for a supervisord answer

@@ -1,11 +1,14 @@
-"""The Textual front end: ``relconsole`` without --build or --status.
+"""The Textual front end: ``relconsole`` without a headless mode.
 
 :class:`RelconsoleApp` owns what outlives a screen (see :class:`~relconsole.ui.console.
 Console`) and the run: it starts the engine in a thread worker whose sink appends to
 the run's deque, drains that deque about 30 times a second into the main screen
 (at most :data:`MAX_BATCH` events a tick), and ends the run when its
-``BuildFinished`` has been shown. It also asks before quitting during a run, before a
-rollback and before an unlock.
+``BuildFinished`` has been shown. A run is a build, a rollback or a command on every
+host (``--run``'s engine, shown per host like a build's stages). It also asks before
+quitting during a run, before a rollback, a command and an unlock; a service with
+``confirm = true`` shows its plan before a build and wants its name typed before any
+of them. A read-only console (``--read-only``) starts none of them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from textual import on, work
 from textual.binding import Binding
 from textual.message import Message
 
+from relconsole.adhoc import command_line, run_adhoc
 from relconsole.config import Config, validate_branch
 from relconsole.events import BuildFinished, RunResult, Sink
 from relconsole.hosts.connect import Connector
@@ -29,7 +33,7 @@ from relconsole.status.poller import StatusPoller
 from relconsole.text import printable
 from relconsole.ui.commands import RelconsoleCommands
 from relconsole.ui.console import Console
-from relconsole.ui.dialogs import ConfirmUnlock, QuitWhileBuilding
+from relconsole.ui.dialogs import ConfirmUnlock, QuitWhileBuilding, TypeToConfirm
 from relconsole.ui.main_screen import MainScreen
 from relconsole.ui.rollback_dialog import RollbackDialog
 from relconsole.ui.run_state import RunState
@@ -62,12 +66,16 @@ class RelconsoleApp(Console):
         config: Config,
         connector: Optional[Connector] = None,
         poller: Optional[StatusPoller] = None,
+        *,
+        read_only: bool = False,
     ) -> None:
-        super().__init__(config, connector, poller)
+        super().__init__(config, connector, poller, read_only=read_only)
         #: The signal that ended the console (SIGHUP, SIGTERM), if one did.
         self.stopped_by: Optional[int] = None
         self.main_screen = MainScreen()
         self.sub_title = str(config.path)
+        if read_only:
+            self.title = "relconsole · READ-ONLY"
 
     def get_default_screen(self) -> MainScreen:
         return self.main_screen
@@ -78,6 +86,8 @@ class RelconsoleApp(Console):
         for signum in (signal.SIGHUP, signal.SIGTERM):
             loop.add_signal_handler(signum, self.stop_signal, signum)
         self.call_after_refresh(self.calm_the_collector)
+        for warning in self.config.warnings:  # never a secret: the loader words them
+            self.notify(warning, title="config", severity="warning", markup=False, timeout=10)
 
     def calm_the_collector(self) -> None:
         """A check printing 200,000 lines makes as many event objects: with the default
@@ -101,7 +111,7 @@ class RelconsoleApp(Console):
         from relconsole.ui.process_screen import ProcessScreen
 
         if not isinstance(self.screen, ProcessScreen):
-            self.push_screen(ProcessScreen(self.config, self.poller))
+            self.push_screen(ProcessScreen(self.config, self.poller, read_only=self.read_only))
 
     def show_doctor(self) -> None:
         from relconsole.ui.doctor_screen import DoctorScreen
@@ -113,37 +123,126 @@ class RelconsoleApp(Console):
 
         self.push_screen(HistoryScreen(self.config, service))
 
+    def show_plan(self, service: str, branch: Optional[str] = None) -> None:
+        from relconsole.ui.plan_screen import PlanScreen
+
+        branch = branch or self.config.services[service].branch
+        self.push_screen(PlanScreen(self.config.services[service], branch))
+
+    def ask_typed_name(self, service: str, doing: str, then: Callable[[], None]) -> None:
+        def answered(yes: Optional[bool]) -> None:
+            if yes:
+                then()
+
+        self.push_screen(TypeToConfirm(service, doing), answered)
+
     # -- runs -------------------------------------------------------------------
-    def start_build(self, service: str, branch: Optional[str] = None) -> None:
-        if self.refuse_while_running():
+    def start_build(
+        self, service: str, branch: Optional[str] = None, confirmed: bool = False
+    ) -> None:
+        if self.refuse_read_only("Build") or self.refuse_while_running():
             return
+        settings = self.config.services[service]
         try:
-            branch = validate_branch((branch or self.config.services[service].branch).strip())
+            branch = validate_branch((branch or settings.branch).strip())
         except ValueError as exc:
             self.notify(str(exc), title="Not building", severity="error", markup=False)
             return
+        refused = settings.refuse_branch(branch)
+        if refused:
+            self.notify(refused, title="Not building", severity="error", markup=False)
+            return
+        if settings.confirm and not confirmed:
+            self.show_plan(service, branch)  # its b asks for the name, then builds
+            return
         config, connector, git = self.config, self.connector, self.workspace_lock(service)
+        postman = self.postman
 
         def build(sink: Sink, cancel: threading.Event) -> BuildFinished:
             with git:  # waits for a pending-commits fetch in the workspace to end
                 return run_build(
-                    config, service, sink, cancel, branch=branch, trigger="tui", connector=connector
+                    config,
+                    service,
+                    sink,
+                    cancel,
+                    branch=branch,
+                    trigger="tui",
+                    connector=connector,
+                    postman=postman,
                 )
 
         self.begin_run(self.new_run(service, "build", branch), build)
 
-    def start_rollback(self, service: str, to: Optional[str] = None) -> None:
-        if self.refuse_while_running():
+    def start_rollback(
+        self, service: str, to: Optional[str] = None, confirmed: bool = False
+    ) -> None:
+        if self.refuse_read_only("Roll back") or self.refuse_while_running():
             return
-        config, connector = self.config, self.connector
+        if self.config.services[service].confirm and not confirmed:
+            self.ask_typed_name(
+                service,
+                f"roll back to {to or 'the previous release'}",
+                lambda: self.start_rollback(service, to, confirmed=True),
+            )
+            return
+        config, connector, postman = self.config, self.connector, self.postman
 
         def roll_back(sink: Sink, cancel: threading.Event) -> BuildFinished:
             return run_rollback(
-                config, service, sink, cancel, to=to, trigger="tui", connector=connector
+                config,
+                service,
+                sink,
+                cancel,
+                to=to,
+                trigger="tui",
+                connector=connector,
+                postman=postman,
             )
 
         branch = self.config.services[service].branch
         self.begin_run(self.new_run(service, "rollback", branch), roll_back)
+
+    def ask_command(self, service: str) -> None:
+        from relconsole.ui.run_dialog import RunCommandDialog
+
+        if self.refuse_read_only("Run command") or self.refuse_while_running():
+            return
+
+        def answered(command: Optional[tuple[list[str], bool]]) -> None:
+            if command:
+                self.start_command(service, *command)
+
+        self.push_screen(RunCommandDialog(self.config.services[service]), answered)
+
+    def start_command(
+        self, service: str, argv: list[str], sudo: bool = False, confirmed: bool = False
+    ) -> None:
+        if self.refuse_read_only("Run command") or self.refuse_while_running():
+            return
+        if self.config.services[service].confirm and not confirmed:
+            self.ask_typed_name(
+                service,
+                f"run {command_line(argv)}" + (" as root" if sudo else ""),
+                lambda: self.start_command(service, argv, sudo, confirmed=True),
+            )
+            return
+        config, connector, postman = self.config, self.connector, self.postman
+
+        def run(sink: Sink, cancel: threading.Event) -> BuildFinished:
+            return run_adhoc(
+                config,
+                service,
+                argv,
+                sink,
+                cancel,
+                sudo=sudo,
+                trigger="tui",
+                connector=connector,
+                postman=postman,
+            )
+
+        branch = self.config.services[service].branch
+        self.begin_run(self.new_run(service, "run", branch), run)
 
     def new_run(self, service: str, action: str, branch: str) -> RunState:
         hosts = tuple(h.name for h in self.config.hosts_of(self.config.services[service]))
@@ -238,7 +337,7 @@ class RelconsoleApp(Console):
 
     # -- questions first ----------------------------------------------------------
     def ask_rollback(self, service: str) -> None:
-        if self.refuse_while_running():
+        if self.refuse_read_only("Roll back") or self.refuse_while_running():
             return
         self.main_screen.fleet_column.select_service(service)
 
@@ -252,6 +351,8 @@ class RelconsoleApp(Console):
         )
 
     def ask_unlock(self, service: str) -> None:
+        if self.refuse_read_only("Unlock"):
+            return
         run = self.active_run
         if run is not None and run.service == service:
             self.notify(
@@ -271,7 +372,9 @@ class RelconsoleApp(Console):
     @work(thread=True, group="unlock", exit_on_error=False)
     def unlock_in_thread(self, service: str) -> None:
         try:
-            ok, lines = force_unlock(self.config, service, trigger="tui", connector=self.connector)
+            ok, lines = force_unlock(
+                self.config, service, trigger="tui", connector=self.connector, postman=self.postman
+            )
         except Exception as exc:
             ok, lines = False, [f"internal error: {type(exc).__name__}: {exc}"]
         self.post_message(self.Unlocked(service, ok, lines))

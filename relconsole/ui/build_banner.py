@@ -53,9 +53,17 @@ def same_shape(old: str, new: str) -> bool:
 
 
 def idle_text(
-    service: str, branch: str, hosts: Sequence[str], lock: Optional[str]
+    service: str, branch: str, hosts: Sequence[str], lock: Optional[str], read_only: bool = False
 ) -> tuple[str, Content]:
     """Before the first run of this session: what ``b`` would do."""
+    if read_only:
+        return "idle", Content.assemble(
+            "Read-only: nothing can be changed from this console. ",
+            ("P", "bold"),
+            " shows what a build of ",
+            (service, "bold"),
+            f" ({branch}) would do.",
+        )
     parts: list = [
         "Ready. ",
         ("b", "bold"),
@@ -71,8 +79,21 @@ def idle_text(
 
 
 def running_text(
-    action: str, service: str, branch: str, hosts: Sequence[str], commit: Optional[CommitResolved]
+    action: str,
+    service: str,
+    branch: str,
+    hosts: Sequence[str],
+    commit: Optional[CommitResolved],
+    command: Optional[str] = None,
 ) -> Content:
+    if action == "run":
+        return Content.assemble(
+            f"{clock.spinner()} Running ",
+            (printable(command or "…"), "bold"),
+            " on ",
+            (service, "bold"),
+            f" → {', '.join(hosts)}",
+        )
     doing = "Rolling back" if action == "rollback" else "Building"
     parts: list = [(f"{clock.spinner()} {doing} ", ""), (service, "bold")]
     if commit:
@@ -87,9 +108,12 @@ def verdict(
     commit: Optional[CommitResolved],
     stage: Optional[str],
     action: str = "build",
+    command: Optional[str] = None,
 ) -> tuple[str, Content]:
-    """The banner's class and text for a finished build or rollback."""
+    """The banner's class and text for a finished build, rollback or command."""
     took = clock.seconds_text(event.seconds)
+    if action == "run":
+        return run_verdict(event, command or "", took)
     sha = event.sha[:12] if event.sha else ""
     rollback = action == "rollback"
     if event.ok:
@@ -134,4 +158,22 @@ def verdict(
         f" {sha}".rstrip(),
         f" after {took}\n",
         printable(event.error or "unknown error"),
+    )
+
+
+def run_verdict(event: BuildFinished, command: str, took: str) -> tuple[str, Content]:
+    """How a command on every host ended: every host exited 0, or which did not."""
+    shown = printable(command)
+    if event.ok:
+        return "ok", Content.assemble(
+            ("✔ RAN ", "bold"),
+            (shown, "bold"),
+            f" on {event.service}: every host exited 0 in {took}",
+        )
+    if event.cancelled:
+        return "cancelled", Content.assemble(
+            ("■ CANCELLED ", "bold"), (shown, "bold"), f" after {took}: the commands were killed"
+        )
+    return "failed", Content.assemble(
+        ("✘ FAILED ", "bold"), (shown, "bold"), "\n", printable(event.error or "unknown error")
     )

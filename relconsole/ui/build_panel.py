@@ -93,6 +93,7 @@ class BuildPanel(Vertical):
             branch if branch is not None else self.branch_value() or service.branch,
             service.hosts,
             self.app.fleet.lock_holder(service.name),
+            read_only=self.app.read_only,
         )
 
     # -- the branch field -------------------------------------------------------
@@ -153,6 +154,10 @@ class BuildPanel(Vertical):
         if run is not None:
             button.label = "Cancelling…" if run.cancelling else "■ Cancel"
             button.variant = "warning" if run.cancelling else "error"
+        elif self.app.read_only:
+            button.label = "read-only"
+            button.variant = "default"
+            button.disabled = True
         else:
             name = self.service.name if self.service else None
             button.label = f"▶ Build {name}" if name else "▶ Build"

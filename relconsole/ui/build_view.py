@@ -61,6 +61,8 @@ class BuildView(Vertical):
         self.branch = ""
         self.hosts: tuple[str, ...] = ()
         self.commit: Optional[CommitResolved] = None
+        #: What a run of action "run" runs on every host (its BuildStarted says).
+        self.command: Optional[str] = None
         self.finished: Optional[BuildFinished] = None
         #: stage -> its pane: a Log, or HostLogs for per-host stages.
         self.panes: dict[str, Pane] = {}
@@ -166,11 +168,16 @@ class BuildView(Vertical):
 
     # -- lifecycle --------------------------------------------------------------
     def show_idle(
-        self, service: str, branch: str, hosts: Sequence[str], lock: Optional[str] = None
+        self,
+        service: str,
+        branch: str,
+        hosts: Sequence[str],
+        lock: Optional[str] = None,
+        read_only: bool = False,
     ) -> None:
         """The banner before the first run of this session: what ``b`` would do."""
         if self.finished is None and self.service is None:
-            self.banner.show(*idle_text(service, branch, hosts, lock))
+            self.banner.show(*idle_text(service, branch, hosts, lock, read_only))
 
     def begin(self, service: str, branch: str, hosts: Sequence[str], action: str = "build") -> None:
         """Clear everything for a new ``action`` ("build", "rollback") of ``service``; its
@@ -178,6 +185,7 @@ class BuildView(Vertical):
         self._runs += 1
         self.action, self.service, self.branch, self.hosts = action, service, branch, tuple(hosts)
         self.commit = self.finished = None
+        self.command = None
         self.following = True
         self.query_one(ContentSwitcher).current = "pane-idle"
         for pane in self.panes.values():
@@ -188,7 +196,9 @@ class BuildView(Vertical):
         self.show_running()
 
     def show_running(self) -> None:
-        text = running_text(self.action, self.service or "", self.branch, self.hosts, self.commit)
+        text = running_text(
+            self.action, self.service or "", self.branch, self.hosts, self.commit, self.command
+        )
         self.banner.show("running", text)
 
     def tick(self) -> None:
@@ -251,6 +261,7 @@ class BuildView(Vertical):
 
     def announce(self, event: BuildStarted) -> None:
         self.hosts = event.hosts
+        self.command = event.command
         for stage in event.stages:
             if stage not in self.panes:
                 self.add_stage(stage)
@@ -334,7 +345,9 @@ class BuildView(Vertical):
             if cell.state == "running":  # the engine always closes stages; be safe anyway
                 cell.state = "cancelled" if event.cancelled else "failed"
         self.strip.tick()
-        self.banner.show(*verdict(event, self.commit, self.strip.last_reached(), self.action))
+        self.banner.show(
+            *verdict(event, self.commit, self.strip.last_reached(), self.action, self.command)
+        )
         if self.following and not event.ok:
             failed = next(
                 (s for s, c in self.strip.cells.items() if c.state in ("failed", "cancelled")),

@@ -15,33 +15,48 @@ from relconsole.ui.console import Console
 
 
 class RelconsoleCommands(Provider):
-    """Build / Roll back / Unlock <service>, Cancel, History, Status, focus moves, the
-    run's stages, then Textual's."""
+    """Build / Plan / Roll back / Run command / Unlock <service>, Cancel, History,
+    Status, focus moves, the run's stages, then Textual's. A read-only console offers
+    none of the verbs that change anything."""
 
     def commands(self) -> Iterator[tuple[str, Callable, str]]:
         app = self.app
         assert isinstance(app, Console)
         run = app.active_run
+        changing = not app.read_only
         if run is not None:
             yield (
                 f"Cancel {run.action}",
                 app.cancel_run,
                 f"Stop the {run.action} of {run.service} between steps",
             )
-        else:
+        elif changing:
             for name, service in app.config.services.items():
                 hosts = ", ".join(service.hosts)
+                asks = " (shows the plan, asks for the name)" if service.confirm else ""
                 yield (
                     f"Build {name}",
                     partial(app.start_build, name),
-                    f"Build {service.branch} and deploy to {hosts}",
+                    f"Build {service.branch} and deploy to {hosts}{asks}",
                 )
                 yield (
                     f"Roll back {name}",
                     partial(app.ask_rollback, name),
                     f"Switch {hosts} back to an earlier release (asks first)",
                 )
-        for name in app.config.services:
+                yield (
+                    f"Run command on {name}",
+                    partial(app.ask_command, name),
+                    f"One command on {hosts} at once, in the current release, output per host",
+                )
+        for name, service in app.config.services.items():
+            yield (
+                f"Plan {name}",
+                partial(app.show_plan, name),
+                f"What a build of {service.branch} would do: commits, diffs, programs, "
+                "lock (key P)",
+            )
+        for name in app.config.services if changing else ():
             holder = app.fleet.lock_holder(name)
             held = f"held by {holder}" if holder else "no lock seen at the last poll"
             yield (
@@ -67,11 +82,12 @@ class RelconsoleCommands(Provider):
             "Check every host: route, host key, login, sudo, supervisorctl, path, disk",
         )
         if on_main:
-            yield (
-                "Edit branch",
-                partial(self.focus, "#branch"),
-                "Build another branch of the service",
-            )
+            if changing:
+                yield (
+                    "Edit branch",
+                    partial(self.focus, "#branch"),
+                    "Build another branch of the service",
+                )
             yield "Services", partial(self.focus, "#services"), "Move to the services list"
             for number, stage in enumerate(app.run_state.stages if app.run_state else (), 1):
                 yield (

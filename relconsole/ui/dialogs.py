@@ -1,4 +1,5 @@
-"""The console's yes/no questions: one :class:`ConfirmDialog`, named for each use.
+"""The console's yes/no questions: one :class:`ConfirmDialog`, named for each use, and
+:class:`TypeToConfirm` for a service with ``confirm = true`` (its name is typed).
 
 (The rollback question, which also chooses a release, is
 :class:`relconsole.ui.rollback_dialog.RollbackDialog`.) What the dialogs quote from
@@ -14,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button, Input, Static
 
 from relconsole.text import printable
 
@@ -115,12 +116,68 @@ class ConfirmUnlock(ConfirmDialog):
 
 
 class ConfirmStop(ConfirmDialog):
-    """Asked before stopping a program: supervisord will not bring it back by itself."""
+    """Asked before stopping programs: supervisord will not bring them back by itself."""
 
-    def __init__(self, host: str, program: str) -> None:
+    def __init__(self, what: str) -> None:
         super().__init__(
-            Content(f"Stop {program} on {host}?"),
-            Content("Supervisor will not start it again until you do (S)."),
+            Content(f"Stop {what}?"),
+            Content("Supervisor will not start them again until you do (S)."),
             yes="Stop",
             no="Cancel",
         )
+
+
+class TypeToConfirm(ModalScreen[bool]):
+    """Asked before a build, rollback or command of a service with ``confirm = true``:
+    the go-ahead button works only once the service's name is typed; dismisses with
+    True then, False on escape or Cancel."""
+
+    DEFAULT_CSS = """
+    TypeToConfirm {
+        align: center middle;
+        & > Vertical {
+            width: 72; max-width: 100%; height: auto;
+            border: thick $error; background: $surface; padding: 1 2;
+        }
+        & #question { text-style: bold; }
+        & #why { color: $text-muted; margin: 1 0; }
+        & Horizontal { height: auto; align: right middle; margin-top: 1; }
+        & Button { margin-left: 2; }
+    }
+    """
+    BINDINGS = [Binding("escape", "dismiss(False)", "Cancel")]
+
+    def __init__(self, service: str, doing: str) -> None:
+        super().__init__()
+        self.service = service
+        self.doing = doing
+
+    def compose(self):
+        with Vertical():
+            yield Static(
+                Content.assemble(("confirm = true", "bold"), f" for {self.service}: {self.doing}?"),
+                id="question",
+            )
+            yield Static(
+                Content.assemble("Type ", (self.service, "bold"), " to go ahead."), id="why"
+            )
+            yield Input(placeholder=self.service, id="typed")
+            with Horizontal():
+                yield Button("Go ahead", variant="error", id="yes", disabled=True)
+                yield Button("Cancel (esc)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Changed, "#typed")
+    def check_name(self, event: Input.Changed) -> None:
+        self.query_one("#yes", Button).disabled = event.value.strip() != self.service
+
+    @on(Input.Submitted, "#typed")
+    def submit(self, event: Input.Submitted) -> None:
+        if event.value.strip() == self.service:
+            self.dismiss(True)
+
+    @on(Button.Pressed)
+    def answer_button(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")

@@ -203,12 +203,14 @@ class FleetColumn(Vertical):
 
     # -- runs -------------------------------------------------------------------
     def show_running(self, run: RunState) -> None:
-        self.table.show_running(run.service)
+        if run.action != "run":  # a command deploys nothing: the last deploy stands
+            self.table.show_running(run.service)
 
     def run_ended(self, run: RunState) -> None:
         """What changed: the last run, the locks, what the hosts run, the pending list."""
         assert run.finished is not None
-        self.table.show_result(run.finished, run.action)
+        if run.action != "run":
+            self.table.show_result(run.finished, run.action)
         self.read_history_and_locks()
         if run.service == self.selected:
             self.pending_list.forget(run.service)

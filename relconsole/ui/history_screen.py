@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from relconsole.config import Config
 from relconsole.history import History
+from relconsole.text import printable
 from relconsole.ui.build_log_screen import RESULT_STYLES, BuildLogScreen
 from relconsole.ui.clock import seconds_text, started_text
 
@@ -58,8 +59,13 @@ def row_cells(row: dict) -> list[Text]:
         Text("" if duration is None else seconds_text(duration), justify="right"),
         Text(row.get("trigger") or "", style="dim"),
         Text(row.get("who") or "", style="dim"),
-        Text(row.get("release") or "", style="dim"),
+        # A run deploys no release: its command stands there instead.
+        Text(row.get("release") or command_text(row.get("command")), style="dim"),
     ]
+
+
+def command_text(command: Optional[str]) -> str:
+    return f"$ {printable(command)}" if command else ""
 
 
 def row_key(service: str, number: int) -> str:

@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.events import ScreenResume
 from textual.screen import Screen
-from textual.widgets import Button, Footer
+from textual.widgets import Button, Footer, Static
 
 from relconsole.events import Event
 from relconsole.ui.build_panel import BuildPanel
@@ -33,6 +33,7 @@ class MainScreen(Screen):
     BINDINGS = [
         Binding("b", "build", "Build"),
         Binding("R,shift+r", "rollback", "Roll back", key_display="R"),
+        Binding("P,shift+p", "plan", "Plan", key_display="P"),
         Binding("h", "history", "History"),
         Binding("f", "fetch", "Fetch"),
         Binding("escape", "cancel_run", "Cancel"),
@@ -46,6 +47,13 @@ class MainScreen(Screen):
         super().__init__(id="main")
 
     def compose(self):
+        if self.app.read_only:
+            yield Static(
+                "READ-ONLY console: nothing can be changed here (no build, rollback, "
+                "unlock, command or process action)",
+                id="read-only",
+                markup=False,
+            )
         with Horizontal(id="body"):
             yield FleetColumn(id="side")
             yield BuildPanel(id="work")
@@ -110,7 +118,7 @@ class MainScreen(Screen):
     # -- keys -------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("build", "rollback"):
-            return self.app.active_run is None
+            return self.app.active_run is None and not self.app.read_only
         if action == "cancel_run":
             return self.app.active_run is not None
         return True
@@ -124,6 +132,11 @@ class MainScreen(Screen):
 
     def action_cancel_run(self) -> None:
         self.app.cancel_run()
+
+    def action_plan(self) -> None:
+        if self.fleet_column.selected:
+            branch = self.build_panel.branch_value() if self.build_panel.service else None
+            self.app.show_plan(self.fleet_column.selected, branch)
 
     def action_history(self) -> None:
         self.app.show_history(self.fleet_column.selected)

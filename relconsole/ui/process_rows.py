@@ -1,15 +1,16 @@
-"""What the process view shows, Textual-free: its rows as table cells, the detail and
-status lines, and how an action's answer reads. Remote text (descriptions, errors)
-becomes plain ``Text``, never markup."""
+"""What the process view shows, Textual-free: its rows as table cells (marked or not,
+grouped by service or not), which rows a filter keeps, the detail and status lines,
+and how an action's answer reads. Remote text (descriptions, errors) becomes plain
+``Text``, never markup."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Optional
 
 from rich.text import Text
 
-from relconsole.config import Host
+from relconsole.config import Config, Host
 from relconsole.hosts.base import Result
 from relconsole.status import supervisorctl as sv
 from relconsole.status.poller import HostStatus
@@ -21,6 +22,7 @@ CONNECTING = "CONNECTING"  # a host whose first poll has not answered yet
 RESTART_HIGHLIGHT_SECONDS = 5.0
 
 COLUMNS = (  # key, label
+    ("mark", "✓"),
     ("host", "Host"),
     ("program", "Program"),
     ("state", "State"),
@@ -46,8 +48,22 @@ STATE_STYLES = {
 }
 
 
-def render_row(row: FleetRow, now: float) -> tuple[Text, ...]:
-    """The cells of one table row, in COLUMNS order."""
+#: The column grouping by service adds, after the mark.
+SERVICE_COLUMN = ("service", "Service")
+#: A program no configured service names.
+NO_SERVICE = "(other)"
+
+
+def columns(grouped: bool) -> tuple[tuple[str, str], ...]:
+    """The table's columns: a Service column after the mark when grouped by service."""
+    return (COLUMNS[0], SERVICE_COLUMN, *COLUMNS[1:]) if grouped else COLUMNS
+
+
+def render_row(
+    row: FleetRow, now: float, marked: bool = False, service: Optional[str] = None
+) -> tuple[Text, ...]:
+    """The cells of one table row, in :func:`columns` order (``service`` given: the
+    grouped table's Service cell, "" under the first row of its group)."""
     restarted = row.restarted_at is not None and now - row.restarted_at < RESTART_HIGHLIGHT_SECONDS
     pid = Text(
         str(row.pid) if row.pid is not None else "",
@@ -58,7 +74,11 @@ def render_row(row: FleetRow, now: float) -> tuple[Text, ...]:
     )
     # A running program's description only repeats pid and uptime.
     detail = "" if row.description.startswith("pid ") else row.description
+    mark = (Text("●", style="bold magenta") if marked else Text(""),)
+    grouped = (Text(service, style="bold cyan"),) if service is not None else ()
     return (
+        *mark,
+        *grouped,
         Text(row.host, style="bold"),
         Text(row.program or ""),
         Text(row.state, style=STATE_STYLES.get(row.state, "")),
@@ -75,12 +95,37 @@ def same_cell(a: Text, b: Text) -> bool:
     return a.plain == b.plain and a.style == b.style and a.spans == b.spans
 
 
-def matches(row: FleetRow, needle: str) -> bool:
-    """Whether the filter ``needle`` is in the row's host, program or state."""
+def matches(row: FleetRow, needle: str, service: str = "") -> bool:
+    """Whether the filter ``needle`` is in the row's host, program, state or service."""
     needle = needle.strip().lower()
     return not needle or any(
-        needle in field.lower() for field in (row.host, row.program or "", row.state)
+        needle in field.lower() for field in (row.host, row.program or "", row.state, service)
     )
+
+
+def not_running(row: FleetRow) -> bool:
+    """What the "not RUNNING" filter keeps: every row that is not a RUNNING program
+    (an unreachable host, a host running nothing, a stopped or failed program)."""
+    return row.state != "RUNNING"
+
+
+def services_of(config: Config) -> Callable[[FleetRow], str]:
+    """The service a row belongs to: the first whose hosts include the row's host and
+    whose programs name its program (``api``, ``workers``, ``workers:*``)."""
+    order = list(config.services.values())
+
+    def service(row: FleetRow) -> str:
+        if row.program is None:
+            return ""
+        group = row.program.split(":", 1)[0]
+        for s in order:
+            if row.host in s.hosts and any(
+                p in (row.program, group, group + ":*") for p in s.programs
+            ):
+                return s.name
+        return NO_SERVICE
+
+    return service
 
 
 # supervisorctl's answers that mean "nothing to do" rather than failure.
@@ -109,8 +154,10 @@ def status_line(
     statuses: Mapping[str, HostStatus],
     polled_at: Optional[float],
     filtered: Optional[tuple[int, int]] = None,
+    marked: int = 0,
+    notes: Sequence[str] = (),
 ) -> str:
-    """``2/3 hosts reachable · polled 14:03:59 in 4ms · 2/4 rows``."""
+    """``2/3 hosts reachable · polled 14:03:59 in 4ms · 2/4 rows · 3 marked``."""
     answers = list(statuses.values())
     parts = [f"{sum(s.reachable for s in answers)}/{hosts} hosts reachable"]
     if polled_at is not None and answers:
@@ -120,7 +167,9 @@ def status_line(
         parts.append(f"polled {clock_text(polled_at)} in {took}")
     if filtered is not None:
         parts.append(f"{filtered[0]}/{filtered[1]} rows")
-    return " · ".join(parts)
+    if marked:
+        parts.append(f"{marked} marked")
+    return " · ".join([*parts, *notes])
 
 
 def detail_text(row: Optional[FleetRow], needle: str) -> Text:

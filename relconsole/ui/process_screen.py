@@ -6,6 +6,12 @@ connect timeout never holds back the others' rows. All ssh work runs in a thread
 owned by the screen (one thread per host plus a few for actions and the log tail);
 workers await it, so results are handled on the event loop.
 
+At fleet size: rows are marked (space, ``a`` for every visible one) and restart, stop
+and start act on the marked ones, one host at a time, stopping at the first host that
+fails and saying where. ``/`` filters by text, ``n`` keeps what is not RUNNING, ``g``
+groups by service. The log pane follows by byte offset (see
+:mod:`relconsole.ui.program_tail`). A read-only console offers no action.
+
 Remote text (descriptions, errors, logs) is shown as plain ``Text``, never as markup.
 """
 
@@ -17,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Optional, TypeVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -27,11 +34,18 @@ from textual.widgets import Footer, Header, Input, Static
 from relconsole.config import Config, Host
 from relconsole.hosts.base import Result, TransportError
 from relconsole.status import supervisorctl as sv
+from relconsole.status.fastpath import LogChunk
 from relconsole.status.poller import HostStatus, StatusPoller
 from relconsole.status.tracker import FleetRow, FleetTracker
 from relconsole.ui import clock
 from relconsole.ui.dialogs import ConfirmStop
-from relconsole.ui.process_rows import action_answer, detail_text, fleet_rows, status_line
+from relconsole.ui.process_rows import (
+    action_answer,
+    detail_text,
+    fleet_rows,
+    services_of,
+    status_line,
+)
 from relconsole.ui.process_table import ProcessTable
 from relconsole.ui.program_tail import ProgramTail
 
@@ -49,11 +63,16 @@ class ProcessScreen(Screen[None]):
         Binding("r", "act('restart')", "Restart"),
         Binding("s", "stop", "Stop"),
         Binding("S,shift+s", "act('start')", "Start", key_display="S"),
-        Binding("l", "tail('stdout')", "Log"),
-        Binding("e", "tail('stderr')", "Stderr"),
+        Binding("space", "mark", "Mark"),
+        Binding("a", "mark_all", "Mark all"),
+        Binding("u", "unmark", "Unmark all", show=False),
         # priority: the action must run before the keys typed just after "/" are
         # handed to whatever had focus, so that they land in the filter.
         Binding("slash", "filter", "Filter", key_display="/", priority=True),
+        Binding("n", "not_running", "Not running"),
+        Binding("g", "group", "By service"),
+        Binding("l", "tail('stdout')", "Log"),
+        Binding("e", "tail('stderr')", "Stderr", show=False),
         # One key, three meanings: check_action enables the one that applies.
         Binding("escape", "close_filter", "Clear", key_display="esc"),
         Binding("escape", "close_tail", "Close", key_display="esc"),
@@ -63,10 +82,12 @@ class ProcessScreen(Screen[None]):
         Binding("k", "cursor('up')", "Up", show=False),
     ]
 
-    def __init__(self, config: Config, poller: StatusPoller):
+    def __init__(self, config: Config, poller: StatusPoller, *, read_only: bool = False):
         super().__init__()
         self.config = config
         self.poller = poller
+        #: No restart, stop or start from here (``--read-only``).
+        self.read_only = read_only
         self._hosts = list(poller.hosts)
         self._host = {h.name: h for h in self._hosts}
         self._tracker = FleetTracker()
@@ -89,10 +110,14 @@ class ProcessScreen(Screen[None]):
         yield ProcessTable(id="processes")
         yield Static(id="detail")
         timeout = self.config.settings.connect_timeout
-        yield ProgramTail(partial(self._run_command, timeout=timeout), id="tail")
+        yield ProgramTail(partial(self._run_command, timeout=timeout), self._follow_log, id="tail")
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.read_only:
+            self.title = "Processes · READ-ONLY"
+        self.table.service_of = services_of(self.config)
+        self.table.service_order = list(self.config.services)
         self.table.rows_known = self._current_rows()
         self._show()
         for host in self._hosts:
@@ -136,6 +161,11 @@ class ProcessScreen(Screen[None]):
             self.poller.on_host, host, lambda t: t.run(command, timeout=timeout, sudo=True)
         )
 
+    async def _follow_log(
+        self, host: Host, program: str, stream: str, offset: int, limit: int
+    ) -> LogChunk:
+        return await self._in_thread(self.poller.follow_log, host, program, stream, offset, limit)
+
     def _poll(self, host: Host) -> None:
         timer = self._poll_timers.pop(host.name, None)
         if timer is not None:
@@ -177,12 +207,24 @@ class ProcessScreen(Screen[None]):
             return
         table = self.table
         table.show(clock.now())
-        rows = (len(table.visible_rows), len(table.rows_known)) if table.filter.strip() else None
-        self.sub_title = status_line(len(self._hosts), self._statuses, self._polled_at, rows)
+        narrowed = table.filter.strip() or table.not_running
+        rows = (len(table.visible_rows), len(table.rows_known)) if narrowed else None
+        notes = ["not RUNNING only"] if table.not_running else []
+        notes += ["by service"] if table.grouped else []
+        marked = len(table.marked_rows())
+        self.sub_title = status_line(
+            len(self._hosts), self._statuses, self._polled_at, rows, marked, notes
+        )
         self._show_detail()
 
     def _show_detail(self) -> None:
         detail = detail_text(self.selected_row(), self.table.filter)
+        marked = len(self.table.marked_rows())
+        if marked:
+            acts = "" if self.read_only else "r/s/S act on them · "
+            detail = Text.assemble(
+                (f"● {marked} marked · {acts}u unmarks  ", "bold magenta"), detail
+            )
         self.query_one("#detail", Static).update(detail)
 
     @on(ProcessTable.RowHighlighted)
@@ -193,14 +235,23 @@ class ProcessScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> Optional[bool]:
         # False hides a binding (and lets another binding of its key run), None greys it out.
         filter_input = self.query_one("#filter", Input)
-        typing = filter_input.has_focus
+        typing = isinstance(self.focused, Input)
+        in_tail = self.tail.has_focus_within
         if action == "filter":
-            return not typing
-        if action in ("act", "stop", "tail"):
+            return not typing and not in_tail  # in the log pane, "/" searches it
+        if action in ("act", "stop"):
+            if typing or self.read_only:
+                return False  # these keys type into the filter; read-only: no actions
+            row = self.selected_row()
+            has_program = row is not None and row.program is not None
+            return (has_program or bool(self.table.marked_rows())) or None
+        if action == "tail":
             if typing:
-                return False  # these keys type into the filter
+                return False
             row = self.selected_row()
             return (row is not None and row.program is not None) or None
+        if action in ("mark", "mark_all", "unmark", "not_running", "group"):
+            return not typing and not in_tail
         if action == "close_filter":
             return filter_input.display and (typing or not self.tail.is_open)
         if action == "close_tail":
@@ -228,22 +279,126 @@ class ProcessScreen(Screen[None]):
             return None
         return row, row.program
 
-    def action_act(self, action: str) -> None:
+    def _targets(self) -> Optional[list[FleetRow]]:
+        """The marked rows, else the selected program row (None: nothing to act on)."""
+        marked = self.table.marked_rows()
+        if marked:
+            return marked
         found = self._program_row()
-        if found is not None:
-            self._run_action(*found, action)
+        return [found[0]] if found is not None else None
+
+    def action_act(self, action: str) -> None:
+        if self.read_only:
+            return
+        rows = self._targets()
+        if rows is not None:
+            self._act_on(rows, action)
+
+    def _act_on(self, rows: list[FleetRow], action: str) -> None:
+        if len(rows) == 1 and rows[0].program is not None:
+            self._run_action(rows[0], rows[0].program, action)
+        else:
+            self._run_bulk(rows, action)
 
     def action_stop(self) -> None:
-        found = self._program_row()
-        if found is None:
+        if self.read_only:
             return
-        row, program = found
+        rows = self._targets()
+        if rows is None:
+            return
+        hosts = {r.host for r in rows}
+        what = (
+            f"{rows[0].program} on {rows[0].host}"
+            if len(rows) == 1
+            else f"{len(rows)} programs on {len(hosts)} host(s)"
+        )
 
         def answered(stop: Optional[bool]) -> None:
             if stop:
-                self._run_action(row, program, "stop")
+                self._act_on(rows, "stop")
 
-        self.app.push_screen(ConfirmStop(row.host, program), answered)
+        self.app.push_screen(ConfirmStop(what), answered)
+
+    # --- marks ----------------------------------------------------------------------
+    def action_mark(self) -> None:
+        row = self.selected_row()
+        if row is None or row.program is None:
+            return
+        self.table.toggle_mark(row)
+        self.table.action_cursor_down()
+        self._show()
+        self.refresh_bindings()
+
+    def action_mark_all(self) -> None:
+        self.table.mark_visible()
+        self._show()
+        self.refresh_bindings()
+
+    def action_unmark(self) -> None:
+        self.table.marked.clear()
+        self._show()
+        self.refresh_bindings()
+
+    def action_not_running(self) -> None:
+        self.table.not_running = not self.table.not_running
+        self._show()
+
+    def action_group(self) -> None:
+        self.table.grouped = not self.table.grouped
+        self._show()
+
+    def _run_bulk(self, rows: list[FleetRow], action: str) -> None:
+        by_host: dict[str, list[str]] = {}
+        for row in rows:
+            if row.program is not None:
+                by_host.setdefault(row.host, []).append(row.program)
+        count = sum(len(p) for p in by_host.values())
+        self.notify(
+            f"{action} {count} program(s) on {len(by_host)} host(s), one host at a time…",
+            timeout=3,
+            markup=False,
+        )
+        self.app.run_worker(
+            self._bulk(by_host, action), group="process-action", name=f"{action} marked"
+        )
+
+    async def _bulk(self, by_host: dict[str, list[str]], action: str) -> None:
+        """``action`` on every host's marked programs, one host at a time; the first host
+        that fails stops it, named with what it said and the hosts left alone."""
+        app = self.app
+        timeout = self.config.settings.command_timeout
+        hosts = list(by_host)
+        for done, name in enumerate(hosts):
+            host = self._host[name]
+            command = sv.action_command(host.supervisorctl, action, by_host[name])
+            error = None
+            try:
+                res = await self._run_command(host, command, timeout)
+            except Exception as exc:  # a bug must not take the console down mid-incident
+                error = exc.message if isinstance(exc, TransportError) else repr(exc)
+            else:
+                message, severity = action_answer(res)
+                error = message if severity == "error" else None
+            if not self._closing_down:
+                self._poll_soon(host)
+            if error is not None:
+                left = hosts[done + 1 :]
+                untouched = f"\nnot done: {', '.join(left)}" if left else ""
+                app.notify(
+                    f"{error}{untouched}",
+                    title=f"{action} stopped at {name} ({done} of {len(hosts)} host(s) done)",
+                    severity="error",
+                    markup=False,
+                    timeout=12,
+                )
+                return
+        count = sum(len(p) for p in by_host.values())
+        app.notify(
+            f"{count} program(s) on {', '.join(hosts)}",
+            title=f"{action} done",
+            markup=False,
+            timeout=4,
+        )
 
     def _run_action(self, row: FleetRow, program: str, action: str) -> None:
         host = self._host[row.host]

@@ -33,7 +33,7 @@ class RunState:
     """A run from the moment it is asked for until its :class:`BuildFinished` is shown."""
 
     service: str
-    action: str  # "build" or "rollback", as BuildStarted.action says it
+    action: str  # "build", "rollback" or "run", as BuildStarted.action says it
     branch: str
     hosts: tuple[str, ...]
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -81,6 +81,12 @@ class RunState:
         """Title, text and severity of the notification that says how the run ended."""
         event, action = self.finished, self.action
         assert event is not None
+        if action == "run":
+            if event.ok:
+                return "Command done", f"every host of {event.service} exited 0", "information"
+            if event.cancelled:
+                return "Command cancelled", "the commands were killed", "warning"
+            return "Command failed", printable(event.error or "unknown error"), "error"
         if event.ok and action == "rollback":
             return (
                 "Rolled back",
