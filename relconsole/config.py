@@ -1030,12 +1030,13 @@ NOTIFY_SCHEMA: dict[str, _Key] = {
 
 TOP_LEVEL = ("settings", "hosts", "services", "notify")
 
-#: Every table of a config file and its schema; NAME stands for any service or host
-#: name. The reference (docs/config.md) and its drift test walk these.
+#: Every table of a config file and its schema; NAME stands for any service, host or
+#: notification name. The reference (docs/config.md) and its drift test walk these.
 SCHEMA_ROOTS: dict[str, dict[str, _Key]] = {
     "settings": SETTINGS_SCHEMA,
     "hosts.NAME": HOST_SCHEMA,
     "services.NAME": SERVICE_SCHEMA,
+    "notify.NAME": NOTIFY_SCHEMA,
 }
 
 

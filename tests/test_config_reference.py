@@ -22,17 +22,23 @@ REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "config.md"
 FIELDS = ("type", "default", "allowed", "example", "bad value")
 
 #: Where a documented example is tried: a config that loads, and the table of each
-#: header in it (the names the reference's messages use: web1, api).
+#: header in it (the names the reference's messages use: web1, api, team). No health
+#: probe: a probe has exactly one of url, tcp and run, so each example gives its own.
 BASE = {
-    "hosts": {"web1": {"address": "10.0.0.11"}, "bastion": {"address": "bastion.example.com"}},
+    "hosts": {
+        "web1": {"address": "10.0.0.11", "vars": {"PORT": "8000"}},
+        "bastion": {"address": "bastion.example.com"},
+    },
     "services": {
         "api": {
             "repo": "git@example.com:acme/api.git",
             "hosts": ["web1"],
             "checks": [{"name": "tests", "run": "python3 -m pytest -q"}],
             "files": [{"src": "deploy/supervisor/*.conf", "dest": "/etc/supervisor/conf.d"}],
+            "setup": [{"name": "deps", "run": "pip install -r requirements.txt -t vendor"}],
         }
     },
+    "notify": {"team": {"url": "env:TEAM_WEBHOOK_URL"}},
 }
 
 
