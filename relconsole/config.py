@@ -1060,7 +1060,7 @@ def schema_keys() -> Iterator[SchemaKey]:
         for key, spec in schema.items():
             required = spec.default is _REQUIRED
             default = None if required or spec.default is None else _toml(spec.default)
-            if spec.kind is SECRET_TABLE and default == "[]":
+            if spec.kind in (SECRET_TABLE, VALUE_TABLE) and default == "[]":
                 default = "{}"  # held as pairs, written as a table
             yield SchemaKey(header, key, spec.kind.name, required, default)
             if spec.entries is not None:
