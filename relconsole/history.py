@@ -59,6 +59,10 @@ CREATE TABLE IF NOT EXISTS builds (
     stages TEXT NOT NULL DEFAULT '{}',
     host_results TEXT NOT NULL DEFAULT '{}',
     log TEXT NOT NULL DEFAULT '',
+    pid INTEGER,
+    machine TEXT,
+    command TEXT,
+    deliveries TEXT,
     UNIQUE (service, number)
 );
 """
@@ -73,7 +77,8 @@ class HistoryError(RelconsoleError):
     """The history file cannot be opened or written; the message says which and why."""
 
 
-#: Columns added since the first schema, added to older files when opened.
+#: Columns added since the first schema, added to older files when opened (new files
+#: have them from the start: see ``_SCHEMA``).
 _ADDED_COLUMNS = {
     "pid": "INTEGER",
     "machine": "TEXT",
@@ -82,6 +87,12 @@ _ADDED_COLUMNS = {
 }
 #: Columns holding JSON.
 _JSON_COLUMNS = ("hosts", "stages", "host_results", "deliveries")
+
+
+def _missing_columns(db: sqlite3.Connection) -> list[str]:
+    """The columns added since the first schema that the file's table lacks."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(builds)")}
+    return [name for name in _ADDED_COLUMNS if name not in have]
 
 
 class History:
@@ -116,11 +127,19 @@ class History:
         db = sqlite3.connect(self.path, timeout=10, check_same_thread=False, isolation_level=None)
         try:
             db.row_factory = sqlite3.Row
-            db.executescript(_SCHEMA)
-            have = {row[1] for row in db.execute("PRAGMA table_info(builds)")}
-            for name, kind in _ADDED_COLUMNS.items():
-                if name not in have:
-                    db.execute(f"ALTER TABLE builds ADD COLUMN {name} {kind}")
+            if _missing_columns(db):  # a new or older file; a current one is never written
+                # In one write transaction: two processes opening it at once (the
+                # console's history read and its build's recorder) must not both
+                # create or migrate it ("duplicate column name" lost a build's row).
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    db.execute(_SCHEMA)
+                    for name in _missing_columns(db):
+                        db.execute(f"ALTER TABLE builds ADD COLUMN {name} {_ADDED_COLUMNS[name]}")
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
         except BaseException:
             db.close()
             raise

@@ -307,6 +307,73 @@ def test_a_corrupt_history_is_moved_aside_kept_and_a_new_one_started(tmp_path):
     assert again.returncode == 0 and again.stderr == ""
 
 
+def test_processes_opening_a_new_history_at_once_all_get_it(tmp_path):
+    """The console reads the history while its first build opens it to record: both
+    creating (or migrating) the file at once lost the build's row to "duplicate column
+    name" (about one round in twelve before the fix)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for round_ in range(40):
+        state = tmp_path / f"state{round_}"
+        with context.Pool(3) as pool:
+            outcomes = pool.map(open_history, [state] * 3)
+        assert outcomes == ["ok"] * 3, (round_, outcomes)
+
+
+def open_history(state: Path) -> str:
+    from relconsole.history import History
+
+    try:
+        History(state).close()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "ok"
+
+
+def test_an_older_history_is_migrated_and_a_current_one_is_not_written(tmp_path):
+    """Opening must not write a current file (a read-only state_dir still reads), and
+    must add the columns an older file lacks."""
+    import sqlite3
+
+    from relconsole.history import History
+
+    state = tmp_path / "state"
+    state.mkdir()
+    old = sqlite3.connect(state / "history.sqlite3")
+    old.execute(
+        "CREATE TABLE builds (id INTEGER PRIMARY KEY, service TEXT NOT NULL, number INTEGER "
+        "NOT NULL, action TEXT NOT NULL, who TEXT NOT NULL, trigger TEXT NOT NULL, branch TEXT,"
+        " sha TEXT, subject TEXT, release TEXT, hosts TEXT NOT NULL DEFAULT '[]', started REAL"
+        " NOT NULL, duration REAL, result TEXT NOT NULL, error TEXT, stages TEXT NOT NULL "
+        "DEFAULT '{}', host_results TEXT NOT NULL DEFAULT '{}', log TEXT NOT NULL DEFAULT '',"
+        " UNIQUE (service, number))"
+    )
+    old.execute(
+        "INSERT INTO builds (service, number, action, who, trigger, started, result) "
+        "VALUES ('api', 1, 'build', 'me', 'tui', 1.0, 'success')"
+    )
+    old.commit()
+    old.close()
+
+    History(state).close()
+    current = (state / "history.sqlite3").read_bytes()
+    history = History(state)
+
+    assert [row["result"] for row in history.list("api")] == ["success"]
+    assert (state / "history.sqlite3").read_bytes() == current
+    history.start(
+        service="api",
+        action="run",
+        who="me",
+        trigger="tui",
+        branch=None,
+        hosts=[],
+        command="uptime",
+    )
+    assert history.list("api")[0]["command"] == "uptime"
+
+
 def test_a_state_dir_that_is_a_file_is_one_line_naming_it(tmp_path):
     state = tmp_path / "state"
     state.write_text("oops\n")

@@ -22,6 +22,7 @@ from typing import Optional
 
 from textual import on, work
 from textual.binding import Binding
+from textual.driver import Driver
 from textual.message import Message
 
 from relconsole.adhoc import command_line, run_adhoc
@@ -37,6 +38,7 @@ from relconsole.ui.dialogs import ConfirmUnlock, QuitWhileBuilding, TypeToConfir
 from relconsole.ui.main_screen import MainScreen
 from relconsole.ui.rollback_dialog import RollbackDialog
 from relconsole.ui.run_state import RunState
+from relconsole.ui.terminal import console_driver
 
 #: Events shown per drain tick at most (~25 ms of work); the rest wait for the next tick.
 MAX_BATCH = 20_000
@@ -76,6 +78,9 @@ class RelconsoleApp(Console):
         self.sub_title = str(config.path)
         if read_only:
             self.title = "relconsole · READ-ONLY"
+
+    def get_driver_class(self) -> type[Driver]:
+        return console_driver(super().get_driver_class())
 
     def get_default_screen(self) -> MainScreen:
         return self.main_screen
