@@ -13,6 +13,7 @@ Two tiers (markers in pyproject.toml):
   there on scripted hosts (tests/fakehost.py).
 """
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from gitorigin import make_origin
 from testbed import TestBed, start_testbed
+
+# `python -m relconsole` in a test's subprocess runs the tree under test, wherever the
+# subprocess's working directory is and whichever copy pip installed.
+PROJECT = str(Path(__file__).parent.parent)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [PROJECT, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+)
 
 BED_FIXTURES = {"testbed", "bed"}
 
