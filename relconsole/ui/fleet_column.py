@@ -10,6 +10,7 @@ goes into the app's :class:`~relconsole.ui.fleet_facts.FleetFacts` before it is 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Optional
 
@@ -49,11 +50,14 @@ class FleetRead(Message):
         service: Optional[str],
         deployed: Optional[list[Deployed]],
         end_of_poll: bool = True,
+        last_read_at: float = 0.0,
     ) -> None:
         super().__init__()
         self.end_of_poll = end_of_poll
         self.locks = locks
         self.last = last
+        #: When the history read for ``last`` began (time.monotonic()).
+        self.last_read_at = last_read_at
         self.service = service
         self.deployed = deployed
 
@@ -252,18 +256,22 @@ class FleetColumn(Vertical):
     def read_history_and_locks(self, remote: bool = True) -> None:
         """At start (this machine only: no host has answered yet) and after each run or
         unlock: the last runs and the locks."""
+        read_at = time.monotonic()
         last = self.read_last_runs()
         reachable = self.app.fleet.reachable() if remote else set()
         try:
             locks = read_locks(self.app.config, self.app.poller, None, reachable)
         except Exception:  # the poller closed under us (exiting)
             locks = None
-        self.post_message(FleetRead(locks, last, None, None, end_of_poll=False))
+        self.post_message(
+            FleetRead(locks, last, None, None, end_of_poll=False, last_read_at=read_at)
+        )
 
     @work(thread=True, group="poll", exit_on_error=False)
     def poll_in_thread(self, selected: Optional[str], busy: Optional[str]) -> None:
         config, poller = self.app.config, self.app.poller
         locks = last = deployed = None
+        read_at = 0.0
         try:
             try:
                 statuses: Optional[list[HostStatus]] = list(poller.poll())
@@ -274,6 +282,7 @@ class FleetColumn(Vertical):
                 return
             reachable = {st.host for st in statuses if st.reachable}
             locks = read_locks(config, poller, busy, reachable)
+            read_at = time.monotonic()
             last = self.read_last_runs()
             service = config.services.get(selected) if selected else None
             if service is not None:
@@ -284,7 +293,7 @@ class FleetColumn(Vertical):
         except Exception:  # a closed poller at exit, a bug: the next poll tries again
             pass
         finally:
-            self.post_message(FleetRead(locks, last, selected, deployed))
+            self.post_message(FleetRead(locks, last, selected, deployed, last_read_at=read_at))
 
     @on(HostsPolled)
     def show_polled_hosts(self, message: HostsPolled) -> None:
@@ -302,7 +311,7 @@ class FleetColumn(Vertical):
             self.post_message(self.LocksRead())
         if message.last is not None:
             for name, row in message.last.items():
-                self.table.show_last(name, row)
+                self.table.show_last(name, row, message.last_read_at)
         if message.service is not None and message.deployed is not None:
             self.take_deployed(message.service, message.deployed)
         else:

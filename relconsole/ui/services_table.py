@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Optional
 
@@ -42,6 +43,9 @@ class ServiceTable(DataTable):
         self.services = list(services)
         self.locked: dict[str, bool] = {}
         self.running: Optional[str] = None  # the run this console shows live
+        #: When each service's last run result was shown (time.monotonic()): a history
+        #: read begun before it is older and must not overwrite it.
+        self.result_shown_at: dict[str, float] = {}
 
     def on_mount(self) -> None:
         self.add_column("service", key="service")
@@ -77,10 +81,13 @@ class ServiceTable(DataTable):
         self.running = name
         self.update_cell(name, "last", last_cell("build", "running", None), update_width=True)
 
-    def show_last(self, name: str, row: dict) -> None:
-        """The newest recorded run of ``name`` (from the history)."""
+    def show_last(self, name: str, row: dict, read_at: float) -> None:
+        """The newest recorded run of ``name`` (from the history, read from
+        ``read_at`` on, a time.monotonic())."""
         if name == self.running:
             return  # the live run is newer than anything recorded
+        if read_at < self.result_shown_at.get(name, float("-inf")):
+            return  # read while a run went on: the result shown since is newer
         cell = last_cell(row["action"], row["result"], row.get("sha"))
         if self.get_cell(name, "last") != cell:  # every poll reads it again
             self.update_cell(name, "last", cell, update_width=True)
@@ -88,6 +95,7 @@ class ServiceTable(DataTable):
     def show_result(self, event: BuildFinished, action: str = "build") -> None:
         if self.running == event.service:
             self.running = None
+        self.result_shown_at[event.service] = time.monotonic()
         self.update_cell(
             event.service,
             "last",
