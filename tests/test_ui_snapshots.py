@@ -258,7 +258,7 @@ def test_build_in_progress(snap_compare, console, size):
             lambda: (
                 "upload" in view.panes
                 and view.strip.cell("upload").state == "running"
-                and view.host_logs("upload").logs["web2"].lines
+                and view.host_logs("upload").logs["web2"].text
             ),
             "the upload to show",
         )
