@@ -16,7 +16,9 @@ every update but writes nothing; this bench renders each update to the terminal'
 escape sequences too (what a real terminal's update costs, writing aside).
 
 Also printed: how long the 30 Hz drain of engine events takes per tick (p50/p99/max),
-and the lines per second the panes were given.
+and the lines per second the panes were given. ``--before`` runs every rate a second
+time with the panes as they were before issue 15 (Textual's own ``Log``: a thread
+worker per write, every host's log written), alternating with the panes of now.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ from fakehost import connector, fake_config, fake_hosts
 from gitorigin import make_origin, sample_service_files
 from textual import events
 from textual._compositor import CompositorUpdate
+from textual.widgets import Log
 
+import relconsole.ui.build_view as build_view
+import relconsole.ui.host_logs as host_logs
 from relconsole.events import (
     BuildFinished,
     BuildStarted,
@@ -61,15 +66,16 @@ def fake_build(hosts: tuple[str, ...], rate: float, stop: threading.Event, given
             sink(HostFinished(stage=Stage.UPLOAD, host=host, ok=True, seconds=0.1))
         sink(StageFinished(stage=Stage.UPLOAD, ok=True, seconds=0.2))
         sink(StageStarted(stage=Stage.SETUP))
-        per_burst = max(1, round(rate * BURST))
+        due = 0.0  # lines owed to each host (a rate below 100/s prints every few bursts)
         n = 0
         next_burst = time.perf_counter()
         while not (stop.is_set() or cancel.is_set()):
+            due += rate * BURST
+            burst, due = int(due), due - int(due)
             for host in hosts:
-                for _ in range(per_burst):
-                    sink(
-                        Output(stage=Stage.SETUP, line=f"step {n}: compiling module {n}", host=host)
-                    )
+                for _ in range(burst):
+                    line = f"step {n}: compiling module {n}"
+                    sink(Output(stage=Stage.SETUP, line=line, host=host))
                     n += 1
             next_burst += BURST
             time.sleep(max(0.0, next_burst - time.perf_counter()))
@@ -152,6 +158,20 @@ async def measure(config, fakes, rate: float, seconds: float) -> dict[str, list[
     }
 
 
+class BeforeLog(Log):
+    """The panes' log before issue 15: never holds, sizes its lines in a worker."""
+
+    def hold(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
+def before_log(id=None) -> Log:
+    return BeforeLog(max_lines=host_logs.MAX_LINES, id=id)
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
@@ -163,8 +183,11 @@ def main() -> None:
     ap.add_argument("--rate", default="100,1000", help="lines/s per host, comma-separated")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--before", action="store_true", help="also the panes before issue 15")
     args = ap.parse_args()
-    rows = [["lines/s per host", "key→paint p50", "p99", "max", "keys", "drain p99", "max"]]
+    now = host_logs.make_log
+    variants = {"now": now, "before": before_log} if args.before else {"now": now}
+    rows = [["lines/s per host, panes", "key→paint p50", "p99", "max", "keys", "drain p99", "max"]]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         origin = make_origin(tmp / "origin")
@@ -173,29 +196,36 @@ def main() -> None:
         fakes = fake_hosts(tmp / "hosts", *names, programs=["svc"])
         config = fake_config(tmp, fakes, origin.url)
         for rate in [float(r) for r in args.rate.split(",")]:
-            got: dict[str, list[float]] = {}
-            for _ in range(args.runs):
-                for key, values in asyncio.run(measure(config, fakes, rate, args.seconds)).items():
-                    got.setdefault(key, []).extend(values)
-            ms = [v * 1000 for v in got["latency"]]
-            drain = [v * 1000 for v in got["drain"]]
-            print(
-                f"{rate:g} lines/s per host: given {sum(got['lines/s']) / args.runs:,.0f} "
-                f"lines/s in all; latencies (ms) {sorted(round(m) for m in ms)[-10:]} (top 10)",
-                flush=True,
-            )
-            rows.append(
-                [
-                    f"{rate:g} × {args.hosts} hosts",
-                    f"{pct(ms, 50):.0f} ms",
-                    f"{pct(ms, 99):.0f} ms",
-                    f"{max(ms):.0f} ms",
-                    str(len(ms)),
-                    f"{pct(drain, 99):.0f} ms",
-                    f"{max(drain):.0f} ms",
-                ]
-            )
+            got: dict[str, dict[str, list[float]]] = {name: {} for name in variants}
+            for i in range(args.runs):
+                order = list(variants) if i % 2 == 0 else list(variants)[::-1]
+                for name in order:
+                    host_logs.make_log = build_view.make_log = variants[name]  # type: ignore
+                    result = asyncio.run(measure(config, fakes, rate, args.seconds))
+                    for key, values in result.items():
+                        got[name].setdefault(key, []).extend(values)
+            for name, values in got.items():
+                rows.append(row(f"{rate:g} × {args.hosts} hosts, {name}", values, args.runs))
     print(format_table(rows))
+
+
+def row(label: str, got: dict[str, list[float]], runs: int) -> list[str]:
+    ms = [v * 1000 for v in got["latency"]]
+    drain = [v * 1000 for v in got["drain"]]
+    print(
+        f"{label}: given {sum(got['lines/s']) / runs:,.0f} lines/s in all; "
+        f"latencies (ms) {sorted(round(m) for m in ms)[-10:]} (top 10)",
+        flush=True,
+    )
+    return [
+        label,
+        f"{pct(ms, 50):.0f} ms",
+        f"{pct(ms, 99):.0f} ms",
+        f"{max(ms):.0f} ms",
+        str(len(ms)),
+        f"{pct(drain, 99):.0f} ms",
+        f"{max(drain):.0f} ms",
+    ]
 
 
 if __name__ == "__main__":
