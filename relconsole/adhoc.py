@@ -148,7 +148,14 @@ def run_adhoc(
         )
 
     try:
-        outcomes = fan_out(hosts, lambda h: h.name, on_host, thread_name="run", on_done=done)
+        outcomes = fan_out(
+            hosts,
+            lambda h: h.name,
+            on_host,
+            max_parallel=config.settings.max_parallel,
+            thread_name="run",
+            on_done=done,
+        )
     finally:
         if dialer is not None:
             dialer.close()

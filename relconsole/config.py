@@ -30,6 +30,7 @@ from typing import Any
 from relconsole.config_path import ENV_VAR, find_config_path
 from relconsole.errors import RelconsoleError
 from relconsole.events import Occasion
+from relconsole.fanout import DEFAULT_MAX_PARALLEL, MAX_PARALLEL
 from relconsole.secrets import ENV_NAME, check_reference
 
 __all__ = [
@@ -73,6 +74,8 @@ class Settings:
     lock_ttl: float = 120.0
     #: The OpenSSH client config read for every ssh host (absolute); None: read none.
     ssh_config: Path | None = None
+    #: Hosts worked on at once by any one fan-out (build steps, polls, --run...).
+    max_parallel: int = DEFAULT_MAX_PARALLEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -566,6 +569,14 @@ def _at_least_one(value: int) -> int:
     return value
 
 
+def _max_parallel(value: int) -> int:
+    """At least one host at a time; a bound past MAX_PARALLEL is a typo (each is a thread)."""
+    value = _at_least_one(value)
+    if value > MAX_PARALLEL:
+        raise ValueError(f"must be at most {MAX_PARALLEL}, got {value}")
+    return value
+
+
 def _address(value: str) -> str:
     if value == LOCAL:
         return value
@@ -714,6 +725,7 @@ SETTINGS_SCHEMA: dict[str, _Key] = {
     "command_timeout": _Key(NUMBER, 300.0, _seconds),
     "lock_ttl": _Key(NUMBER, 120.0, _lock_ttl),
     "ssh_config": _Key(STRING, DEFAULT_SSH_CONFIG, _ssh_config, needs_ctx=True),
+    "max_parallel": _Key(INTEGER, DEFAULT_MAX_PARALLEL, _max_parallel),
 }
 
 

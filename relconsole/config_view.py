@@ -39,6 +39,7 @@ def config_view(config: Config, environ: Mapping[str, str] = os.environ) -> dict
             "connect_timeout": s.connect_timeout,
             "command_timeout": s.command_timeout,
             "lock_ttl": s.lock_ttl,
+            "max_parallel": s.max_parallel,
         },
         "hosts": {
             name: _host_view(host, resolver, masker, environ) for name, host in config.hosts.items()
@@ -147,7 +148,8 @@ def render_view(view: dict[str, Any]) -> str:
         f"settings: state_dir {s['state_dir']}, known_hosts {s['known_hosts']}, "
         f"ssh_config {s['ssh_config'] or 'none'}",
         f"          poll {s['poll_interval']:g} s, connect timeout {s['connect_timeout']:g} s, "
-        f"command timeout {s['command_timeout']:g} s, lock ttl {s['lock_ttl']:g} s",
+        f"command timeout {s['command_timeout']:g} s, lock ttl {s['lock_ttl']:g} s, "
+        f"{s['max_parallel']} hosts at once",
     ]
     served: set[str] = set()
     for name, svc in view["services"].items():

@@ -16,7 +16,7 @@ from typing import Optional
 
 import git
 
-from relconsole.config import Host, Service
+from relconsole.config import Host, Service, Settings
 from relconsole.fanout import fan_out
 from relconsole.hosts.connect import OnHost
 from relconsole.release import q, read_own_file, release_from_link
@@ -51,13 +51,15 @@ def parse_deployed(host: str, output: str) -> Deployed:
 
 
 def read_deployed(
-    service: Service, hosts: Sequence[Host], on_host: OnHost, timeout: float
+    service: Service, hosts: Sequence[Host], on_host: OnHost, settings: Settings
 ) -> list[Deployed]:
     """Each host's current release and sha, with drift flagged.
 
     ``on_host(host, work)`` runs ``work(transport)`` on that host's open connection
-    (``StatusPoller.on_host``), so no extra connection is opened.
+    (``StatusPoller.on_host``), so no extra connection is opened. Each read is bounded
+    by ``settings.connect_timeout`` (it is a status, not a step of a build).
     """
+    timeout = settings.connect_timeout
 
     def one(host: Host) -> Deployed:
         res = on_host(
@@ -66,7 +68,9 @@ def read_deployed(
         )
         return parse_deployed(host.name, res.stdout)
 
-    results = fan_out(hosts, lambda h: h.name, one, thread_name="deployed")
+    results = fan_out(
+        hosts, lambda h: h.name, one, max_parallel=settings.max_parallel, thread_name="deployed"
+    )
     return flag_drift(
         [o.value if o.ok and o.value else Deployed(o.host, error=o.error) for o in results]
     )

@@ -92,7 +92,13 @@ def run_doctor(
         return rows
 
     try:
-        results = fan_out(hosts, lambda h: h.name, check, thread_name="doctor")
+        results = fan_out(
+            hosts,
+            lambda h: h.name,
+            check,
+            max_parallel=config.settings.max_parallel,
+            thread_name="doctor",
+        )
     finally:
         if routes is not connector:
             routes.close()

@@ -1,7 +1,7 @@
 """The target hosts of one run: one open connection each, and what is done on all.
 
 :class:`Fleet` runs a step on every host in parallel (:func:`relconsole.fanout.fan_out`:
-one thread per host, so one thread per connection), reports each host's outcome as a
+at most ``max_parallel`` hosts at once, one thread per connection), reports each host's outcome as a
 :class:`HostFinished` event as it comes, and keeps the fleet-wide promises: lock all
 hosts or none, switch all hosts or none.
 """
@@ -108,6 +108,7 @@ class Fleet:
             targets,
             lambda h: h.name,
             lambda h: work(h, self.transports[h.name]),
+            max_parallel=self.settings.max_parallel,
             thread_name=str(stage),
             on_done=done if report else None,
         )
@@ -150,7 +151,13 @@ class Fleet:
             )
 
         self.last_stage = stage
-        failed = fan_out(self.hosts, lambda h: h.name, open_one, thread_name="connect").failed
+        failed = fan_out(
+            self.hosts,
+            lambda h: h.name,
+            open_one,
+            max_parallel=self.settings.max_parallel,
+            thread_name="connect",
+        ).failed
         for name, error in failed.items():
             self.sink(HostFinished(stage=stage, host=name, ok=False, seconds=0.0, error=error))
         if failed:

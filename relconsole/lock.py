@@ -327,7 +327,13 @@ def remote_locks(
         return [(name, info) for name, info in parse_locks(res.stdout) if not is_mine(info)]
 
     # A host that did not answer: the status poll says why.
-    answers = fan_out(hosts, lambda h: h.name, one, thread_name="locks").succeeded
+    answers = fan_out(
+        hosts,
+        lambda h: h.name,
+        one,
+        max_parallel=config.settings.max_parallel,
+        thread_name="locks",
+    ).succeeded
     by_token: dict[tuple[str, str], tuple[LockInfo, list[str]]] = {}
     for host, held in answers.items():
         for name, info in held or ():

@@ -552,7 +552,11 @@ def read_plan(
             tip()  # the console's connections are shared: never hold one while git works
         try:
             outcomes = fan_out(
-                hosts, lambda h: h.name, lambda h: on_host(h, read), thread_name="plan"
+                hosts,
+                lambda h: h.name,
+                lambda h: on_host(h, read),
+                max_parallel=settings.max_parallel,
+                thread_name="plan",
             )
         finally:
             if dialer is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar, Optional
 
 from relconsole import release as rel
-from relconsole.config import Config, Host, Service
+from relconsole.config import Config, Host, Service, Settings
 from relconsole.errors import StageFailed
 from relconsole.events import BuildFinished, Sink, Stage
 from relconsole.fanout import fan_out
@@ -147,9 +147,11 @@ class HostReleases:
 
 
 def read_releases(
-    service: Service, hosts: Sequence[Host], on_host: OnHost, timeout: float
+    service: Service, hosts: Sequence[Host], on_host: OnHost, settings: Settings
 ) -> list[HostReleases]:
-    """Each host's current release and every release it holds, in parallel."""
+    """Each host's current release and every release it holds, in parallel (each read
+    bounded by ``settings.command_timeout``)."""
+    timeout = settings.command_timeout
 
     def one(host: Host) -> HostReleases:
         res = on_host(
@@ -165,7 +167,9 @@ def read_releases(
             host.name, current, tuple(releases), None, rel.parse_verdicts(res.stdout)
         )
 
-    results = fan_out(hosts, lambda h: h.name, one, thread_name="releases")
+    results = fan_out(
+        hosts, lambda h: h.name, one, max_parallel=settings.max_parallel, thread_name="releases"
+    )
     return [o.value if o.ok and o.value else HostReleases(o.host, error=o.error) for o in results]
 
 

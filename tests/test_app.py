@@ -60,8 +60,8 @@ def lines(app: RelconsoleApp, stage: str, host: str | None = None) -> list[str]:
     if stage not in bv.panes:
         return []
     if host:
-        return list(bv.host_logs(stage).logs[host].lines)
-    return [line for log in bv.logs_of(stage) for line in log.lines]
+        return bv.host_logs(stage).logs[host].text
+    return [line for log in bv.logs_of(stage) for line in log.text]
 
 
 BUILD_STAGES = ("checkout", "check", "upload", "setup", "supervisor")

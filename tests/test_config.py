@@ -367,7 +367,8 @@ def test_unknown_key_without_close_match_lists_allowed():
     err = error("[settings]\nfrobnicate = 1\n")
     assert str(err).endswith(
         "[settings] key 'frobnicate': unknown key (allowed: state_dir, "
-        "known_hosts, poll_interval, connect_timeout, command_timeout, lock_ttl, ssh_config)"
+        "known_hosts, poll_interval, connect_timeout, command_timeout, lock_ttl, ssh_config, "
+        "max_parallel)"
     )
 
 

@@ -258,7 +258,7 @@ def test_build_in_progress(snap_compare, console, size):
             lambda: (
                 "upload" in view.panes
                 and view.strip.cell("upload").state == "running"
-                and view.host_logs("upload").logs["web2"].lines
+                and view.host_logs("upload").logs["web2"].text
                 # the panes' layout follows their first Resize (late on a busy machine)
                 and view.host_logs("upload").size.width > 0
                 and view.host_logs("upload").has_class("-side-by-side") == (size[0] >= 112)

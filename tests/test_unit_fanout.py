@@ -18,6 +18,7 @@ WAIT = 5.0  # a bound on waits between threads, never reached when the code is r
 
 
 def by_name(work, hosts=HOSTS, **kwargs) -> HostResults:
+    kwargs.setdefault("max_parallel", len(hosts))  # these tests need every host at once
     return fan_out(hosts, lambda h: h, work, **kwargs)
 
 

@@ -713,7 +713,7 @@ async def test_the_build_view_shows_the_batches_as_they_go():
         assert "rolling, 3 batches, 5s apart" in text
         assert "1 h1 probing" in text and "3 h3 waiting" in text
         assert pane.states == {"h1": "running", "h2": "pending", "h3": "pending"}
-        assert list(pane.logs["h1"].lines)[-1] == "── batch 1/3 (h1): probing"
+        assert pane.logs["h1"].text[-1] == "── batch 1/3 (h1): probing"
 
         bv.apply(
             [
@@ -735,5 +735,5 @@ async def test_the_build_view_shows_the_batches_as_they_go():
             BatchPhase.WAITING,
         ]
         assert pane.states == {"h1": "ok", "h2": "failed", "h3": "skipped"}  # h3: never reached
-        assert "── batch 2/3 (h2): failed in 2.0s — h2: [red]sick[/]" in list(pane.logs["h2"].lines)
-        assert not any("batch" in line for line in pane.logs["h3"].lines)
+        assert "── batch 2/3 (h2): failed in 2.0s — h2: [red]sick[/]" in pane.logs["h2"].text
+        assert not any("batch" in line for line in pane.logs["h3"].text)

@@ -318,7 +318,7 @@ def fleet_rows(poller: Any, services: list[Service]) -> list[dict[str, Any]]:
     releases: dict[tuple[str, str], Deployed] = {}  # (host, program) -> deployed
     for service in services:
         hosts = [h for h in poller.hosts if h.name in service.hosts]
-        for d in read_deployed(service, hosts, poller.on_host, poller.settings.connect_timeout):
+        for d in read_deployed(service, hosts, poller.on_host, poller.settings):
             for program in service.programs:
                 releases[(d.host, program)] = d
     rows: list[dict[str, Any]] = []
@@ -438,7 +438,7 @@ def pending_command(config: Config, args: argparse.Namespace) -> int:
     hosts = config.hosts_of(service)
     poller = StatusPoller(hosts, config.settings)
     try:
-        deployed = read_deployed(service, hosts, poller.on_host, config.settings.connect_timeout)
+        deployed = read_deployed(service, hosts, poller.on_host, config.settings)
     finally:
         poller.close()
     for d in deployed:

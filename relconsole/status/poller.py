@@ -1,8 +1,9 @@
 """Polling supervisor's process status on many hosts over connections kept open.
 
 Used once by ``relconsole --status`` and every few seconds by the process view. Hosts
-are polled in parallel; a host that cannot be reached gets an error instead of rows
-and is reconnected on the next poll, so one dead host never stalls the others.
+are polled in parallel (at most ``max_parallel`` at once); a host that cannot be
+reached gets an error instead of rows and is reconnected on the next poll, so one dead
+host never stalls the others.
 
 Each connection first tries the fast path (:mod:`relconsole.status.fastpath`: a helper kept
 running on the host asks supervisord directly, ~2 ms instead of ~100 ms of
@@ -15,11 +16,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, TypeVar
 
 from relconsole.config import Host, Settings
-from relconsole.fanout import DEFAULT_MAX_PARALLEL, HostResults, Outcome, attempt
+from relconsole.fanout import HostResults, Outcome, attempt, host_pool
 from relconsole.hosts.base import CommandTimedOut, HostUnreachable, Transport
 from relconsole.hosts.connect import Connector, Dialer
 from relconsole.status import supervisorctl as sv
@@ -79,8 +79,7 @@ class StatusPoller:
         # How each host's last poll was answered: "fast" or "supervisorctl".
         self._via: dict[str, str] = {}
         self._locks = {h.name: threading.Lock() for h in self.hosts}
-        workers = max(1, min(len(self.hosts), DEFAULT_MAX_PARALLEL))
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll")
+        self._pool = host_pool(len(self.hosts), settings.max_parallel, "poll")
 
     def on_host(self, host: Host, work: Callable[[Transport], T]) -> T:
         """Run ``work`` with the host's connection, opening it if needed.

@@ -158,6 +158,9 @@ class BuildView(Vertical):
         if by_user:
             self.following = False
         self.strip.selected = stage
+        for other in self.panes.values():
+            if isinstance(other, HostLogs):
+                other.show_on_screen(other is pane)
         self.query_one(ContentSwitcher).current = pane.id
 
     def select_stage_number(self, number: int) -> None:

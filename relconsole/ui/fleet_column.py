@@ -287,9 +287,7 @@ class FleetColumn(Vertical):
             service = config.services.get(selected) if selected else None
             if service is not None:
                 hosts = [h for h in config.hosts_of(service) if h.name in reachable]
-                deployed = read_deployed(
-                    service, hosts, poller.on_host, config.settings.connect_timeout
-                )
+                deployed = read_deployed(service, hosts, poller.on_host, config.settings)
         except Exception:  # a closed poller at exit, a bug: the next poll tries again
             pass
         finally:
@@ -332,9 +330,7 @@ class FleetColumn(Vertical):
             h for h in config.hosts_of(service) if h.name not in known or known[h.name].reachable
         ]
         try:
-            deployed = read_deployed(
-                service, hosts, poller.on_host, config.settings.connect_timeout
-            )
+            deployed = read_deployed(service, hosts, poller.on_host, config.settings)
         except Exception:  # the poller closed under us (exiting)
             return
         self.post_message(DeployedRead(name, deployed))

@@ -3,9 +3,10 @@ host, side by side when each gets enough width, else tabbed."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Optional
+from collections.abc import Iterable, Sequence
+from typing import Optional, Self
 
+from rich.cells import cell_len
 from textual import on
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
@@ -17,8 +18,54 @@ from relconsole.ui.stage_strip import ICONS
 MAX_LINES = 10_000
 
 
-def make_log(id: Optional[str] = None) -> Log:
-    return Log(max_lines=MAX_LINES, id=id)
+class PaneLog(Log):
+    """A ``Log`` for a build's panes, cheap to feed while nobody looks at it.
+
+    Held (:meth:`hold`, a host's log off screen), it keeps the lines it is given (the
+    last :data:`MAX_LINES`) and writes them when released: writing to a ``Log`` costs
+    its scroll, size and refresh bookkeeping even when hidden, and 50 host panes fed 30
+    times a second took the event loop from the keys (bench/tui_latency.py).
+
+    It also measures the width of new lines where they are written: Textual's ``Log``
+    starts a thread worker for that on every ``write_lines`` (1,500 workers a second
+    for 50 host panes), whose threads and state messages compete with the keys too.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.holding = False
+        self._held: list[str] = []
+
+    def hold(self) -> None:
+        self.holding = True
+
+    def release(self) -> None:
+        self.holding = False
+        if self._held:
+            held, self._held = self._held, []
+            self.write_lines(held)
+
+    def write_lines(self, lines: Iterable[str], scroll_end: Optional[bool] = None) -> Self:
+        if not self.holding:
+            return super().write_lines(lines, scroll_end)
+        self._held.extend(lines)
+        del self._held[:-MAX_LINES]
+        return self
+
+    @property
+    def text(self) -> list[str]:
+        """Every line it shows or holds (the last :data:`MAX_LINES`)."""
+        return [*self.lines, *self._held][-MAX_LINES:]
+
+    # Overrides the thread worker (a method the @work decorator wraps) with a plain call.
+    def _update_size(self, updates: int, lines: list[str]) -> None:  # type: ignore[override]
+        if lines:
+            width = max(cell_len(self._process_line(line)) for line in lines)
+            self._update_maximum_width(updates, width)
+
+
+def make_log(id: Optional[str] = None) -> PaneLog:
+    return PaneLog(max_lines=MAX_LINES, id=id)
 
 
 class HostLogs(Vertical):
@@ -50,6 +97,11 @@ class HostLogs(Vertical):
         self.hosts = list(hosts)
         self.logs = {h: make_log() for h in hosts}
         self.states = dict.fromkeys(hosts, "pending")
+        #: The host whose log the tabs show, and whether this pane is on screen.
+        self.shown: Optional[str] = self.hosts[0] if self.hosts else None
+        self.on_screen = False
+        self.side_by_side = False
+        self.hold_hidden()
         self.tabs = {h: Tab(h, id=f"host-{i}") for i, h in enumerate(hosts)}
 
     def mount_parts(self) -> None:
@@ -63,7 +115,22 @@ class HostLogs(Vertical):
         if self.hosts:
             self.logs[self.hosts[0]].add_class("-shown")
 
+    def hold_hidden(self) -> None:
+        """Hold the logs off screen, release those on it (see :class:`PaneLog`)."""
+        for name, log in self.logs.items():
+            if self.on_screen and (self.side_by_side or name == self.shown):
+                log.release()
+            else:
+                log.hold()
+
+    def show_on_screen(self, shown: bool) -> None:
+        """This pane became the one on screen (or stopped being it)."""
+        self.on_screen = shown
+        self.hold_hidden()
+
     def show_host(self, host: str) -> None:
+        self.shown = host
+        self.hold_hidden()
         for name, log in self.logs.items():
             log.set_class(name == host, "-shown")
         tab_id = f"host-{self.hosts.index(host)}"
@@ -86,6 +153,9 @@ class HostLogs(Vertical):
     def on_resize(self) -> None:
         wide = bool(self.hosts) and self.size.width >= self.MIN_COLUMN * len(self.hosts)
         self.set_class(wide, "-side-by-side")
+        if wide != self.side_by_side:
+            self.side_by_side = wide
+            self.hold_hidden()
 
     def mark(self, host: str, state: str) -> None:
         if host in self.states:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 from typing import Optional, TypeVar
 
@@ -32,6 +32,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static
 
 from relconsole.config import Config, Host
+from relconsole.fanout import host_pool
 from relconsole.hosts.base import Result, TransportError
 from relconsole.status import supervisorctl as sv
 from relconsole.status.fastpath import LogChunk
@@ -96,10 +97,12 @@ class ProcessScreen(Screen[None]):
         self._polling: set[str] = set()
         self._poll_again: set[str] = set()
         self._poll_timers: dict[str, Timer] = {}
-        # Polls, actions and the tail: one thread per host plus a few, so a slow host
-        # only ever occupies its own thread.
+        # Polls: at most max_parallel hosts at once, as every fan-out. Actions and the
+        # tail (asked for by the operator) have threads of their own, so they never wait
+        # behind the polls of slow hosts.
+        self._polls = host_pool(len(self._hosts), config.settings.max_parallel, "procview-poll")
         self._pool = ThreadPoolExecutor(
-            max_workers=2 * len(self._hosts) + 2, thread_name_prefix="procview"
+            max_workers=len(self._hosts) + 2, thread_name_prefix="procview"
         )
 
     def compose(self) -> ComposeResult:
@@ -132,6 +135,7 @@ class ProcessScreen(Screen[None]):
         for timer in self._poll_timers.values():
             timer.stop()
         # Threads blocked in ssh finish on their own timeouts; nobody waits for them.
+        self._polls.shutdown(wait=False, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     @property
@@ -153,8 +157,8 @@ class ProcessScreen(Screen[None]):
         return self.table.selected_row()
 
     # --- polling ----------------------------------------------------------------------
-    async def _in_thread(self, fn: Callable[..., T], *args) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+    async def _in_thread(self, fn: Callable[..., T], *args, pool: Optional[Executor] = None) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool or self._pool, fn, *args)
 
     async def _run_command(self, host: Host, command: str, timeout: float) -> Result:
         return await self._in_thread(
@@ -181,7 +185,7 @@ class ProcessScreen(Screen[None]):
 
     async def _poll_host(self, host: Host) -> None:
         try:
-            status = await self._in_thread(self.poller.poll_host, host)
+            status = await self._in_thread(self.poller.poll_host, host, pool=self._polls)
         except Exception as exc:  # a bug below must not end this host's polling
             status = HostStatus.unreachable(host.name, f"poll failed: {exc!r}")
         if self._closing_down:

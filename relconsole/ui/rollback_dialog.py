@@ -79,9 +79,7 @@ class RollbackDialog(ModalScreen[Optional[str]]):
         from relconsole.stages.checkout import workspace_path
 
         hosts = self.config.hosts_of(self.service)
-        plan = plan_rollback(
-            read_releases(self.service, hosts, self.on_host, self.config.settings.command_timeout)
-        )
+        plan = plan_rollback(read_releases(self.service, hosts, self.on_host, self.config.settings))
         workspace = workspace_path(self.config.settings.state_dir, self.service.name)
         subjects = {r: s for r in plan.candidates if (s := release_subject(workspace, r))}
         self.post_message(self.Read(plan, subjects))
