@@ -37,10 +37,10 @@ def test_failing_check_reports_its_exit_code(tmp_path):
 def test_timeout_kills_the_whole_process_group(tmp_path):
     marker = tmp_path / "child-survived"
     started = time.monotonic()
-    result, _, _ = run(f"(sleep 2; touch {marker}) & sleep 60", tmp_path, timeout=0.5)
+    result, _, _ = run(f"(sleep 1.2; touch {marker}) & sleep 60", tmp_path, timeout=0.5)
     assert result.timed_out and not result.ok
     assert time.monotonic() - started < 5
-    time.sleep(2.5)
+    time.sleep(max(0.0, started + 1.7 - time.monotonic()))  # past the child's touch
     assert not marker.exists(), "a child of the check outlived the timeout"
 
 
