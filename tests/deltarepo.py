@@ -140,3 +140,43 @@ def listing(root: Path, host_root: Path | None = None) -> dict[str, tuple]:
                     digest = hashlib.sha256(f.read()).hexdigest()
                 found[key] = ("file", *owner, digest)
     return found
+
+
+class CountingReader:
+    """A stream that counts the bytes read from it: what travelled to a host."""
+
+    def __init__(self, data, add):
+        self._data, self._add = data, add
+
+    def read(self, size=-1):
+        chunk = self._data.read(size)
+        self._add(len(chunk))
+        return chunk
+
+
+class CountingConnector:
+    """Connects as a run does (a Dialer) and counts the bytes each host's streams
+    carried (put_stream: the release, full or delta), per host."""
+
+    def __init__(self, settings):
+        from relconsole.hosts.connect import Dialer
+
+        self.dialer = Dialer(settings)
+        self.sent: dict[str, int] = {}
+
+    def __call__(self, host, settings):
+        t = self.dialer(host, settings)
+        put = t.put_stream
+        self.sent.setdefault(host.name, 0)
+
+        def add(n):
+            self.sent[host.name] += n
+
+        t.put_stream = lambda command, data, **kw: put(command, CountingReader(data, add), **kw)
+        return t
+
+    def reset(self) -> None:
+        self.sent = {name: 0 for name in self.sent}
+
+    def close(self) -> None:
+        self.dialer.close()
