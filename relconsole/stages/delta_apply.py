@@ -229,4 +229,5 @@ def main():
     sys.stdout.write("linked=%d copied=%d\n" % (linked, copied))
 
 
-main()
+if __name__ == "__main__":
+    main()
