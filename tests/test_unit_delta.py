@@ -66,6 +66,14 @@ def test_the_same_content_elsewhere_does_not_serve_from_under_a_shared_entry():
     assert change.link == () and change.send == ("b",)
 
 
+def test_a_path_with_a_dot_dot_part_is_never_linked():
+    """A crafted tree may hold one; a link through it would land outside the release."""
+    tree = {"a/../../x": e(F, A), "b": e(F, B)}
+    change = change_set(tree, {**tree, "c": e(F, A)})
+    assert [(link.path, link.source) for link in change.link] == [("b", "b")]
+    assert change.send == ("a/../../x", "c")
+
+
 def test_ls_tree_records_without_relconsoles_own_paths_and_with_any_name():
     raw = b"".join(
         f"{mode} {kind} {oid}\t".encode() + path + b"\0"

@@ -115,6 +115,12 @@ def read_tree(repo: git.Repo, sha: str) -> dict[str, Entry]:
     return parse_ls_tree(raw)
 
 
+def plain(path: str) -> bool:
+    """No empty, ``.`` or ``..`` part: a crafted tree may hold one, and a link made
+    through it would land outside the release (tar refuses such names on its own)."""
+    return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
 def under(path: str, prefixes: Iterable[str]) -> bool:
     return any(path == p or path.startswith(p + "/") for p in prefixes)
 
@@ -126,7 +132,12 @@ def change_set(old: Tree, new: Tree, shared: Iterable[str] = ()) -> ChangeSet:
     shared = tuple(shared)
 
     def linkable(path: str, entry: Optional[Entry]) -> bool:
-        return entry is not None and entry.mode in FILE_MODES and not under(path, shared)
+        return (
+            entry is not None
+            and entry.mode in FILE_MODES
+            and plain(path)
+            and not under(path, shared)
+        )
 
     # Any old path with the same content and mode serves a new path (renames, copies);
     # the same path is preferred, so each file keeps its own inode line.
@@ -138,7 +149,7 @@ def change_set(old: Tree, new: Tree, shared: Iterable[str] = ()) -> ChangeSet:
     for path, entry in sorted(new.items()):
         same = old.get(path) == entry and linkable(path, entry)
         source = path if same else by_content.get(entry)
-        if entry.mode in FILE_MODES and source is not None:
+        if linkable(path, entry) and source is not None:
             link.append(Link(path, source, entry))
         else:
             send.append(path)

@@ -187,6 +187,9 @@ def link_all(manifest, previous, partial, algorithm):
     linked = copied = 0
     for i in range(0, len(fields), 3):
         dest, source = fields[i], fields[i + 1] or fields[i]
+        for path in (dest, source):
+            if any(part in (b"", b".", b"..") for part in path.split(b"/")):
+                unusable("a path that is not plain: " + os.fsdecode(path))
         src_folder, _, src_name = source.rpartition(b"/")
         dst_folder, _, dst_name = dest.rpartition(b"/")
         try:
