@@ -168,3 +168,12 @@ def test_a_previous_release_whose_revision_differs_or_that_is_gone_is_not_used(t
 
     assert lines["h1"].startswith("full upload (the deployed commit 000000000000 is not in"), lines
     assert lines["h2"].startswith("delta from"), lines
+
+
+def test_the_host_script_runs_on_any_python3_and_travels_shell_quoted():
+    import ast
+
+    from relconsole.stages.delta import APPLY_SOURCE
+
+    ast.parse(APPLY_SOURCE, feature_version=(3, 6))
+    assert "'" not in APPLY_SOURCE
