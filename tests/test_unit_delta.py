@@ -177,3 +177,26 @@ def test_the_host_script_runs_on_any_python3_and_travels_shell_quoted():
 
     ast.parse(APPLY_SOURCE, feature_version=(3, 6))
     assert "'" not in APPLY_SOURCE
+
+
+def test_hosts_on_different_releases_each_get_a_delta_from_their_own_made_once(
+    two_releases, monkeypatch
+):
+    from relconsole.stages import delta as dl
+
+    origin, hosts, build, first = two_releases
+    commit_all(origin, {b"VERSION": b"v1.5\n", b"keep.txt": None}, "v1.5")
+    middle, _ = build(only_hosts=["h1"])
+    commit_all(origin, v2_changes(), "v2")
+    made = []
+    write_delta = dl.write_delta
+    monkeypatch.setattr(dl, "write_delta", lambda *a: made.append(a[1]) or write_delta(*a))
+
+    second, lines = build()
+
+    assert lines["h1"].startswith(f"delta from {middle.release}: "), lines
+    assert lines["h2"].startswith(f"delta from {first.release}: "), lines
+    assert lines["h3"].startswith("full upload"), lines
+    assert len(made) == 2  # one per deployed commit
+    full = listed(hosts["h3"], second.release)
+    assert listed(hosts["h1"], second.release) == full == listed(hosts["h2"], second.release)
