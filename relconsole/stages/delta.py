@@ -22,7 +22,7 @@ import hashlib
 import os
 import tarfile
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import BinaryIO, Optional, cast
@@ -104,7 +104,7 @@ def parse_ls_tree(raw: bytes) -> dict[str, Entry]:
             continue
         meta, _, path = record.partition(b"\t")
         mode, _kind, oid = meta.decode("ascii").split()
-        name = os.fsdecode(path)
+        name = path.decode("utf-8", "surrogateescape")  # os.fsdecode, without its lookups
         if not own_path(name):
             entries[name] = Entry(mode, oid)
     return entries
@@ -118,11 +118,12 @@ def read_tree(repo: git.Repo, sha: str) -> dict[str, Entry]:
 def plain(path: str) -> bool:
     """No empty, ``.`` or ``..`` part: a crafted tree may hold one, and a link made
     through it would land outside the release (tar refuses such names on its own)."""
-    return all(part not in ("", ".", "..") for part in path.split("/"))
+    parts = path.split("/")
+    return not ("" in parts or "." in parts or ".." in parts)
 
 
-def under(path: str, prefixes: Iterable[str]) -> bool:
-    return any(path == p or path.startswith(p + "/") for p in prefixes)
+def under(path: str, prefixes: Sequence[str]) -> bool:
+    return bool(prefixes) and any(path == p or path.startswith(p + "/") for p in prefixes)
 
 
 def change_set(old: Tree, new: Tree, shared: Iterable[str] = ()) -> ChangeSet:
@@ -147,12 +148,13 @@ def change_set(old: Tree, new: Tree, shared: Iterable[str] = ()) -> ChangeSet:
             by_content.setdefault(entry, path)
     send, link = [], []
     for path, entry in sorted(new.items()):
-        same = old.get(path) == entry and linkable(path, entry)
-        source = path if same else by_content.get(entry)
-        if linkable(path, entry) and source is not None:
-            link.append(Link(path, source, entry))
-        else:
+        source = None
+        if linkable(path, entry):
+            source = path if old.get(path) == entry else by_content.get(entry)
+        if source is None:
             send.append(path)
+        else:
+            link.append(Link(path, source, entry))
     old_files = {p: e for p, e in old.items() if e.mode not in (TREE, GITLINK)}
     new_files = {p: e for p, e in new.items() if e.mode not in (TREE, GITLINK)}
     return ChangeSet(
