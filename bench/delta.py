@@ -36,6 +36,7 @@ from testbed import start_testbed
 
 from bench.common import alternate, median, print_table, row, timed
 from relconsole.config import load_config
+from relconsole.events import StageFinished
 from relconsole.hosts.connect import open_transport
 from relconsole.pipeline import run_build
 from relconsole.stages.send_release import ReleaseStreams, send_release
@@ -126,6 +127,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=20_000)
     ap.add_argument("--mb", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--builds-only", action="store_true", help="only the one-file rows")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -144,6 +146,8 @@ def bench(bed, tmp: Path, args) -> list[list[str]]:
     origin = make_origin(tmp / "git")
     seconds = generate(origin.work, args.files, args.mb)
     print(f"generated and pushed {args.files:,} files, {args.mb} MB in {seconds:.1f}s", flush=True)
+    if args.builds_only:
+        return bench_builds(bed, tmp, origin, args)
     small = make_origin(tmp / "git-small", "small")
     generate(small.work, args.files // 10, args.mb // 10)
     workspace, small_ws = tmp / "ws", tmp / "ws-small"
@@ -227,13 +231,22 @@ def bench_builds(bed, tmp: Path, origin, args) -> list[list[str]]:
             host.ssh("rm -f /srv/svc/current")
         counting.reset()
         started = time.perf_counter()
-        done = run_build(config, "svc", lambda e: None, connector=counting)
+        stages: dict[str, float] = {}
+        done = run_build(
+            config,
+            "svc",
+            lambda e: stages.update({e.stage: e.seconds}) if isinstance(e, StageFinished) else None,
+            connector=counting,
+        )
         wall = time.perf_counter() - started
         assert done.ok, done.error
         sent[full].append(counting.sent[host.name])
+        upload[full].append(stages["upload"])
+        print(f"{'full' if full else 'delta'} build {wall:.2f}s, stages {stages}", flush=True)
         return wall
 
     sent: dict[bool, list[int]] = {True: [], False: []}
+    upload: dict[bool, list[float]] = {True: [], False: []}
     build(True)  # the workspace and the first release
     build(False)
     delta, full = alternate(lambda: build(False), lambda: build(True), args.runs)
@@ -253,6 +266,12 @@ def bench_builds(bed, tmp: Path, origin, args) -> list[list[str]]:
             median(full),
             "the same build sending the full tree",
             target="<= 0.3x",
+        ),
+        row(
+            "its upload stage",
+            median(upload[False][-len(delta) :]),
+            median(upload[True][-len(full) :]),
+            "the full tree's upload stage",
         ),
     ]
 
