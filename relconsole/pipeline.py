@@ -129,6 +129,9 @@ class Build(Run):
             self.service.files,
             shared,
             private_dir(self.settings.state_dir / "tmp"),
+            # setup commands may rewrite a tracked file in place (npm, `>>`): copied,
+            # the release a rollback would go back to cannot change with it
+            link=not self.service.setup,
         )
 
         def upload_one(host: Host, t: Transport) -> None:

@@ -111,3 +111,42 @@ def test_a_previous_release_missing_or_changed_on_the_host_gets_the_full_tree(be
     h1 = release_listing(bed.host("h1"), second.release)
     for name in ("h2", "h3"):
         assert release_listing(bed.host(name), second.release) == h1
+
+
+def test_a_setup_that_rewrites_a_tracked_file_never_changes_the_previous_release(
+    bed, origin, tmp_path
+):
+    """With setup commands, unchanged files are copied from the previous release, not
+    hard-linked: a setup appending to a tracked file (as npm rewrites a lock file) must
+    leave the release a rollback goes back to as it was. Without setup they are linked."""
+    path = write_config(tmp_path, bed, origin.url, hosts=["h1"], checks=[])
+    doc = tomllib.loads(path.read_text())
+    plain = load_config(path)
+    doc["services"]["svc"]["setup"] = [{"name": "append", "run": "echo appended >> keep.txt"}]
+    path.write_bytes(tomli_w.dumps(doc).encode())
+    with_setup = load_config(path)
+
+    def build(config):
+        lines = []
+
+        def sink(event):
+            if isinstance(event, Output) and "unpacked" in event.line:
+                lines.append(event.line)
+
+        done = run_build(config, "svc", sink)
+        assert done.ok, done.error
+        return done, lines[0]
+
+    commit_all(origin, v1_files(), "v1")
+    first, _ = build(plain)
+    commit_all(origin, {b"VERSION": b"v2\n"}, "v2")
+    second, line = build(plain)
+    assert " linked " in line and " copied" not in line, line
+    commit_all(origin, {b"VERSION": b"v3\n"}, "v3")
+
+    third, line = build(with_setup)
+
+    releases = bed.host("h1").path("/srv/svc/releases")
+    assert (releases / third.release / "keep.txt").read_text() == "kept\nappended\n"
+    assert (releases / second.release / "keep.txt").read_text() == "kept\n"
+    assert line.startswith(f"delta from {second.release}: ") and " 0 linked, " in line, line

@@ -4,12 +4,14 @@
 # package data and runs it over the connection of the host, inside the partial-release shell
 # of relconsole.release.delta_extract_command, as
 #
-#   python3 -I -S -c SOURCE relconsole-delta PREVIOUS SHA PARTIAL ALGORITHM DIGEST
+#   python3 -I -S -c SOURCE relconsole-delta PREVIOUS SHA PARTIAL ALGORITHM DIGEST HOW
 #
 # PREVIOUS: the release folder the host runs now (relconsole made it); SHA: the commit
 # that its REVISION must name; PARTIAL: the folder of the new release, empty; ALGORITHM: how git
 # names objects (sha1 or sha256); DIGEST: sha256 over "<x><object id>\n" of every file
-# to link, in manifest order (x: 1 when executable), as the tree of the new commit has them.
+# to link, in manifest order (x: 1 when executable), as the tree of the new commit has them;
+# HOW: "link" (hard links) or "copy" (a service whose setup commands run in the new release
+# could rewrite a linked file in place, and so the release it would roll back to).
 #
 # stdin: "RCDELTA1" + the length of the manifest in 12 digits + "\n", then one zlib stream
 # holding the manifest and then a tar. The manifest: NUL-ended fields, three per file
@@ -180,7 +182,23 @@ def blob_id(folder, name, algorithm):
     return (b"1" if info.st_mode & stat.S_IXUSR else b"0"), digest.hexdigest().encode()
 
 
-def link_all(manifest, previous, partial, algorithm):
+def place(src_dir, src_name, dst_dir, dst_name, how):
+    """A file of the previous release into the new one: hard-linked when HOW is "link" and
+    the filesystem allows it (True), else copied (False)."""
+    if how == "link":
+        try:
+            os.link(
+                src_name, dst_name, src_dir_fd=src_dir, dst_dir_fd=dst_dir, follow_symlinks=False
+            )
+            return True
+        except OSError as exc:
+            if exc.errno not in COPY_INSTEAD:
+                raise
+    copy_file(src_dir, src_name, dst_dir, dst_name)
+    return False
+
+
+def link_all(manifest, previous, partial, algorithm, how):
     fields = manifest.split(b"\0")[:-1]
     sources, targets = Folders(os.fsencode(previous)), Folders(os.fsencode(partial))
     total = hashlib.sha256()
@@ -200,17 +218,14 @@ def link_all(manifest, previous, partial, algorithm):
             )
         dst_dir = targets.fd(dst_folder)
         try:
-            os.link(
-                src_name, dst_name, src_dir_fd=src_dir, dst_dir_fd=dst_dir, follow_symlinks=False
-            )
-            linked += 1
+            if place(src_dir, src_name, dst_dir, dst_name, how):
+                linked += 1
+            else:
+                copied += 1
         except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                 unusable("missing from the previous release: " + os.fsdecode(source))
-            if exc.errno not in COPY_INSTEAD:
-                raise
-            copy_file(src_dir, src_name, dst_dir, dst_name)
-            copied += 1
+            raise
         executable, oid = blob_id(dst_dir, dst_name, algorithm)
         total.update(executable + oid + b"\n")
     sources.close()
@@ -219,14 +234,14 @@ def link_all(manifest, previous, partial, algorithm):
 
 
 def main():
-    previous, sha, partial, algorithm, expected = sys.argv[2:7]  # [1]: relconsole-delta
+    previous, sha, partial, algorithm, expected, how = sys.argv[2:8]  # [1]: relconsole-delta
     head = read_exact(len(MAGIC) + 13)
     if not head.startswith(MAGIC):
         sys.stderr.write("relconsole-delta: not a delta stream\n")
         sys.exit(1)
     check_revision(previous, sha)
     manifest = unpack(partial, int(head[len(MAGIC) : len(MAGIC) + 12]))
-    found, linked, copied = link_all(manifest, previous, partial, algorithm)
+    found, linked, copied = link_all(manifest, previous, partial, algorithm, how)
     if found != expected:
         unusable("files of " + previous + " differ from commit " + sha[:12])
     sys.stdout.write("linked=%d copied=%d\n" % (linked, copied))

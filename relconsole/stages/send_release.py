@@ -66,8 +66,12 @@ class ReleaseStreams:
         files: tuple[FileUpload, ...],
         shared: Sequence[SharedPath],
         tmp_dir: Path,
+        *,
+        link: bool = True,
     ):
         self.workspace, self.sha, self.files = workspace, sha, files
+        #: Hard-link unchanged files from the previous release (else copy them there).
+        self.link = link
         self.shared = tuple(entry.path for entry in shared)
         self._tmp = tempfile.TemporaryDirectory(dir=tmp_dir)
         self._lock = threading.Lock()
@@ -163,7 +167,7 @@ def send_release(
                 previous,
                 deployed_sha,
                 dl.APPLY_SOURCE,
-                [delta.algorithm, delta.digest],
+                [delta.algorithm, delta.digest, "link" if streams.link else "copy"],
             )
             res = _stream(t, command, delta.path, timeout=timeout, cancel=cancel)
             if res.ok:
