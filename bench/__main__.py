@@ -3,7 +3,8 @@
 Runs as root from the repo root (each part brings up its own loopback test bed) and
 prints each part's table: deploy and upload (bench.deploy), status polls
 (bench.poll), TUI throughput (bench.tui_throughput), start-up (bench.startup),
-rolling restarts (bench.rolling), --plan, --run and the log pane (bench.operate).
+rolling restarts (bench.rolling), --plan, --run and the log pane (bench.operate),
+delta uploads on a 20,000-file repository (bench.delta).
 Scripts, not tests: nothing fails on a number.
 """
 
@@ -21,6 +22,7 @@ PARTS = [
     ("start-up", "bench.startup", [], ["--runs", "10"]),
     ("rolling restarts", "bench.rolling", [], ["--runs", "2"]),
     ("plan, run, log pane", "bench.operate", [], ["--runs", "3", "--seconds", "5"]),
+    ("delta uploads", "bench.delta", [], ["--files", "2000", "--mb", "20", "--runs", "1"]),
 ]
 
 

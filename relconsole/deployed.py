@@ -7,7 +7,6 @@ so a build in progress is not disturbed).
 
 from __future__ import annotations
 
-import posixpath
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,10 +15,10 @@ from typing import Optional
 
 import git
 
+from relconsole import release as rel
 from relconsole.config import Host, Service, Settings
 from relconsole.fanout import fan_out
 from relconsole.hosts.connect import OnHost
-from relconsole.release import q, read_own_file, release_from_link
 from relconsole.stages.checkout import CheckoutError, Commit, fetch, git_error, workspace_lock
 
 
@@ -32,22 +31,8 @@ class Deployed:
     drift: bool = False  # differs from what most hosts of the service run
 
 
-def deployed_command(base: str) -> str:
-    current = posixpath.join(base, "current")
-    return (
-        f"printf 'current=%s\\n' \"$(readlink {q(current)} || true)\"; "
-        f"{read_own_file(posixpath.join(current, 'REVISION'))} 2>/dev/null || true"
-    )
-
-
 def parse_deployed(host: str, output: str) -> Deployed:
-    release, sha = None, None
-    for line in output.splitlines():
-        if line.startswith("current="):
-            release = release_from_link(line, "current")
-        elif line.strip() and sha is None:
-            sha = line.strip()
-    return Deployed(host, release, sha)
+    return Deployed(host, *rel.parse_deployed(output))
 
 
 def read_deployed(
@@ -64,7 +49,7 @@ def read_deployed(
     def one(host: Host) -> Deployed:
         res = on_host(
             host,
-            lambda t: t.run(deployed_command(t.path(service.path)), timeout=timeout, sudo=True),
+            lambda t: t.run(rel.deployed_command(t.path(service.path)), timeout=timeout, sudo=True),
         )
         return parse_deployed(host.name, res.stdout)
 

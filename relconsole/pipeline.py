@@ -19,12 +19,11 @@ The promises that shape it:
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, ClassVar, Optional, cast
+from typing import ClassVar, Optional
 
 from relconsole import release as rel
 from relconsole.config import Config, Host, Service
@@ -39,8 +38,8 @@ from relconsole.run import Run, Step
 from relconsole.secrets import Masker
 from relconsole.stages.check import run_check
 from relconsole.stages.checkout import checkout, workspace_path
+from relconsole.stages.send_release import ReleaseStreams, Sent, send_release
 from relconsole.stages.setup import SetupFailed, run_setup
-from relconsole.stages.upload import extract, write_release_tar
 from relconsole.state import private_dir
 from relconsole.unlock import force_unlock
 
@@ -54,6 +53,8 @@ class Build(Run):
     action: ClassVar[str] = "build"
     #: Hosts holding the new release, not live yet: what a failure removes it from.
     holding: set[str] = field(default_factory=set)
+    #: How the release reached each host (a delta or the full tree, and its size).
+    sent: dict[str, Sent] = field(default_factory=dict)
 
     def steps(self) -> list[Step]:
         return [
@@ -121,15 +122,24 @@ class Build(Run):
         assert self.commit is not None
         release = self.release = rel.new_release_id(self.commit.sha)
         self.say(Stage.UPLOAD, f"release {release}")
-        tmp_dir = private_dir(self.settings.state_dir / "tmp")
         shared = self.service.shared
+        streams = ReleaseStreams(
+            self.workspace,
+            self.commit.sha,
+            self.service.files,
+            shared,
+            private_dir(self.settings.state_dir / "tmp"),
+            # setup commands may rewrite a tracked file in place (npm, `>>`): copied,
+            # the release a rollback would go back to cannot change with it
+            link=not self.service.setup,
+        )
 
-        def upload_one(host: Host, t: Transport, tar: Path) -> None:
-            extract(
+        def upload_one(host: Host, t: Transport) -> None:
+            self.sent[host.name] = send_release(
                 t,
                 self.fleet.base(t),
                 release,
-                tar,
+                streams,
                 timeout=self.settings.command_timeout,
                 cancel=self.cancel,
                 log=lambda line: self.say(Stage.UPLOAD, line, host=host.name),
@@ -142,13 +152,10 @@ class Build(Run):
                     Stage.UPLOAD, f"linked shared {', '.join(map(str, shared))}", host=host.name
                 )
 
-        with tempfile.NamedTemporaryFile(dir=tmp_dir, suffix=".tar") as tar:
-            write_release_tar(
-                self.workspace, self.commit.sha, self.service.files, cast(BinaryIO, tar)
-            )
-            size = tar.seek(0, os.SEEK_END)
-            self.say(Stage.UPLOAD, f"release tar {size / 1e6:.1f} MB to {len(self.hosts)} host(s)")
-            outcomes = self.fleet.each(Stage.UPLOAD, lambda h, t: upload_one(h, t, Path(tar.name)))
+        try:
+            outcomes = self.fleet.each(Stage.UPLOAD, upload_one)
+        finally:
+            streams.close()
         if outcomes.failed or self.cancel.is_set():
             self.remove_new_release(Stage.UPLOAD)
             self.check_cancel()

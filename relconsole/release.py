@@ -52,7 +52,7 @@ def partial_dir(base: str, release: str) -> str:
     return posixpath.join(base, "releases", f"{PARTIAL_PREFIX}{release}")
 
 
-def extract_command(base: str, release: str) -> str:
+def extract_command(base: str, release: str, unpack: Optional[str] = None) -> str:
     """Unpack the tar on stdin into a new release directory (which must not exist yet).
 
     It is unpacked under a partial name and renamed when tar succeeded. When tar fails
@@ -60,17 +60,43 @@ def extract_command(base: str, release: str) -> str:
     directory itself, without waiting for a connection that may be gone. Partial
     directories of earlier builds (whose shell was killed) go first: the deploy lock is
     held, so no other upload is writing one.
+
+    ``unpack``: what fills the partial directory from stdin instead of tar (``$partial``
+    names it): a delta upload's script (:func:`delta_extract_command`).
     """
     releases = posixpath.join(base, "releases")
     target, partial = release_dir(base, release), partial_dir(base, release)
+    unpack = unpack or 'tar -x -f - -C "$partial"'
     return (
         f"mkdir -p {q(releases)} && rm -rf {q(releases)}/{PARTIAL_PREFIX}* && "
         f"{{ test ! -e {q(target)} || "
         f"{{ echo {q(target + ' already exists')} >&2; exit 1; }}; }} && "
-        f"mkdir {q(partial)} && "
-        f"{{ tar -x -f - -C {q(partial)} && mv -T {q(partial)} {q(target)} || "
-        f"{{ rc=$?; rm -rf {q(partial)}; exit $rc; }}; }}"
+        f'partial={q(partial)} && mkdir "$partial" && '
+        f'{{ {unpack} && mv -T "$partial" {q(target)} || '
+        f'{{ rc=$?; rm -rf "$partial"; exit $rc; }}; }}'
     )
+
+
+def delta_extract_command(
+    base: str, release: str, previous: str, sha: str, script: str, args: Sequence[str]
+) -> str:
+    """Make a new release from ``previous`` (whose REVISION must say ``sha``) and the
+    delta stream on stdin, through the partial directory as :func:`extract_command`
+    does. ``script`` is python source run on the host as ``SCRIPT PREVIOUS SHA PARTIAL
+    ARGS...``; a host without python3 exits 3, as a previous release that cannot
+    serve does (:data:`DELTA_UNUSABLE`)."""
+    no_python = q(f"{DELTA_UNUSABLE_MARK} no python3 on the host")
+    unpack = (
+        f"{{ command -v python3 >/dev/null || {{ echo {no_python} >&2; exit 3; }}; }} && "
+        f"python3 -I -S -c {q(script)} relconsole-delta {q(release_dir(base, previous))} "
+        f'{q(sha)} "$partial" {" ".join(q(a) for a in args)}'
+    )
+    return extract_command(base, release, unpack)
+
+
+#: How a delta extraction says its previous release cannot serve: exit 3 and this mark.
+DELTA_UNUSABLE = 3
+DELTA_UNUSABLE_MARK = "relconsole-delta: unusable:"
 
 
 def shared_dir(base: str) -> str:
@@ -185,6 +211,26 @@ def read_own_file(path: str) -> str:
     """``cat`` of a file relconsole wrote, refusing a symlink: a hostile tree could have
     put one there pointing at /etc/shadow, and reads run as root."""
     return f"if [ -f {q(path)} ] && [ ! -L {q(path)} ]; then head -c 4096 {q(path)}; fi"
+
+
+def deployed_command(base: str) -> str:
+    """``current=<link target>``, then the REVISION of the release ``current`` is."""
+    current = posixpath.join(base, "current")
+    return (
+        f"printf 'current=%s\\n' \"$(readlink {q(current)} || true)\"; "
+        f"{read_own_file(posixpath.join(current, 'REVISION'))} 2>/dev/null || true"
+    )
+
+
+def parse_deployed(output: str) -> tuple[Optional[str], Optional[str]]:
+    """(release id, sha) from :func:`deployed_command`'s output; None for what is missing."""
+    release, sha = None, None
+    for line in output.splitlines():
+        if line.startswith("current="):
+            release = release_from_link(line, "current")
+        elif line.strip() and sha is None:
+            sha = line.strip()
+    return release, sha
 
 
 def revision_command(base: str, release: str) -> str:

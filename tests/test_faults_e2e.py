@@ -254,7 +254,7 @@ def test_sshd_killed_mid_upload_switches_nothing_and_cleans_up(
     state = tmp_path / "state"
     first = build_ok(run, config)
     h1, h2 = bed.hosts[:2]
-    origin.commit({"VERSION": "v2\n"}, "v2")
+    big_service(origin, 16, "v2")  # a new blob: the delta from v1 carries 16 MB too
 
     killer = when_running(h2, "tar", lambda: drop_connections(h2, listener_too))
     r = run(config, "--build", "svc")

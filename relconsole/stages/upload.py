@@ -3,7 +3,8 @@
 The tree of the commit (``git archive``), a ``REVISION`` file and the configured
 ``files`` become one tar written once to a private temporary file; every host then
 reads it as one stream through one exec channel (``tar -x`` into a partial release
-directory, renamed when complete). No SFTP, no file-by-file round trips.
+directory, renamed when complete). No SFTP, no file-by-file round trips. A host that
+runs a release of this repository gets a delta instead (:mod:`.send_release`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import fnmatch
 import io
 import re
 import tarfile
-import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,7 +21,6 @@ import git
 
 from relconsole import release as rel
 from relconsole.config import FileUpload
-from relconsole.hosts.base import CommandFailed, Transport
 from relconsole.stages.checkout import CheckoutError, _failed
 
 #: git pathspecs leaving out of the tree what relconsole writes into a release itself.
@@ -44,24 +42,34 @@ def write_release_tar(
     ``files`` source must be a regular file inside the workspace.
     """
     repo = git.Repo(workspace)
+    # git's default, pinned: a delta upload makes its entries with these modes too.
+    repo.git.set_persistent_git_options(c="tar.umask=0002")
     try:
         repo.archive(out, sha, format="tar", path=[".", *OWN_PATHS_EXCLUDED])
     except git.GitCommandError as exc:
         raise _failed(f"cannot archive {sha[:12]}", exc) from None
     out.flush()
     out.seek(0)
-    staged = []
     with tarfile.open(fileobj=out, mode="a") as tar:
-        _add_bytes(tar, "REVISION", (sha + "\n").encode())
-        for index, upload in enumerate(files):
-            matches = sorted(p for p in workspace.glob(upload.src) if p.is_file() or p.is_symlink())
-            if not matches:
-                raise CheckoutError(f"files: '{upload.src}' matches no file in the checkout")
-            for match in matches:
-                _inside_workspace(workspace, match)
-                tar.add(str(match), arcname=f"{rel.STAGED_FILES}/{index}/{match.name}")
-                staged.append((index, match.name))
+        staged = add_own_files(tar, workspace, sha, files)
     out.seek(0)
+    return staged
+
+
+def add_own_files(
+    tar: tarfile.TarFile, workspace: Path, sha: str, files: tuple[FileUpload, ...]
+) -> list[tuple[int, str]]:
+    """REVISION and the configured ``files`` (see :func:`write_release_tar`)."""
+    staged = []
+    _add_bytes(tar, "REVISION", (sha + "\n").encode())
+    for index, upload in enumerate(files):
+        matches = sorted(p for p in workspace.glob(upload.src) if p.is_file() or p.is_symlink())
+        if not matches:
+            raise CheckoutError(f"files: '{upload.src}' matches no file in the checkout")
+        for match in matches:
+            _inside_workspace(workspace, match)
+            tar.add(str(match), arcname=f"{rel.STAGED_FILES}/{index}/{match.name}")
+            staged.append((index, match.name))
     return staged
 
 
@@ -100,27 +108,3 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info.size = len(data)
     info.mode = 0o644
     tar.addfile(info, io.BytesIO(data))
-
-
-def extract(
-    t: Transport,
-    base: str,
-    release: str,
-    tar_path: Path,
-    *,
-    timeout: float,
-    cancel: threading.Event,
-    log: Callable[[str], None],
-) -> None:
-    """Unpack the release tar into ``releases/<release>`` on one host."""
-    started = time.monotonic()
-    size = tar_path.stat().st_size
-    with open(tar_path, "rb") as data:
-        res = t.put_stream(
-            rel.extract_command(base, release), data, timeout=timeout, sudo=True, cancel=cancel
-        )
-    if not res.ok:
-        raise CommandFailed(t.name, "unpacking the release", res)
-    log(
-        f"unpacked {size / 1e6:.1f} MB into releases/{release} in {time.monotonic() - started:.2f}s"
-    )
