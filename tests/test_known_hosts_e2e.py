@@ -94,3 +94,10 @@ def test_cert_authority_and_unreadable_lines_do_not_stop_a_build(bed, origin, tm
     assert len(releases) == 1 and None not in releases
     for host in bed.hosts:
         assert host.program_pid("svc") is not None, host.name
+    doctor = cli("--config", str(config), "--doctor")  # says what it ignored, per host
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    for host in bed.hosts:
+        assert (
+            f"the @cert-authority lines for {host.name} are ignored: relconsole checks the "
+            "plain keys known_hosts lists, not host certificates"
+        ) in doctor.stdout
