@@ -13,7 +13,8 @@ printed). It measures:
   allocator keeps: ``--trim`` collects garbage and calls glibc's ``malloc_trim(0)`` at
   each sample, then shows RSS again (what that gives back was not live); run with
   ``MALLOC_ARENA_MAX=2`` in the environment to limit the per-thread arenas;
-  ``--no-faults`` polls a healthy fleet only (the growth of polling alone).
+  ``--no-faults`` polls a healthy fleet only (the growth of polling alone);
+  ``--types`` lists the kinds of live objects that grew most from the first minute.
 
 Numbers go to stdout as a table; nothing is asserted (this is a benchmark script, not
 a timed test).
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import ctypes
 import gc
 import os
@@ -65,6 +67,14 @@ def sample(elapsed: float, trim: bool) -> tuple[float, float, float, int, int]:
     return elapsed, rss, trimmed, threading.active_count(), len(gc.get_objects())
 
 
+def live_types() -> collections.Counter[str]:
+    """How many live objects of each type (after a full collection)."""
+    gc.collect()
+    return collections.Counter(
+        f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects()
+    )
+
+
 async def soak(
     minutes: float,
     n_hosts: int,
@@ -72,6 +82,7 @@ async def soak(
     trace: bool = False,
     trim: bool = False,
     faults: bool = True,
+    types: bool = False,
 ) -> None:
     from relconsole.ui.app import RelconsoleApp
     from relconsole.ui.process_screen import ProcessScreen
@@ -110,6 +121,7 @@ async def soak(
             started = time.monotonic()
             next_sample = started
             baseline = None
+            first_types: collections.Counter[str] | None = None
             if trace:  # what grows, by line of code, from the first minute to the end
                 import tracemalloc
 
@@ -118,6 +130,8 @@ async def soak(
                 if time.monotonic() >= next_sample:
                     samples.append(sample(time.monotonic() - started, trim))
                     next_sample += 30
+                    if types and first_types is None and time.monotonic() - started > 60:
+                        first_types = live_types()
                     if trace and baseline is None and time.monotonic() - started > 60:
                         baseline = tracemalloc.take_snapshot()
                 if not faults:
@@ -139,6 +153,12 @@ async def soak(
                 recoveries.append(time.monotonic() - back)
                 await pilot.pause(rng.uniform(0.5, 3.0))
             samples.append(sample(time.monotonic() - started, trim))
+            if first_types is not None:
+                grown = live_types()
+                grown.subtract(first_types)
+                print("live objects that grew most since the first minute:")
+                for name, count in grown.most_common(15):
+                    print(f"  {count:+8d}  {name}")
             if trace and baseline is not None:
                 growth = tracemalloc.take_snapshot().compare_to(baseline, "traceback")
                 print("largest growth since the first minute:")
@@ -171,11 +191,13 @@ def main() -> None:
     ap.add_argument("--trace", action="store_true", help="tracemalloc: what grows")
     ap.add_argument("--trim", action="store_true", help="RSS after malloc_trim(0) too")
     ap.add_argument("--no-faults", action="store_true", help="restart nothing: poll only")
+    ap.add_argument("--types", action="store_true", help="which live objects grew")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: the bed starts sshd in mount namespaces")
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
-    asyncio.run(soak(args.minutes, args.hosts, seed, args.trace, args.trim, not args.no_faults))
+    faults = not args.no_faults
+    asyncio.run(soak(args.minutes, args.hosts, seed, args.trace, args.trim, faults, args.types))
 
 
 if __name__ == "__main__":
