@@ -67,6 +67,10 @@ def sample(elapsed: float, trim: bool) -> tuple[float, float, float, int, int]:
     return elapsed, rss, trimmed, threading.active_count(), len(gc.get_objects())
 
 
+#: Where the console's widgets come from, for ``--types``.
+WIDGET_MODULES = ("textual.widgets", "textual.containers", "textual.screen", "relconsole.ui")
+
+
 def live_types() -> collections.Counter[str]:
     """How many live objects of each type (after a full collection)."""
     gc.collect()
@@ -158,6 +162,10 @@ async def soak(
                 grown.subtract(first_types)
                 print("live objects that grew most since the first minute:")
                 for name, count in grown.most_common(15):
+                    print(f"  {count:+8d}  {name}")
+                print("of which widgets and screens:")
+                widgets = [(n, c) for n, c in grown.most_common() if n.startswith(WIDGET_MODULES)]
+                for name, count in widgets[:10]:
                     print(f"  {count:+8d}  {name}")
             if trace and baseline is not None:
                 growth = tracemalloc.take_snapshot().compare_to(baseline, "traceback")
