@@ -1,11 +1,12 @@
 """Issue 14's crash soak: relconsole killed with SIGKILL at seeded random moments of
 builds. After every round no host is without a complete ``current`` (once one was
 deployed), ``--unlock`` recovers the lock, and a normal build then leaves every host
-on the same release. The seed is printed; RELCONSOLE_SOAK_SEED replays a run and
+on the same release. The seed is printed; RELCONSOLE_SOAK_SEED replays a run's draws
+(the moments scale with the first build's duration, printed too) and
 RELCONSOLE_SOAK_ROUNDS makes it longer.
 
 Two services: a plain one, and one shipped as issue 11 ships a web service (shared
-files, a setup command, health probes made from the hosts, one host per batch)."""
+files, a setup command, health probes made from the hosts, restarts in two batches)."""
 
 from __future__ import annotations
 
