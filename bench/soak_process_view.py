@@ -67,16 +67,22 @@ def sample(elapsed: float, trim: bool) -> tuple[float, float, float, int, int]:
     return elapsed, rss, trimmed, threading.active_count(), len(gc.get_objects())
 
 
-#: Where the console's widgets come from, for ``--types``.
-WIDGET_MODULES = ("textual.widgets", "textual.containers", "textual.screen", "relconsole.ui")
+#: The names :func:`live_types` saw on widgets and screens (Textual's DOM nodes).
+WIDGET_TYPES: set[str] = set()
 
 
 def live_types() -> collections.Counter[str]:
     """How many live objects of each type (after a full collection)."""
+    from textual.dom import DOMNode
+
     gc.collect()
-    return collections.Counter(
-        f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects()
-    )
+    counts: collections.Counter[str] = collections.Counter()
+    for o in gc.get_objects():
+        name = f"{type(o).__module__}.{type(o).__qualname__}"
+        counts[name] += 1
+        if isinstance(o, DOMNode):
+            WIDGET_TYPES.add(name)
+    return counts
 
 
 async def soak(
@@ -164,7 +170,7 @@ async def soak(
                 for name, count in grown.most_common(15):
                     print(f"  {count:+8d}  {name}")
                 print("of which widgets and screens:")
-                widgets = [(n, c) for n, c in grown.most_common() if n.startswith(WIDGET_MODULES)]
+                widgets = [(n, c) for n, c in grown.most_common() if n in WIDGET_TYPES]
                 for name, count in widgets[:10]:
                     print(f"  {count:+8d}  {name}")
             if trace and baseline is not None:
