@@ -37,6 +37,7 @@ from relconsole.hosts.base import (
     sudo_wants_password,
 )
 from relconsole.hosts.connect import Connector, Dialer
+from relconsole.hosts.known_hosts import KnownHosts
 from relconsole.hosts.route import Route
 from relconsole.status import supervisorctl as sv
 
@@ -199,11 +200,18 @@ class HostDoctor:
         self.row("login", True, f"as {user}")
         return t
 
-    @staticmethod
-    def keys_detail(route: Optional[Route]) -> str:
+    def keys_detail(self, route: Optional[Route]) -> str:
         if route is None:
             return "known"
-        return "known: " + ", ".join(f"{h.name} as {h.known_hosts_name}" for h in route.hops)
+        detail = "known: " + ", ".join(f"{h.name} as {h.known_hosts_name}" for h in route.hops)
+        known = KnownHosts.read(self.config.settings.known_hosts)
+        signed = [h.name for h in route.hops if known.has_cert_authority(h.known_hosts_name)]
+        if signed:
+            detail += (
+                f"; the @cert-authority lines for {', '.join(signed)} are ignored: relconsole "
+                "checks the plain keys known_hosts lists, not host certificates"
+            )
+        return detail
 
     # -- on the host -------------------------------------------------------------------
     def run(self, t: Transport, command: str, sudo: bool = False):

@@ -33,8 +33,11 @@ from relconsole.events import (
     Switched,
 )
 from relconsole.lock import who
-from relconsole.state import private_dir
+from relconsole.state import STATE_DIR_REMEDY, private_dir
 from relconsole.text import printable
+
+#: The history's file in state_dir.
+FILE_NAME = "history.sqlite3"
 
 #: The console output kept per build: the most recent bytes win.
 LOG_CAP_BYTES = 4 * 1024 * 1024
@@ -100,7 +103,7 @@ class History:
     machine whose process is gone (kill -9, a crash) as interrupted."""
 
     def __init__(self, state_dir: Path):
-        self.path = private_dir(state_dir) / "history.sqlite3"
+        self.path = private_dir(state_dir) / FILE_NAME
         #: Something the operator should hear once (a corrupt file moved aside).
         self.warning: Optional[str] = None
         try:
@@ -147,10 +150,7 @@ class History:
 
     def _error(self, exc: Exception) -> HistoryError:
         why = getattr(exc, "strerror", None) or str(exc)
-        return HistoryError(
-            f"cannot use the history {self.path}: {why}; make state_dir writable for this "
-            "user, or set [settings] state_dir to a folder that is"
-        )
+        return HistoryError(f"cannot use the history {self.path}: {why}; {STATE_DIR_REMEDY}")
 
     def _mark_interrupted(self) -> None:
         """A row still "running" whose process on this machine is gone never ended."""
@@ -414,6 +414,17 @@ def history_table(rows: list[dict]) -> list[list[str]]:
     return table
 
 
+def not_recorded(state_dir: Path, exc: Exception) -> str:
+    """The line saying a run is not in the history, naming the file and what to do.
+
+    Opening the history raises errors that say both already; a write refused later
+    (a read-only file: "attempt to write a readonly database") says neither.
+    """
+    if isinstance(exc, RelconsoleError):
+        return f"history not recorded: {exc}"
+    return f"history not recorded: {state_dir / FILE_NAME}: {exc}; {STATE_DIR_REMEDY}"
+
+
 class Recording:
     """The front end's sink plus a :class:`HistoryRecorder`: every event reaches both.
 
@@ -423,6 +434,7 @@ class Recording:
 
     def __init__(self, state_dir: Path, sink: Sink, trigger: str):
         self.sink = sink
+        self.state_dir = state_dir
         self.problem: list[str] = []
         self.recorder: Optional[HistoryRecorder] = None
         try:
@@ -431,7 +443,7 @@ class Recording:
             if history.warning:
                 self.problem.append(history.warning)
         except (sqlite3.Error, OSError, RelconsoleError) as exc:
-            self.problem.append(f"history not recorded: {exc}")
+            self.problem.append(not_recorded(state_dir, exc))
 
     def __call__(self, event: Event) -> None:
         sink, problem, recorder = self.sink, self.problem, self.recorder
@@ -444,10 +456,13 @@ class Recording:
             recorder(event)
         except sqlite3.Error as exc:
             if not problem:
-                problem.append(str(exc))
-                stage = getattr(event, "stage", None)
+                problem.append(not_recorded(self.state_dir, exc))
+                # The first write is the run's row, at BuildStarted (a read-only file).
+                stage = getattr(event, "stage", None) or (
+                    event.stages[0] if isinstance(event, BuildStarted) and event.stages else None
+                )
                 if stage is not None:
-                    sink(Output(stage=stage, line=f"history not recorded: {exc}", stream="err"))
+                    sink(Output(stage=stage, line=problem[0], stream="err"))
 
     def delivered(self, delivery: dict) -> None:
         """Record how a notification about this run went; never raises."""

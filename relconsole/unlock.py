@@ -13,10 +13,10 @@ from typing import Optional
 
 from relconsole import lock as lk
 from relconsole.config import Config, Host
-from relconsole.errors import StageFailed
+from relconsole.errors import RelconsoleError, StageFailed
 from relconsole.events import Event, Occasion, Output, Stage
 from relconsole.fleet import Fleet
-from relconsole.history import History, record_delivery
+from relconsole.history import History, not_recorded, record_delivery
 from relconsole.hosts.base import Transport
 from relconsole.hosts.connect import Connector, Dialer
 from relconsole.notify import Postman, RunFacts, announce
@@ -94,8 +94,8 @@ def force_unlock(
             row, result="success" if ok else "failed", duration=0.0, log="\n".join(lines)
         )
         history.close()
-    except (sqlite3.Error, OSError) as exc:
-        lines.append(f"history not recorded: {exc}")
+    except (sqlite3.Error, OSError, RelconsoleError) as exc:  # the unlock is done: say so
+        lines.append(not_recorded(config.settings.state_dir, exc))
     if ok and postman is not None:
         facts = RunFacts(
             service=service.name,

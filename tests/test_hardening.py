@@ -384,3 +384,117 @@ def test_a_state_dir_that_is_a_file_is_one_line_naming_it(tmp_path):
         assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stdout + proc.stderr
         assert f"{state} is a file, not a folder" in proc.stdout + proc.stderr
+
+
+CAP_DAC_OVERRIDE = 1  # linux/capability.h: what lets root ignore file permissions
+
+
+def without_root_powers() -> list[str]:
+    """A command prefix under which file permissions hold, as for any other user: root
+    (CI runs as root) with every capability dropped, as tests/prove_fast_tier.sh runs
+    the whole tier; nothing when there is no such power to drop (a user, that cage)."""
+    status = Path("/proc/self/status").read_text().splitlines()
+    effective = int(next(line for line in status if line.startswith("CapEff:")).split()[1], 16)
+    if not effective & (1 << CAP_DAC_OVERRIDE):
+        return []
+    return ["setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--"]
+
+
+def cli_without_root_powers(*args: str) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run(
+        [*without_root_powers(), sys.executable, "-m", "relconsole", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def read_only_state(tmp_path):
+    """A config over one local host and a state_dir used once (a history, a workspace,
+    the locks folder) that this user can no longer write: ``(config, state_dir)``."""
+    from relconsole.history import History
+
+    origin = tmp_path / "repo"
+    repo = git.Repo.init(origin, initial_branch="main")
+    with repo.config_writer() as writer:
+        writer.set_value("user", "name", "tests").set_value("user", "email", "t@example.invalid")
+    repo.git.commit("--allow-empty", "-m", "first")
+    state = tmp_path / "state"
+    History(state).close()
+    git.Repo.clone_from(str(origin), state / "workspaces" / "api")
+    (state / "locks").mkdir()
+    config = minimal_config(tmp_path, state)
+    folders = [state, *(p for p in state.rglob("*") if p.is_dir())]
+    for p in [*state.rglob("*"), state]:
+        p.chmod(p.stat().st_mode & ~0o222)
+    yield config, state
+    for p in folders:
+        p.chmod(0o700)
+
+
+def test_unlock_in_a_read_only_state_dir_unlocks_and_names_the_history_and_what_to_do(
+    read_only_state,
+):
+    config, state = read_only_state
+
+    proc = cli_without_root_powers("--config", str(config), "--unlock", "api")
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == [
+        f"h1: connected to local:{config.parent / 'root'} in 0.00s",
+        "h1: not locked",
+        f"history not recorded: {state}/history.sqlite3: attempt to write a readonly database;"
+        " make it writable for this user, or set [settings] state_dir to a folder that is",
+    ]
+
+
+def test_unlock_in_a_read_only_state_dir_without_a_history_still_unlocks(read_only_state):
+    config, state = read_only_state
+    (state / "history.sqlite3").chmod(0o600)
+    state.chmod(0o700)
+    (state / "history.sqlite3").unlink()
+    state.chmod(0o500)
+
+    proc = cli_without_root_powers("--config", str(config), "--unlock", "api")
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[1:] == [
+        "h1: not locked",
+        f"history not recorded: cannot use the history {state}/history.sqlite3: Permission "
+        "denied; make it writable for this user, or set [settings] state_dir to a folder that is",
+    ]
+
+
+def test_pending_in_a_read_only_state_dir_is_one_line_naming_the_file_and_what_to_do(
+    read_only_state,
+):
+    config, state = read_only_state
+
+    proc = cli_without_root_powers("--config", str(config), "--pending", "api")
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr == (
+        f"relconsole: {state}/workspaces/.api.lock: Permission denied (on this machine); make"
+        " it writable for this user, or set [settings] state_dir to a folder that is\n"
+    )
+
+
+def test_an_os_error_in_a_build_is_the_file_and_reason_not_an_internal_error(read_only_state):
+    config, state = read_only_state
+
+    proc = cli_without_root_powers("--config", str(config), "--build", "api")
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "internal error" not in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+    assert (
+        f"history not recorded: {state}/history.sqlite3: attempt to write a readonly database;"
+        in proc.stdout
+    )
+    assert proc.stdout.splitlines()[-1].endswith(
+        f": {state}/locks/api.lock: Permission denied (on this machine); make it writable for"
+        " this user, or set [settings] state_dir to a folder that is"
+    )

@@ -266,6 +266,7 @@ def test_known_hosts_hashed_patterns_markers_and_ports(tmp_path):
     assert list(known.keys_for("web.example.com").values()) == [k3]
     assert known.keys_for("bad.example.com") == {}  # negated
     assert known.keys_for("10.0.0.4") == {} and known.is_revoked(k4)
+    assert known.has_cert_authority("db.corp") and not known.has_cert_authority("10.0.0.1")
     assert KnownHosts.read(tmp_path / "missing").keys_for("x") == {}
     assert known_hosts_name("h", 22) == "h" and known_hosts_name("h", 2) == "[h]:2"
 

@@ -3,9 +3,9 @@
 paramiko's ``HostKeys`` raises on the ``@cert-authority`` and ``@revoked`` marker
 lines and knows no ``*``/``?``/``!`` patterns, so the file is read here line by line:
 hashed names (``|1|salt|hash``), comma-separated patterns with negation, markers
-(a ``@revoked`` key is never accepted; ``@cert-authority`` lines are skipped, as
-relconsole does not check host certificates), lines it cannot read skipped as ssh
-skips them.
+(a ``@revoked`` key is never accepted; ``@cert-authority`` lines only tell
+``--doctor`` which hosts may expect certificates, which relconsole does not check),
+lines it cannot read skipped as ssh skips them.
 
 A host is filed under the name OpenSSH uses: its ``HostKeyAlias`` if it has one,
 else the resolved HostName (not the alias it was reached by), written
@@ -62,6 +62,8 @@ class KnownHosts:
     path: Path
     entries: list[HostKeyEntry] = field(default_factory=list)
     revoked: list[paramiko.PKey] = field(default_factory=list)
+    #: The host patterns of the ``@cert-authority`` lines.
+    authorities: list[list[str]] = field(default_factory=list)
 
     @classmethod
     def read(cls, path: Path) -> KnownHosts:
@@ -78,6 +80,11 @@ class KnownHosts:
             marker = None
             if line.startswith("@"):
                 marker, _, line = line.partition(" ")
+            if marker == "@cert-authority":
+                fields = line.split()
+                if len(fields) >= 3:  # hosts, key type, key: the key itself is never used
+                    known.authorities.append(fields[0].split(","))
+                continue
             try:
                 entry = HostKeyEntry.from_line(line.strip())
             except Exception:  # a key type paramiko cannot read, a broken line
@@ -97,6 +104,11 @@ class KnownHosts:
             if names_match(entry.hostnames, name) and not self.is_revoked(entry.key):
                 keys.setdefault(entry.key.get_name(), entry.key)
         return keys
+
+    def has_cert_authority(self, name: str) -> bool:
+        """Whether a ``@cert-authority`` line covers ``name``: such a host may rely on
+        certificates, and relconsole accepts only the plain keys listed for it."""
+        return any(names_match(patterns, name) for patterns in self.authorities)
 
     def is_revoked(self, key: paramiko.PKey) -> bool:
         return any(key == revoked for revoked in self.revoked)

@@ -11,12 +11,13 @@ from textual.binding import Binding
 from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Log, Static
+from textual.widgets import Log, Static
 
 from relconsole.config import Config
 from relconsole.history import History
 from relconsole.text import printable
 from relconsole.ui.clock import date_time_text, seconds_text
+from relconsole.ui.footer import Footer
 
 RESULT_STYLES = {
     "success": "green",

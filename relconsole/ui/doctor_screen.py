@@ -13,11 +13,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from relconsole.doctor import CheckRow, run_doctor
 from relconsole.text import printable
 from relconsole.ui.console import Console
+from relconsole.ui.footer import Footer
 
 
 class DoctorScreen(Screen[None]):

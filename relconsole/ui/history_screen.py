@@ -17,13 +17,14 @@ from textual.binding import Binding
 from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from relconsole.config import Config
 from relconsole.history import History
 from relconsole.text import printable
 from relconsole.ui.build_log_screen import RESULT_STYLES, BuildLogScreen
 from relconsole.ui.clock import seconds_text, started_text
+from relconsole.ui.footer import Footer
 
 #: Rows read per load (the history keeps everything; the screen shows the newest).
 LIMIT = 500

@@ -14,13 +14,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.events import ScreenResume
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Static
+from textual.widgets import Button, Static
 
 from relconsole.events import Event
 from relconsole.ui.build_panel import BuildPanel
 from relconsole.ui.build_view import BuildView
 from relconsole.ui.console import Console
 from relconsole.ui.fleet_column import FleetColumn
+from relconsole.ui.footer import Footer
 from relconsole.ui.run_state import RunState
 from relconsole.ui.services_table import ServiceTable
 

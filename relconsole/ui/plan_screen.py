@@ -19,12 +19,13 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from relconsole.config import Service
 from relconsole.plan import Plan, read_plan
 from relconsole.plan_text import plan_text
 from relconsole.ui.console import Console
+from relconsole.ui.footer import Footer
 
 
 def line_style(line: str) -> str:

@@ -29,7 +29,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from relconsole.config import Config, Host
 from relconsole.fanout import host_pool
@@ -40,6 +40,7 @@ from relconsole.status.poller import HostStatus, StatusPoller
 from relconsole.status.tracker import FleetRow, FleetTracker
 from relconsole.ui import clock
 from relconsole.ui.dialogs import ConfirmStop
+from relconsole.ui.footer import Footer
 from relconsole.ui.process_rows import (
     action_answer,
     detail_text,

@@ -1,0 +1,23 @@
+"""Textual's Footer, without its leak."""
+
+from __future__ import annotations
+
+from textual.widgets import Footer as TextualFooter
+
+
+class Footer(TextualFooter):
+    """Textual's Footer, letting go of the keys each rebuild removes.
+
+    The footer rebuilds its keys (a recompose) on every ``refresh_bindings``, and
+    data-binds each new key to its own ``compact``. That binding is kept on the footer
+    and pruned only when ``compact`` changes, which it never does here, so every key
+    ever made stayed alive with its styles and render caches (Textual issue #6666; the
+    process view refreshes its bindings at each poll that moves the cursor row).
+    """
+
+    async def recompose(self) -> None:
+        await super().recompose()
+        # Where Textual keeps watchers: the observed object's "__watchers" attribute.
+        watchers = getattr(self, "__watchers", {}).get("compact")
+        if watchers:
+            watchers[:] = [(node, cb) for node, cb in watchers if node.is_attached]
