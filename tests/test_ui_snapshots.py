@@ -46,6 +46,7 @@ from relconsole.ui import plan_screen as plan_module
 from relconsole.ui.app import RelconsoleApp
 from relconsole.ui.history_screen import HistoryScreen
 from relconsole.ui.host_list import HostList
+from relconsole.ui.host_logs import HostLogs
 from relconsole.ui.pending_list import PendingList
 from relconsole.ui.plan_screen import PlanScreen
 from relconsole.ui.process_screen import ProcessScreen
@@ -225,6 +226,17 @@ async def until(pilot, predicate, what: str, timeout: float = 10.0) -> None:
         await pilot.pause(0.02)
 
 
+def host_panes_laid_out(pilot) -> bool:
+    """Every host pane on screen has the layout (side by side or tabbed) its size asks
+    for: it is set on the pane's Resize, which a busy machine delivers late."""
+    shown = [pane for pane in pilot.app.screen.query(HostLogs) if pane.size.width > 0]
+    return bool(shown) and all(
+        pane.has_class("-side-by-side")
+        == (pane.size.width >= pane.MIN_COLUMN * len(pane.hosts) > 0)
+        for pane in shown
+    )
+
+
 async def settled(pilot) -> None:
     """The first poll shown: both hosts, what they run, the pending note, the last run."""
     main = pilot.app.main_screen
@@ -259,9 +271,7 @@ def test_build_in_progress(snap_compare, console, size):
                 "upload" in view.panes
                 and view.strip.cell("upload").state == "running"
                 and view.host_logs("upload").logs["web2"].text
-                # the panes' layout follows their first Resize (late on a busy machine)
-                and view.host_logs("upload").size.width > 0
-                and view.host_logs("upload").has_class("-side-by-side") == (size[0] >= 112)
+                and host_panes_laid_out(pilot)
             ),
             "the upload to show",
         )
@@ -398,7 +408,11 @@ def test_run_output_view(snap_compare, console, size, monkeypatch):
         await settled(pilot)
         pilot.app.start_command("web", ["tail", "-n", "2", "log/web.err.log"])
         view = pilot.app.main_screen.build_view
-        await until(pilot, lambda: view.finished is not None, "the command's end")
+        await until(
+            pilot,
+            lambda: view.finished is not None and host_panes_laid_out(pilot),
+            "the command's end",
+        )
         await pilot.pause(0.1)
 
     assert snap_compare(console, terminal_size=size, run_before=run_before)
