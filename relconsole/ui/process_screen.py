@@ -95,6 +95,8 @@ class ProcessScreen(Screen[None]):
         self._tracker = FleetTracker()
         self._statuses: dict[str, HostStatus] = {}
         self._polled_at: Optional[float] = None  # wall clock of the latest answer
+        #: Whether the cursor's row is a program (the row-dependent keys follow it).
+        self._on_program: Optional[bool] = None
         self._polling: set[str] = set()
         self._poll_again: set[str] = set()
         self._poll_timers: dict[str, Timer] = {}
@@ -235,7 +237,13 @@ class ProcessScreen(Screen[None]):
     @on(ProcessTable.RowHighlighted)
     def _row_moved(self) -> None:
         self._show_detail()
-        self.refresh_bindings()
+        # Only when what check_action answers for the row changes: each refresh rebuilds
+        # the footer's keys, and a poll can move the cursor row every few seconds.
+        row = self.selected_row()
+        on_program = row is not None and row.program is not None
+        if on_program != self._on_program:
+            self._on_program = on_program
+            self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> Optional[bool]:
         # False hides a binding (and lets another binding of its key run), None greys it out.
