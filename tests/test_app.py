@@ -109,7 +109,9 @@ async def test_build_runs_all_stages_and_each_host_pane_holds_its_own_output(
         pids = {h: bed.host(h).program_pid("svc") for h in HOSTS}
         for host, other in (("h1", "h2"), ("h2", "h1")):
             upload, supervisor = lines(app, "upload", host), lines(app, "supervisor", host)
-            assert any(line.startswith("unpacked") for line in upload), upload
+            assert any(
+                line.startswith("full upload (no release on the host): unpacked") for line in upload
+            ), upload
             assert f"svc RUNNING pid {pids[host]}" in supervisor, supervisor
             assert not any(str(pids[other]) in line for line in supervisor), supervisor
             assert any(line.startswith(f"{host}: connected to") for line in lines(app, "checkout"))
