@@ -18,7 +18,6 @@ import shlex
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 from fabric import ThreadingGroup
 

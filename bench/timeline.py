@@ -37,10 +37,7 @@ def _child(t0: float, argv: list[str]) -> int:
 def timed_build(config: Path, service: str) -> list[dict]:
     """Run one build; its events, each with ``t``."""
     argv = ["--config", str(config), "--build", service, "--json"]
-    code = (
-        "import sys, bench.timeline as tl; "
-        f"sys.exit(tl._child({time.time()!r}, {argv!r}))"
-    )
+    code = f"import sys, bench.timeline as tl; sys.exit(tl._child({time.time()!r}, {argv!r}))"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0:

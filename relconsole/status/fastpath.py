@@ -20,6 +20,15 @@ and then answers one JSON line per request line::
                           "rotated": false}: the log's bytes from OFFSET (-1: its last
                           LIMIT bytes) up to LIMIT, E the offset after them, Z its size
                       or {"ok": false, "lasting": false, "error": "supervisord: BAD_NAME: x"}
+    "restart SECONDS SPEC..."
+                      →  {"ok": true, "lines": ["svc: stopped", "svc: started", ...]}:
+                          ``supervisorctl update`` then ``restart SPEC...`` (specs
+                          ``group:*`` or ``group:name``), waiting (up to SECONDS) as
+                          supervisorctl does until each process is RUNNING past its
+                          startsecs or gave up; a program update just started is not
+                          restarted again; no SPEC: update only
+                      or {"ok": false, "fault": true, "error": "supervisord: ..."}:
+                          supervisord refused (what supervisorctl would report too)
 
 ``lasting`` errors (config unreadable, socket permission, authentication) will not heal
 on this connection; the others (supervisord down or restarting) may.
@@ -42,6 +51,7 @@ import json
 import posixpath
 import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Optional
@@ -171,6 +181,11 @@ class Unavailable(RelconsoleError):
         super().__init__(message)
         self.message = message
         self.lasting = lasting
+
+
+class SupervisorRefused(RelconsoleError):
+    """supervisord refused an update or restart asked through the helper (a config it
+    cannot read, shutting down): supervisorctl would fail the same way."""
 
 
 class LogUnreadable(Unavailable):
@@ -323,6 +338,26 @@ class FastPath:
             )
         except (KeyError, TypeError, ValueError):
             raise LogUnreadable(f"the status helper said {reply!r:.200}") from None
+
+    def restart(self, programs: Sequence[str], timeout: float) -> list[str]:
+        """``supervisorctl update`` and ``restart`` of ``programs`` in one request (see
+        the module's protocol); the lines supervisorctl would have printed. Raises
+        :class:`SupervisorRefused`, :class:`Unavailable` (supervisorctl may still do
+        it: the caller falls back) and the transport's errors."""
+        specs = [p if ":" in p else f"{p}:*" for p in programs]  # as restart_command
+        if any(not spec or any(c.isspace() for c in spec) for spec in specs):
+            raise ValueError(f"cannot restart {programs!r}")
+        # The helper stops waiting at its deadline; this side waits a little longer
+        # for the answer that says so.
+        reply = self._ask(" ".join(["restart", f"{timeout:g}", *specs]), timeout + 5)
+        if reply.get("ok"):
+            return [str(line) for line in reply.get("lines") or []]
+        error = str(reply.get("error") or "the status helper gave no answer")
+        if reply.get("fault"):
+            raise SupervisorRefused(error)
+        if reply.get("lasting"):
+            self.disable(error)
+        raise Unavailable(error, lasting=bool(reply.get("lasting")))
 
     def _ask(self, request: str, timeout: float) -> dict:
         """The helper's answer to ``request``, starting it (again) as needed."""
