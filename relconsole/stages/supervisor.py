@@ -17,6 +17,7 @@ from relconsole.config import Host
 from relconsole.errors import Cancelled, StageFailed
 from relconsole.hosts.base import CommandFailed, Result, Transport, run_step
 from relconsole.status import supervisorctl as sv
+from relconsole.status.fastpath import Restarted
 from relconsole.status.reader import status_rows
 
 # A program's log lines shown when it failed to start.
@@ -96,14 +97,14 @@ def restart_and_verify(
     verify_timeout: float = 60.0,
     read_rows: Optional[Callable[[], list[sv.ProcessStatus]]] = None,
     poke: Optional[Callable[[], None]] = None,
-    restart_fast: Optional[Callable[[Sequence[str]], Optional[list[str]]]] = None,
+    restart_fast: Optional[Callable[[Sequence[str]], Optional[Restarted]]] = None,
 ) -> None:
     """Bring ``programs`` up on the new release and prove they stay up.
 
     ``read_rows`` reads the host's status (a :class:`StatusReader`'s fast path, say);
     by default ``supervisorctl status``. ``restart_fast``, when given, does update and
-    restart in one request to supervisord (the status helper's) and answers
-    supervisorctl's lines, or None when it cannot (then supervisorctl does them).
+    restart in one request to supervisord (the status helper's), or answers None when
+    it cannot (then supervisorctl does them).
     ``poke``, when given, is a cheap request to supervisord, sent every 0.1 s while
     supervisorctl's update and restart wait on it (see _waking).
     """
@@ -111,12 +112,14 @@ def restart_and_verify(
     before = _pids(read_rows()) if programs else {}
     if cancel.is_set():
         raise Cancelled()
-    said = restart_fast(programs) if restart_fast is not None else None
-    if said is not None:
-        for line in said:
+    done = restart_fast(programs) if restart_fast is not None else None
+    if done is not None:
+        for line in done.lines:
             log(line)
     else:
-        _restart_with_supervisorctl(t, host, programs, timeout=timeout, log=log, poke=poke)
+        _restart_with_supervisorctl(
+            t, host, programs, timeout=timeout, log=log, poke=poke, cancel=cancel
+        )
     if not programs:
         log("no programs configured: nothing to restart")
         return
@@ -133,6 +136,7 @@ def restart_and_verify(
         verify_timeout=verify_timeout,
         cancel=cancel,
         read_rows=read_rows,
+        proven=done.startsecs if done is not None else {},
     )
 
 
@@ -144,6 +148,7 @@ def _restart_with_supervisorctl(
     timeout: float,
     log: Callable[[str], None],
     poke: Optional[Callable[[], None]],
+    cancel: threading.Event,
 ) -> None:
     """``supervisorctl update``, then ``restart`` of the programs update did not just
     start (a group it added or changed starts on the new config: restarting it again
@@ -153,6 +158,8 @@ def _restart_with_supervisorctl(
         res = _checked(t, update, "supervisorctl update", timeout, log)
     if not programs:
         return
+    if cancel.is_set():
+        raise Cancelled()
     fresh = fresh_groups(res.stdout)
     again = [p for p in programs if program_group(p) not in fresh]
     new = [p for p in programs if program_group(p) in fresh]
@@ -203,7 +210,12 @@ def _verify(
     verify_timeout: float,
     cancel: threading.Event,
     read_rows: Callable[[], list[sv.ProcessStatus]],
+    proven: dict[str, float],
 ) -> None:
+    """Until every process of ``programs`` is RUNNING with a new pid and has stayed up
+    ``settle`` seconds: by our clock since the restart, by its ``proven`` startsecs
+    (supervisord saw it stay up that long before calling it RUNNING), or by its
+    uptime (whole seconds, so one less is all it proves)."""
     while True:
         rows = read_rows()
         waiting = []
@@ -221,10 +233,11 @@ def _verify(
                 if proc.state != sv.State.RUNNING or proc.pid == before.get(proc.name):
                     waiting.append(f"{proc.name} {proc.state.value}")
         elapsed = time.monotonic() - restarted
-        # Up for `settle` seconds by supervisor's own clock (restart already waited
-        # startsecs), or by ours: either way it survived its start.
         settled = elapsed >= settle or all(
-            (r.uptime or 0) >= settle for p in programs for r in rows if r.belongs_to(p)
+            max(proven.get(r.name, 0.0), (r.uptime or 0) - 1) >= settle
+            for p in programs
+            for r in rows
+            if r.belongs_to(p)
         )
         if not waiting and settled:
             for program in programs:

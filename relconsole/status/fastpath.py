@@ -21,7 +21,8 @@ and then answers one JSON line per request line::
                           LIMIT bytes) up to LIMIT, E the offset after them, Z its size
                       or {"ok": false, "lasting": false, "error": "supervisord: BAD_NAME: x"}
     "restart SECONDS SPEC..."
-                      →  {"ok": true, "lines": ["svc: stopped", "svc: started", ...]}:
+                      →  {"ok": true, "lines": ["svc: stopped", "svc: started", ...],
+                          "startsecs": {"svc": 1, ...}}:
                           ``supervisorctl update`` then ``restart SPEC...`` (specs
                           ``group:*`` or ``group:name``), waiting (up to SECONDS) as
                           supervisorctl does until each process is RUNNING past its
@@ -214,6 +215,15 @@ class LogChunk:
         return self.offset < self.size
 
 
+@dataclass(frozen=True)
+class Restarted:
+    """What an update + restart through the helper said: supervisorctl's lines, and
+    each restarted process's ``startsecs`` (supervisord saw it stay up that long)."""
+
+    lines: list[str]
+    startsecs: dict[str, float]
+
+
 class _Gone(Exception):
     """The helper's stream ended; ``output`` is what it said last."""
 
@@ -339,9 +349,9 @@ class FastPath:
         except (KeyError, TypeError, ValueError):
             raise LogUnreadable(f"the status helper said {reply!r:.200}") from None
 
-    def restart(self, programs: Sequence[str], timeout: float) -> list[str]:
+    def restart(self, programs: Sequence[str], timeout: float) -> Restarted:
         """``supervisorctl update`` and ``restart`` of ``programs`` in one request (see
-        the module's protocol); the lines supervisorctl would have printed. Raises
+        the module's protocol). Raises
         :class:`SupervisorRefused`, :class:`Unavailable` (supervisorctl may still do
         it: the caller falls back) and the transport's errors."""
         specs = [p if ":" in p else f"{p}:*" for p in programs]  # as restart_command
@@ -351,7 +361,15 @@ class FastPath:
         # for the answer that says so.
         reply = self._ask(" ".join(["restart", f"{timeout:g}", *specs]), timeout + 5)
         if reply.get("ok"):
-            return [str(line) for line in reply.get("lines") or []]
+            lines, startsecs = reply.get("lines"), reply.get("startsecs")
+            return Restarted(
+                lines=[str(line) for line in lines] if isinstance(lines, list) else [],
+                startsecs={
+                    str(name): float(seconds)
+                    for name, seconds in (startsecs.items() if isinstance(startsecs, dict) else ())
+                    if _whole(seconds) is not None
+                },
+            )
         error = str(reply.get("error") or "the status helper gave no answer")
         if reply.get("fault"):
             raise SupervisorRefused(error)

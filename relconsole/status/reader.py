@@ -16,7 +16,7 @@ from typing import Optional
 from relconsole.config import Host
 from relconsole.hosts.base import CommandFailed, Result, Transport, run_step
 from relconsole.status import supervisorctl as sv
-from relconsole.status.fastpath import FastPath, LogChunk, Unavailable
+from relconsole.status.fastpath import FastPath, LogChunk, Restarted, Unavailable
 
 
 class SupervisorUnreachable(CommandFailed):
@@ -97,10 +97,10 @@ class StatusReader:
             raise Unavailable(self.off or "the fast path is off", lasting=True)
         return self._fast.tail(name, stream, offset, limit, timeout)
 
-    def restart(self, programs: Sequence[str], timeout: float) -> Optional[list[str]]:
+    def restart(self, programs: Sequence[str], timeout: float) -> Optional[Restarted]:
         """``supervisorctl update`` + ``restart`` through the helper, where it answered
-        this connection's status (see ``FastPath.restart``): supervisorctl's lines, or
-        None when the helper cannot do it and supervisorctl must."""
+        this connection's status (see ``FastPath.restart``); None when the helper
+        cannot do it and supervisorctl must."""
         if self._fast is None or self._fast.off or self.via != "fast":
             return None
         try:

@@ -304,11 +304,15 @@ class Restart:
         fresh = set(added) | set(changed)
         if not fresh:
             return set()
-        return set(
-            namespec(c)
-            for c in call("supervisor.getAllConfigInfo")
-            if c["group"] in fresh and c.get("autostart")
-        )
+        return set(namespec(c) for c in self.configs() if c["group"] in fresh and c["autostart"])
+
+    def configs(self):
+        # Each process config (supervisor >= 3.2); none where it cannot be asked: then
+        # every program is restarted and nobody relies on a startsecs.
+        try:
+            return self.server.call("supervisor.getAllConfigInfo")
+        except xmlrpc.client.Fault:
+            return []
 
     def run(self):
         started_by_update = self.update()
@@ -332,7 +336,12 @@ class Restart:
                 state = info["statename"]
                 said = "started" if state == "RUNNING" else "ERROR (%s)" % state
                 self.lines.append("%s: %s" % (namespec(info), said))
-        return {"ok": True, "lines": self.lines}
+        # A process RUNNING after this start stayed up its startsecs: supervisord
+        # watched (the caller need not wait for that again).
+        startsecs = dict(
+            (namespec(c), c["startsecs"]) for c in self.configs() if namespec(c) in targets
+        )
+        return {"ok": True, "lines": self.lines, "startsecs": startsecs}
 
     def try_call(self, method, name):
         # A stop of a process that is not running, a start of one that runs: nothing
