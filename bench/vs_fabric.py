@@ -41,6 +41,7 @@ from gitorigin import make_origin
 from testbed import SUPERVISORCTL, start_testbed
 
 from bench.common import median, service_tree
+from bench.startup import compile_package
 from bench.timeline import print_timeline, timed_build
 
 TREE_FILES = 300
@@ -163,6 +164,7 @@ def main() -> None:
     ap.add_argument("--timeline", action="store_true", help="also a timeline per size")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    compile_package()
     load_before = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 from deployconfig import write_config
@@ -19,8 +20,11 @@ from gitorigin import program_conf, sample_service_files
 
 from relconsole.config import load_config
 from relconsole.events import Output, RunResult
+from relconsole.hosts.base import Result
 from relconsole.lock import LOCK_DIR
 from relconsole.pipeline import run_build
+from relconsole.stages.supervisor import VerifyFailed, _verify
+from relconsole.status import supervisorctl as sv
 from relconsole.status.reader import StatusReader
 
 #: The host whose update + restart goes through supervisorctl; the other's through the
@@ -128,6 +132,38 @@ def test_a_program_that_dies_after_its_startsecs_is_caught_on_both_paths(
         lines = [e.line for e in events if isinstance(e, Output) and e.host == name]
         assert any("svc is EXITED" in line for line in lines), "\n".join(lines)
         assert state(bed.host(name)) == ([("svc", "RUNNING")], "v1")
+
+
+def test_verify_reads_a_whole_second_uptime_as_one_second_less():
+    """A program RUNNING for a few ms may show uptime 1 (supervisor's whole seconds
+    crossed a boundary): that proves nothing, so verify waits and sees it die. (Not a
+    bed test: scripted rows.)"""
+    running = sv.ProcessStatus("svc", sv.State.RUNNING, 42, 1, "pid 42, uptime 0:00:01")
+    exited = sv.ProcessStatus("svc", sv.State.EXITED, None, None, "exit status 1")
+    reads = iter([[running], [exited]])
+
+    with pytest.raises(VerifyFailed, match="EXITED"):
+        _verify(
+            *(FakeTransport(), FakeHost(), ["svc"], {"svc": 41}, time.monotonic()),
+            timeout=5,
+            log=lambda line: None,
+            settle=1.0,
+            verify_timeout=5,
+            cancel=threading.Event(),
+            read_rows=lambda: next(reads),
+            proven={},
+        )
+
+
+class FakeTransport:
+    name = "h1"
+
+    def run(self, *args, **kwargs):  # supervisorctl tail of the dead program: no log
+        return Result("tail", 0, "", "")
+
+
+class FakeHost:
+    supervisorctl = "supervisorctl"
 
 
 def locks_left(bed):
