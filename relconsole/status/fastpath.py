@@ -30,6 +30,8 @@ and then answers one JSON line per request line::
                           restarted again; no SPEC: update only
                       or {"ok": false, "fault": true, "error": "supervisord: ..."}:
                           supervisord refused (what supervisorctl would report too)
+                      or {"ok": false, "timeout": "update"|"restart", "lines": [...]}:
+                          a process was not up (or down) by the deadline
 
 ``lasting`` errors (config unreadable, socket permission, authentication) will not heal
 on this connection; the others (supervisord down or restarting) may.
@@ -369,6 +371,12 @@ class FastPath:
                     for name, seconds in (startsecs.items() if isinstance(startsecs, dict) else ())
                     if _whole(seconds) is not None
                 },
+            )
+        if reply.get("timeout") in ("update", "restart"):  # as run_step says it
+            raise CommandTimedOut(
+                self.host.name,
+                f"supervisorctl {reply['timeout']} timed out after {timeout:g}s "
+                "(settings.command_timeout)",
             )
         error = str(reply.get("error") or "the status helper gave no answer")
         if reply.get("fault"):

@@ -261,15 +261,18 @@ class Restart:
         self.specs = specs
         self.deadline = time.time() + seconds
         self.lines = []
+        # The step whose wait reached the deadline (supervisorctl would have timed out).
+        self.timed_out = None
 
-    def wait(self, names, done):
+    def wait(self, step, names, done):
         # The processes once each of names is in a state done() accepts, or at the
-        # deadline (the caller verifies what it finds).
+        # deadline (then step is what timed out).
         while True:
             infos = self.server.all_process_info()
-            if time.time() > self.deadline or all(
-                done(i["statename"]) for i in infos if namespec(i) in names
-            ):
+            if all(done(i["statename"]) for i in infos if namespec(i) in names):
+                return infos
+            if time.time() > self.deadline:
+                self.timed_out = self.timed_out or step
                 return infos
             time.sleep(POLL)
 
@@ -279,7 +282,7 @@ class Restart:
         results = self.server.call("supervisor.stopProcessGroup", group, False)
         infos = self.server.all_process_info()
         names = set(namespec(i) for i in infos if i["group"] == group)
-        self.wait(names, lambda state: state not in UP_STATES)
+        self.wait("update", names, lambda state: state not in UP_STATES)
         self.lines.append("%s: stopped" % group)
         return not any(r.get("status") == FAULT_FAILED for r in results)
 
@@ -316,6 +319,8 @@ class Restart:
 
     def run(self):
         started_by_update = self.update()
+        if self.timed_out:
+            return {"ok": False, "timeout": self.timed_out, "lines": self.lines}
         if not self.specs:
             return {"ok": True, "lines": self.lines}
         infos = self.server.all_process_info()
@@ -326,11 +331,13 @@ class Restart:
         again = sorted(targets - started_by_update)
         for name in again:
             self.try_call("supervisor.stopProcess", name)
-        self.wait(set(again), lambda state: state not in UP_STATES)
+        self.wait("restart", set(again), lambda state: state not in UP_STATES)
         for name in again:
             self.lines.append("%s: stopped" % name)
             self.try_call("supervisor.startProcess", name)
-        infos = self.wait(targets, lambda state: state in STARTED_STATES)
+        infos = self.wait("restart", targets, lambda state: state in STARTED_STATES)
+        if self.timed_out:
+            return {"ok": False, "timeout": self.timed_out, "lines": self.lines}
         for info in infos:
             if namespec(info) in targets:
                 state = info["statename"]
