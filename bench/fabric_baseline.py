@@ -42,7 +42,8 @@ def main() -> None:
     with tempfile.NamedTemporaryFile(suffix=".tar") as tar:
         subprocess.run([*git, "archive", "-o", tar.name, "HEAD"], check=True)
         group = ThreadingGroup(*args.hosts, connect_kwargs={"key_filename": args.key})
-        remote_tar = f"/tmp/{args.service}-{release}.tar"
+        # Beside the releases (the loopback bed's hosts share this machine's /tmp).
+        remote_tar = f"{args.path}/.upload-{release}.tar"
         group.put(tar.name, remote_tar)
         group.run(
             f"mkdir -p {rel} && tar -xf {remote_tar} -C {rel} && rm -f {remote_tar}"

@@ -112,6 +112,8 @@ def compare(bed, tmp: Path, size: int, runs: int, timeline: bool) -> list[list[s
     config = write_config(
         tmp / f"cfg-{size}", bed, ours_origin.url, checks=[], hosts=[h.name for h in hosts]
     )
+    for h in hosts:  # the script uploads into its service's folder
+        h.path("/srv/fab").mkdir(parents=True, exist_ok=True)
     clone = tmp / f"fab-clone-{size}"
     subprocess.run(["git", "clone", "-q", theirs_origin.url, str(clone)], check=True)
     n = [0]
