@@ -123,6 +123,8 @@ def restart_and_verify(
     if not programs:
         log("no programs configured: nothing to restart")
         return
+    if cancel.is_set():  # came while supervisord restarted them: they go back
+        raise Cancelled()
     restarted = time.monotonic()
     _verify(
         t,
