@@ -79,7 +79,6 @@ class Run:
         self.fleet = Fleet(self.service, self.hosts, self.settings, self.sink, connector)
         self.local_lock = lk.LocalLock(self.settings.state_dir, self.service.name)
         self._heartbeat: Optional[Heartbeat] = None
-        self._warming: Optional[threading.Thread] = None
         self.rollout = Rollout(self.fleet, self.service, Stage.SUPERVISOR, self.sink, self.cancel)
 
     # -- what a subclass says ---------------------------------------------------
@@ -218,30 +217,6 @@ class Run:
         self.fleet.lock(stage, info, wait=max(0.0, self.lock_wait - waited), cancel=self.cancel)
         self._heartbeat = Heartbeat(self.fleet, self.settings.lock_ttl / 4)
         self._heartbeat.start()
-        self._warming = threading.Thread(
-            target=self.warm_status, args=(stage,), name="status-warm", daemon=True
-        )
-        self._warming.start()
-
-    def warm_status(self, stage: Stage) -> None:
-        """Start every host's status helper (python3 on the host, ~0.1 s) while the
-        run works on other things (checkout, upload), not when its supervisor stage
-        waits on it. Only reads; a host whose status cannot be read is said by that
-        stage. :meth:`status_warmed` waits for it to be done."""
-        timeout = self.settings.command_timeout
-        self.fleet.each(
-            stage,
-            lambda host, t: self.fleet.status_reader(host, t).rows(timeout),
-            report=False,
-            housekeeping=True,
-        )
-
-    def status_warmed(self) -> None:
-        """The helpers :meth:`warm_status` starts are each used by one thread at a
-        time: the supervisor stage and the end of the run wait for it first."""
-        if self._warming is not None:
-            self._warming.join()
-            self._warming = None
 
     def read_secrets(self) -> None:
         """Read the secrets this run needs and mask their values from now on."""
@@ -263,7 +238,6 @@ class Run:
                 self.secret_env[env_name] = value
 
     def end(self) -> None:
-        self.status_warmed()
         if self._heartbeat is not None:
             self._heartbeat.stop()
         self.fleet.unlock()
@@ -276,7 +250,6 @@ class Run:
         """Every host live on its target: switched, restarted and probed, batch by batch."""
         release = self.release
         assert release is not None
-        self.status_warmed()
 
         def switched() -> None:
             self.sink(Switched(release=release))
