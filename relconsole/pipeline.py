@@ -40,6 +40,7 @@ from relconsole.secrets import Masker
 from relconsole.stages.check import run_check
 from relconsole.stages.checkout import checkout, workspace_path
 from relconsole.stages.setup import SetupFailed, run_setup
+from relconsole.stages.upload import extract, write_release_tar
 from relconsole.state import private_dir
 from relconsole.unlock import force_unlock
 
@@ -117,8 +118,6 @@ class Build(Run):
             self.say(Stage.CHECK, f"{check.name} passed in {result.seconds:.1f}s")
 
     def do_upload(self) -> None:
-        from relconsole.stages.upload import extract, write_release_tar  # GitPython: late
-
         assert self.commit is not None
         release = self.release = rel.new_release_id(self.commit.sha)
         self.say(Stage.UPLOAD, f"release {release}")
