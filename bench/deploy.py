@@ -38,7 +38,7 @@ from testbed import SUPERVISORCTL, start_testbed
 from bench.common import alternate, median, print_table, row, service_tree, timed, tree_files
 from relconsole.config import load_config
 from relconsole.events import StageFinished
-from relconsole.hosts.base import open_transport
+from relconsole.hosts.connect import open_transport
 from relconsole.pipeline import run_build
 
 TREE_FILES = 300  # the deployed service: sample app + a lib/ of this many files
@@ -268,9 +268,7 @@ def bench_upload(bed, tmp: Path, runs: int) -> list[list[str]]:
             subprocess.run(["tar", "cf", str(tar_file), "-C", str(tree), "."], check=True)
             t = open_transport(config.hosts[host.name], config.settings)
             with open(tar_file, "rb") as data:
-                res = t.run_with_input(
-                    f"mkdir -p {dest} && tar -x -f - -C {dest}", data, timeout=120
-                )
+                res = t.put_stream(f"mkdir -p {dest} && tar -x -f - -C {dest}", data, timeout=120)
             t.close()
             assert res.ok, res.stdout
 

@@ -490,6 +490,7 @@ class Fleet:
                     cancel=cancel,
                     read_rows=lambda: reader.rows(timeout),
                     poke=lambda: reader.poke(timeout),
+                    restart_fast=lambda programs: reader.restart(programs, timeout),
                 )
 
         outcomes = self.each(stage, restart_one, hosts=hosts)

@@ -70,16 +70,16 @@ class Build(Run):
         return workspace_path(self.settings.state_dir, self.service.name)
 
     def do_checkout(self) -> None:
-        self.begin(Stage.CHECKOUT)
-        self.check_cancel()
-        self.commit = checkout(
-            self.workspace,
-            self.service.repo,
-            self.branch,
-            log=lambda line: self.say(Stage.CHECKOUT, line),
-            timeout=self.settings.command_timeout,
-            cancel=self.cancel,
-        )
+        with self.hosts_locked_meanwhile(Stage.CHECKOUT):  # connect and lock meanwhile
+            self.check_cancel()
+            self.commit = checkout(
+                self.workspace,
+                self.service.repo,
+                self.branch,
+                log=lambda line: self.say(Stage.CHECKOUT, line),
+                timeout=self.settings.command_timeout,
+                cancel=self.cancel,
+            )
         self.check_cancel()  # a cancel while git worked cancels this stage, not the next
         self.sink(
             CommitResolved(

@@ -12,7 +12,8 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
@@ -162,11 +163,54 @@ class Run:
     def begin(self, stage: Stage) -> None:
         """Lock this machine, connect to every host, lock every host: in that order, so a
         second run on this machine is refused at once, before any connection."""
+        info, started = self.lock_here()
+        self.lock_hosts(stage, info, started)
+
+    @contextmanager
+    def hosts_locked_meanwhile(self, stage: Stage) -> Iterator[None]:
+        """:meth:`begin`, with its connecting and host locking done in a thread while
+        the body works on this machine only (a checkout): they overlap instead of
+        adding up. Nothing leaves here before that thread ended, whatever the body
+        did, so every lock it took is known to :meth:`end`, which releases it; and
+        no step that changes a host starts before every host is locked. The hosts'
+        failure (unreachable, lock held) is the run's: it would have come first."""
+        info, started = self.lock_here()
+        failed: list[BaseException] = []
+
+        def connect_and_lock() -> None:
+            try:
+                self.lock_hosts(stage, info, started)
+            except BaseException as exc:  # handed to the run's thread below
+                failed.append(exc)
+
+        thread = threading.Thread(target=connect_and_lock, name="connect-lock", daemon=True)
+        thread.start()
+        try:
+            yield
+        except Cancelled:
+            thread.join()
+            raise
+        except BaseException:
+            thread.join()
+            if failed:
+                raise failed[0] from None
+            raise
+        thread.join()
+        if failed:
+            raise failed[0]
+
+    def lock_here(self) -> tuple[lk.LockInfo, float]:
+        """This machine's lock for the service (first: a second run here is refused
+        before any connection); the run's lock info and when it began waiting."""
         private_dir(self.settings.state_dir)
         self.read_secrets()
         info = lk.LockInfo.mine(self.branch, self.action)
         started = time.monotonic()
         self.local_lock.acquire(info, wait=self.lock_wait)
+        return info, started
+
+    def lock_hosts(self, stage: Stage, info: lk.LockInfo, started: float) -> None:
+        """Connect to every host and take its lock (all or none), then keep it alive."""
         self.fleet.connect(stage)
         self.check_cancel()
         waited = time.monotonic() - started

@@ -23,12 +23,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
-
-import git
+from typing import TYPE_CHECKING, Optional
 
 from relconsole.errors import Cancelled, StageFailed
 from relconsole.state import private_dir
+
+if TYPE_CHECKING:
+    import git
 
 # How git ends when the operator's Ctrl-C, a service manager's SIGTERM or a closed
 # terminal's SIGHUP reached it too (they signal the whole process group): killed by
@@ -135,6 +136,8 @@ def open_or_clone(
 ) -> git.Repo:
     """The workspace's repository, cloned (without a checkout) if it is missing or
     unusable; its origin follows ``url``. Call it under :func:`workspace_lock`."""
+    import git  # GitPython is a fair part of a start: loaded once a checkout begins
+
     if (workspace / ".git").is_dir():
         try:
             repo = git.Repo(workspace)
@@ -209,6 +212,8 @@ def _checkout_locked(
     timeout: float,
     cancel: Optional[threading.Event],
 ) -> Commit:
+    import git
+
     repo = open_or_clone(workspace, url, log, timeout, cancel)
     log(f"fetching {branch} from {url}")
     fetch(workspace, url, timeout, cancel)

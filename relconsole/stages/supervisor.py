@@ -17,6 +17,7 @@ from relconsole.config import Host
 from relconsole.errors import Cancelled, StageFailed
 from relconsole.hosts.base import CommandFailed, Result, Transport, run_step
 from relconsole.status import supervisorctl as sv
+from relconsole.status.fastpath import Restarted
 from relconsole.status.reader import status_rows
 
 # A program's log lines shown when it failed to start.
@@ -96,33 +97,34 @@ def restart_and_verify(
     verify_timeout: float = 60.0,
     read_rows: Optional[Callable[[], list[sv.ProcessStatus]]] = None,
     poke: Optional[Callable[[], None]] = None,
+    restart_fast: Optional[Callable[[Sequence[str]], Optional[Restarted]]] = None,
 ) -> None:
     """Bring ``programs`` up on the new release and prove they stay up.
 
     ``read_rows`` reads the host's status (a :class:`StatusReader`'s fast path, say);
-    by default ``supervisorctl status``. ``poke``, when given, is a cheap request to
-    supervisord, sent every 0.1 s while update and restart wait on it (see _waking).
+    by default ``supervisorctl status``. ``restart_fast``, when given, does update and
+    restart in one request to supervisord (the status helper's), or answers None when
+    it cannot (then supervisorctl does them).
+    ``poke``, when given, is a cheap request to supervisord, sent every 0.1 s while
+    supervisorctl's update and restart wait on it (see _waking).
     """
     read_rows = read_rows or (lambda: status_rows(t, host, timeout))
     before = _pids(read_rows()) if programs else {}
-    with _waking(poke):
-        _checked(t, sv.update_command(host.supervisorctl), "supervisorctl update", timeout, log)
+    if cancel.is_set():
+        raise Cancelled()
+    done = restart_fast(programs) if restart_fast is not None else None
+    if done is not None:
+        for line in done.lines:
+            log(line)
+    else:
+        _restart_with_supervisorctl(
+            t, host, programs, timeout=timeout, log=log, poke=poke, cancel=cancel
+        )
     if not programs:
         log("no programs configured: nothing to restart")
         return
-    if cancel.is_set():
+    if cancel.is_set():  # came while supervisord restarted them: they go back
         raise Cancelled()
-    # restart's exit code is not the verdict: a spawn error, an unknown program or a
-    # supervisord that went away all show in the verify below, with better words.
-    with _waking(poke):
-        run_step(
-            t,
-            sv.restart_command(host.supervisorctl, programs),
-            "supervisorctl restart",
-            timeout=timeout,
-            on_line=lambda line, _s: log(line),
-            sudo=True,
-        )
     restarted = time.monotonic()
     _verify(
         t,
@@ -136,7 +138,65 @@ def restart_and_verify(
         verify_timeout=verify_timeout,
         cancel=cancel,
         read_rows=read_rows,
+        proven=done.startsecs if done is not None else {},
     )
+
+
+def _restart_with_supervisorctl(
+    t: Transport,
+    host: Host,
+    programs: Sequence[str],
+    *,
+    timeout: float,
+    log: Callable[[str], None],
+    poke: Optional[Callable[[], None]],
+    cancel: threading.Event,
+) -> None:
+    """``supervisorctl update``, then ``restart`` of the programs update did not just
+    start (a group it added or changed starts on the new config: restarting it again
+    would only wait its startsecs twice; ``start`` brings up one that is not autostart)."""
+    with _waking(poke):
+        update = sv.update_command(host.supervisorctl)
+        res = _checked(t, update, "supervisorctl update", timeout, log)
+    if not programs:
+        return
+    if cancel.is_set():
+        raise Cancelled()
+    fresh = fresh_groups(res.stdout)
+    again = [p for p in programs if program_group(p) not in fresh]
+    new = [p for p in programs if program_group(p) in fresh]
+    # restart's exit code is not the verdict: a spawn error, an unknown program or a
+    # supervisord that went away all show in the verify below, with better words.
+    for command, step in (
+        (sv.restart_command(host.supervisorctl, again) if again else None, "restart"),
+        (sv.action_command(host.supervisorctl, "start", new) if new else None, "start"),
+    ):
+        if command is None:
+            continue
+        with _waking(poke):
+            run_step(
+                t,
+                command,
+                f"supervisorctl {step}",
+                timeout=timeout,
+                on_line=lambda line, _s: log(line),
+                sudo=True,
+            )
+
+
+def program_group(program: str) -> str:
+    """The process group of a configured program (``site:web`` → ``site``)."""
+    return program.partition(":")[0]
+
+
+def fresh_groups(update_output: str) -> set[str]:
+    """The groups ``supervisorctl update`` added or changed (it started them anew)."""
+    fresh = set()
+    for line in update_output.splitlines():
+        name, _, what = line.partition(": ")
+        if what.strip() in ("added process group", "updated process group"):
+            fresh.add(name.strip())
+    return fresh
 
 
 def _verify(
@@ -152,7 +212,12 @@ def _verify(
     verify_timeout: float,
     cancel: threading.Event,
     read_rows: Callable[[], list[sv.ProcessStatus]],
+    proven: dict[str, float],
 ) -> None:
+    """Until every process of ``programs`` is RUNNING with a new pid and has stayed up
+    ``settle`` seconds: by our clock since the restart, by its ``proven`` startsecs
+    (supervisord saw it stay up that long before calling it RUNNING), or by its
+    uptime (whole seconds, so one less is all it proves)."""
     while True:
         rows = read_rows()
         waiting = []
@@ -170,10 +235,11 @@ def _verify(
                 if proc.state != sv.State.RUNNING or proc.pid == before.get(proc.name):
                     waiting.append(f"{proc.name} {proc.state.value}")
         elapsed = time.monotonic() - restarted
-        # Up for `settle` seconds by supervisor's own clock (restart already waited
-        # startsecs), or by ours: either way it survived its start.
         settled = elapsed >= settle or all(
-            (r.uptime or 0) >= settle for p in programs for r in rows if r.belongs_to(p)
+            max(proven.get(r.name, 0.0), (r.uptime or 0) - 1) >= settle
+            for p in programs
+            for r in rows
+            if r.belongs_to(p)
         )
         if not waiting and settled:
             for program in programs:

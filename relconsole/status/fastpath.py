@@ -20,6 +20,18 @@ and then answers one JSON line per request line::
                           "rotated": false}: the log's bytes from OFFSET (-1: its last
                           LIMIT bytes) up to LIMIT, E the offset after them, Z its size
                       or {"ok": false, "lasting": false, "error": "supervisord: BAD_NAME: x"}
+    "restart SECONDS SPEC..."
+                      →  {"ok": true, "lines": ["svc: stopped", "svc: started", ...],
+                          "startsecs": {"svc": 1, ...}}:
+                          ``supervisorctl update`` then ``restart SPEC...`` (specs
+                          ``group:*`` or ``group:name``), waiting (up to SECONDS) as
+                          supervisorctl does until each process is RUNNING past its
+                          startsecs or gave up; a program update just started is not
+                          restarted again; no SPEC: update only
+                      or {"ok": false, "fault": true, "error": "supervisord: ..."}:
+                          supervisord refused (what supervisorctl would report too)
+                      or {"ok": false, "timeout": "update"|"restart", "lines": [...]}:
+                          a process was not up (or down) by the deadline
 
 ``lasting`` errors (config unreadable, socket permission, authentication) will not heal
 on this connection; the others (supervisord down or restarting) may.
@@ -42,6 +54,7 @@ import json
 import posixpath
 import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Optional
@@ -173,6 +186,11 @@ class Unavailable(RelconsoleError):
         self.lasting = lasting
 
 
+class SupervisorRefused(RelconsoleError):
+    """supervisord refused an update or restart asked through the helper (a config it
+    cannot read, shutting down): supervisorctl would fail the same way."""
+
+
 class LogUnreadable(Unavailable):
     """supervisord could not give a program's log (no such program, no log file...);
     the fast path itself still works."""
@@ -197,6 +215,15 @@ class LogChunk:
     def more(self) -> bool:
         """The log already holds more than this chunk: ask again at once."""
         return self.offset < self.size
+
+
+@dataclass(frozen=True)
+class Restarted:
+    """What an update + restart through the helper said: supervisorctl's lines, and
+    each restarted process's ``startsecs`` (supervisord saw it stay up that long)."""
+
+    lines: list[str]
+    startsecs: dict[str, float]
 
 
 class _Gone(Exception):
@@ -323,6 +350,40 @@ class FastPath:
             )
         except (KeyError, TypeError, ValueError):
             raise LogUnreadable(f"the status helper said {reply!r:.200}") from None
+
+    def restart(self, programs: Sequence[str], timeout: float) -> Restarted:
+        """``supervisorctl update`` and ``restart`` of ``programs`` in one request (see
+        the module's protocol). Raises
+        :class:`SupervisorRefused`, :class:`Unavailable` (supervisorctl may still do
+        it: the caller falls back) and the transport's errors."""
+        specs = [p if ":" in p else f"{p}:*" for p in programs]  # as restart_command
+        if any(not spec or any(c.isspace() for c in spec) for spec in specs):
+            raise ValueError(f"cannot restart {programs!r}")
+        # The helper stops waiting at its deadline; this side waits a little longer
+        # for the answer that says so.
+        reply = self._ask(" ".join(["restart", f"{timeout:g}", *specs]), timeout + 5)
+        if reply.get("ok"):
+            lines, startsecs = reply.get("lines"), reply.get("startsecs")
+            return Restarted(
+                lines=[str(line) for line in lines] if isinstance(lines, list) else [],
+                startsecs={
+                    str(name): float(seconds)
+                    for name, seconds in (startsecs.items() if isinstance(startsecs, dict) else ())
+                    if _whole(seconds) is not None
+                },
+            )
+        if reply.get("timeout") in ("update", "restart"):  # as run_step says it
+            raise CommandTimedOut(
+                self.host.name,
+                f"supervisorctl {reply['timeout']} timed out after {timeout:g}s "
+                "(settings.command_timeout)",
+            )
+        error = str(reply.get("error") or "the status helper gave no answer")
+        if reply.get("fault"):
+            raise SupervisorRefused(error)
+        if reply.get("lasting"):
+            self.disable(error)
+        raise Unavailable(error, lasting=bool(reply.get("lasting")))
 
     def _ask(self, request: str, timeout: float) -> dict:
         """The helper's answer to ``request``, starting it (again) as needed."""

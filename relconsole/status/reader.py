@@ -10,12 +10,13 @@ while verifying), so a deploy spawns no ``supervisorctl status`` where a helper 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Optional
 
 from relconsole.config import Host
 from relconsole.hosts.base import CommandFailed, Result, Transport, run_step
 from relconsole.status import supervisorctl as sv
-from relconsole.status.fastpath import FastPath, LogChunk, Unavailable
+from relconsole.status.fastpath import FastPath, LogChunk, Restarted, Unavailable
 
 
 class SupervisorUnreachable(CommandFailed):
@@ -95,6 +96,17 @@ class StatusReader:
         if self._fast is None or self._fast.off:
             raise Unavailable(self.off or "the fast path is off", lasting=True)
         return self._fast.tail(name, stream, offset, limit, timeout)
+
+    def restart(self, programs: Sequence[str], timeout: float) -> Optional[Restarted]:
+        """``supervisorctl update`` + ``restart`` through the helper, where it answered
+        this connection's status (see ``FastPath.restart``); None when the helper
+        cannot do it and supervisorctl must."""
+        if self._fast is None or self._fast.off or self.via != "fast":
+            return None
+        try:
+            return self._fast.restart(programs, timeout)
+        except Unavailable:
+            return None
 
     def poke(self, timeout: float) -> None:
         """A cheap request to supervisord through the helper, if it answers here; never

@@ -13,11 +13,25 @@ import os
 import shutil
 import socket
 import sys
+import time
 import xmlrpc.client
 
 FIELDS = ("name", "group", "statename", "pid", "start", "now", "description")
 DEFAULT_URL = "http://localhost:9001"
 TIMEOUT = 10
+# Between two looks at the processes while a restart waits (each look also wakes
+# supervisord, which otherwise notices an exited child or an elapsed startsecs only
+# when its main loop turns: once a second).
+POLL = 0.05
+# the supervisor states in which a process runs or is on its way (supervisor.states).
+UP_STATES = ("RUNNING", "STARTING", "STOPPING", "BACKOFF")
+# What a start ends in: up past startsecs, or given up (supervisorctl start waits for
+# the same: its startProcess(wait) returns at the first state that is not STARTING).
+STARTED_STATES = ("RUNNING", "BACKOFF", "FATAL", "EXITED", "UNKNOWN")
+# supervisor.xmlrpc.Faults
+FAULT_ALREADY_STARTED = 60
+FAULT_NOT_RUNNING = 70
+FAULT_FAILED = 30
 
 
 class Fatal(Exception):
@@ -221,6 +235,147 @@ class Server:
             return {"ok": False, "lasting": False, "error": "%s: %s" % (self.url, e)}
 
 
+def namespec(info):
+    name, group = info["name"], info["group"]
+    return name if name == group else "%s:%s" % (group, name)
+
+
+def chosen(info, specs):
+    # specs as supervisorctl takes them: "group:*" or "group:name".
+    for spec in specs:
+        group, _, name = spec.partition(":")
+        if info["group"] == group and name in ("*", info["name"]):
+            return True
+    return False
+
+
+class Restart:
+    # supervisorctl update, then supervisorctl restart SPECS, in one request: the same
+    # calls supervisorctl makes (reloadConfig, stop/remove/addProcessGroup, stop and
+    # startProcess), without starting a Python program per step. A program whose
+    # group update just (re)added, and which supervisord starts by itself (autostart),
+    # is not restarted a second time: it runs the new config and code already.
+
+    def __init__(self, server, specs, seconds):
+        self.server = server
+        self.specs = specs
+        self.deadline = time.time() + seconds
+        self.lines = []
+        # The step whose wait reached the deadline (supervisorctl would have timed out).
+        self.timed_out = None
+
+    def wait(self, step, names, done):
+        # The processes once each of names is in a state done() accepts, or at the
+        # deadline (then step is what timed out).
+        while True:
+            infos = self.server.all_process_info()
+            if all(done(i["statename"]) for i in infos if namespec(i) in names):
+                return infos
+            if time.time() > self.deadline:
+                self.timed_out = self.timed_out or step
+                return infos
+            time.sleep(POLL)
+
+    def stop_group(self, group):
+        # True when every process of the group stopped (supervisorctl says "has problems"
+        # otherwise: a FAILED result, and it does not remove the group).
+        results = self.server.call("supervisor.stopProcessGroup", group, False)
+        infos = self.server.all_process_info()
+        names = set(namespec(i) for i in infos if i["group"] == group)
+        self.wait("update", names, lambda state: state not in UP_STATES)
+        self.lines.append("%s: stopped" % group)
+        return not any(r.get("status") == FAULT_FAILED for r in results)
+
+    def update(self):
+        # supervisorctl update; the processes supervisord now starts by itself.
+        call = self.server.call
+        added, changed, removed = call("supervisor.reloadConfig")[0]
+        for group in removed:
+            if not self.stop_group(group):
+                self.lines.append("%s: has problems; not removing" % group)
+                continue
+            call("supervisor.removeProcessGroup", group)
+            self.lines.append("%s: removed process group" % group)
+        for group in changed:
+            self.stop_group(group)
+            call("supervisor.removeProcessGroup", group)
+            call("supervisor.addProcessGroup", group)
+            self.lines.append("%s: updated process group" % group)
+        for group in added:
+            call("supervisor.addProcessGroup", group)
+            self.lines.append("%s: added process group" % group)
+        fresh = set(added) | set(changed)
+        if not fresh:
+            return set()
+        return set(namespec(c) for c in self.configs() if c["group"] in fresh and c["autostart"])
+
+    def configs(self):
+        # Each process config (supervisor >= 3.2); none where it cannot be asked: then
+        # every program is restarted and nobody relies on a startsecs.
+        try:
+            return self.server.call("supervisor.getAllConfigInfo")
+        except xmlrpc.client.Fault:
+            return []
+
+    def run(self):
+        started_by_update = self.update()
+        if self.timed_out:
+            return {"ok": False, "timeout": self.timed_out, "lines": self.lines}
+        if not self.specs:
+            return {"ok": True, "lines": self.lines}
+        infos = self.server.all_process_info()
+        targets = set(namespec(i) for i in infos if chosen(i, self.specs))
+        for spec in self.specs:
+            if not any(chosen(i, [spec]) for i in infos):
+                self.lines.append("%s: ERROR (no such process)" % spec)
+        again = sorted(targets - started_by_update)
+        for name in again:
+            self.try_call("supervisor.stopProcess", name)
+        self.wait("restart", set(again), lambda state: state not in UP_STATES)
+        for name in again:
+            self.lines.append("%s: stopped" % name)
+            self.try_call("supervisor.startProcess", name)
+        infos = self.wait("restart", targets, lambda state: state in STARTED_STATES)
+        if self.timed_out:
+            return {"ok": False, "timeout": self.timed_out, "lines": self.lines}
+        for info in infos:
+            if namespec(info) in targets:
+                state = info["statename"]
+                said = "started" if state == "RUNNING" else "ERROR (%s)" % state
+                self.lines.append("%s: %s" % (namespec(info), said))
+        # A process RUNNING after this start stayed up its startsecs: supervisord
+        # watched (the caller need not wait for that again).
+        startsecs = dict(
+            (namespec(c), c["startsecs"]) for c in self.configs() if namespec(c) in targets
+        )
+        return {"ok": True, "lines": self.lines, "startsecs": startsecs}
+
+    def try_call(self, method, name):
+        # A stop of a process that is not running, a start of one that runs: nothing
+        # to do. Any other refusal is said and the restart goes on (as supervisorctl
+        # does); the caller verifies the states either way.
+        try:
+            self.server.call(method, name, False)
+        except xmlrpc.client.Fault as e:
+            if e.faultCode not in (FAULT_NOT_RUNNING, FAULT_ALREADY_STARTED):
+                self.lines.append("%s: ERROR (%s)" % (name, e.faultString))
+
+
+def answer_restart(server, words):
+    try:
+        seconds, specs = float(words[0]), words[1:]
+    except (IndexError, ValueError):
+        return {"ok": False, "lasting": True, "error": "bad restart request"}
+    try:
+        return Restart(server, specs, seconds).run()
+    except xmlrpc.client.Fault as e:
+        # supervisord itself refused (a config it cannot read, shutting down): what
+        # supervisorctl would have reported too.
+        return {"ok": False, "fault": True, "error": "supervisord: %s" % e.faultString}
+    except (OSError, http.client.HTTPException, ValueError, Refused) as e:
+        return {"ok": False, "lasting": False, "error": "%s: %s" % (server.url, e)}
+
+
 def main():
     target = sys.argv[1] if len(sys.argv) > 1 else ""
     argv0 = sys.argv[2] if len(sys.argv) > 2 else ""
@@ -240,6 +395,17 @@ def main():
         if request.startswith(b"tail "):
             try:
                 say(server.answer_tail(request.decode("utf-8", "replace").split(" ")[1:]))
+            except Exception as e:  # a bug here must not pass for an answer of supervisord
+                say(
+                    {
+                        "ok": False,
+                        "lasting": True,
+                        "error": "helper: %s: %s" % (type(e).__name__, e),
+                    }
+                )
+        elif request.startswith(b"restart "):
+            try:
+                say(answer_restart(server, request.decode("utf-8", "replace").split(" ")[1:]))
             except Exception as e:  # a bug here must not pass for an answer of supervisord
                 say(
                     {
