@@ -6,6 +6,7 @@ Everything runs on loopback addresses (tests/testbed.py); nothing else is touche
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -63,3 +64,32 @@ def print_table(rows: list[list[str]]) -> str:
     text = format_table([["metric", "relconsole", "alternative", "ratio", "target"], *rows])
     print(text, flush=True)
     return text
+
+
+# -- CPU spent: the whole machine's, a process tree's, the bed hosts' -----------------
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """Seconds of CPU the whole machine spent since boot (all cores, not idle/iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / TICK
+
+
+def tree_cpu(pid: int) -> float:
+    """A process's CPU seconds with its reaped children's (utime stime cutime cstime)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return 0.0
+    return sum(int(x) for x in text.rsplit(")", 1)[1].split()[11:15]) / TICK
+
+
+def bed_cpu(bed) -> float:
+    """CPU seconds of every bed host's sshd and supervisord trees (what the hosts spent)."""
+    return sum(
+        tree_cpu(int(pid_file.read_text().split()[0]))
+        for h in bed.hosts
+        for pid_file in (h._sshd_pid_file, h._supervisord_pid_file)
+    )

@@ -43,12 +43,11 @@ from deployconfig import write_config
 from gitorigin import make_origin
 from testbed import SUPERVISORCTL, start_testbed
 
-from bench.common import median, service_tree
+from bench.common import bed_cpu, machine_busy, median, service_tree
 from relconsole.text import format_table
 
 TREE_FILES = 300
 ROOT = Path(__file__).resolve().parent.parent
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -58,30 +57,6 @@ class Sample:
     threads: int
     host_cpu: float
     machine_cpu: float
-
-
-def machine_busy() -> float:
-    """Seconds of CPU the whole machine spent since boot (all cores, not idle/iowait)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / TICK
-
-
-def tree_cpu(pid: int) -> float:
-    """A process's CPU seconds with its reaped children's (utime stime cutime cstime)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return 0.0
-    return sum(int(x) for x in text.rsplit(")", 1)[1].split()[11:15]) / TICK
-
-
-def bed_cpu(bed) -> float:
-    return sum(
-        tree_cpu(int(pid_file.read_text().split()[0]))
-        for h in bed.hosts
-        for pid_file in (h._sshd_pid_file, h._supervisord_pid_file)
-    )
 
 
 class ThreadPeak:

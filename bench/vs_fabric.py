@@ -40,13 +40,12 @@ from deployconfig import write_config
 from gitorigin import make_origin
 from testbed import SUPERVISORCTL, start_testbed
 
-from bench.common import median, service_tree
+from bench.common import bed_cpu, machine_busy, median, service_tree
 from bench.startup import compile_package
 from bench.timeline import print_timeline, timed_build
 
 TREE_FILES = 300
 ROOT = Path(__file__).resolve().parent.parent
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -54,31 +53,6 @@ class Sample:
     wall: float
     host_cpu: float  # the bed's sshd + supervisord trees
     machine_cpu: float  # /proc/stat busy time minus the client's own
-
-
-def machine_busy() -> float:
-    """Seconds of CPU the whole machine spent since boot (all cores, not idle/iowait)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / TICK
-
-
-def tree_cpu(pid: int) -> float:
-    """A process's CPU seconds with its reaped children's (utime stime cutime cstime)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return 0.0
-    fields = text.rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / TICK
-
-
-def bed_cpu(bed) -> float:
-    total = 0.0
-    for h in bed.hosts:
-        for pid_file in (h._sshd_pid_file, h._supervisord_pid_file):
-            total += tree_cpu(int(pid_file.read_text().split()[0]))
-    return total
 
 
 def measure(bed, argv: list[str]) -> Sample:
