@@ -81,3 +81,12 @@ def test_completion_names_load_nothing_of_the_loader_or_the_engine(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines() == ["api", "[]"]
+
+
+def test_the_pipeline_loads_gitpython_only_when_a_checkout_begins():
+    """GitPython is ~40 ms of a build's start: the first event comes before it loads."""
+    code = (
+        "import sys, relconsole.pipeline, relconsole.headless.commands; print('git' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

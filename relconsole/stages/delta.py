@@ -25,11 +25,12 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import BinaryIO, Optional, cast
-
-import git
+from typing import TYPE_CHECKING, BinaryIO, Optional, cast
 
 from relconsole import release as rel
+
+if TYPE_CHECKING:
+    import git  # only annotations here: callers pass the repository
 
 #: Run on the host: ``python3 -I -S -c SOURCE``.
 APPLY_SOURCE = (resources.files("relconsole.stages") / "delta_apply.py").read_text("utf-8")

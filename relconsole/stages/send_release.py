@@ -18,15 +18,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
-
-import git
+from typing import TYPE_CHECKING, Optional, Union
 
 from relconsole import release as rel
 from relconsole.config import FileUpload, SharedPath
 from relconsole.hosts.base import CommandFailed, Result, Transport, run_step
 from relconsole.stages import delta as dl
 from relconsole.stages.upload import add_own_files, write_release_tar
+
+if TYPE_CHECKING:
+    import git
 
 #: A commit id as relconsole writes it into REVISION (what a host says is checked
 #: before it reaches git's command line).
@@ -98,6 +99,8 @@ class ReleaseStreams:
             return self._deltas[base]
 
     def _make_delta(self, base: str) -> Union[Delta, str]:
+        import git  # GitPython: loaded when a delta is made, not with the pipeline
+
         if not COMMIT_ID.match(base):
             return "the host's REVISION names no commit"
         if self._repo is None:

@@ -17,8 +17,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-import git
-
 from relconsole import release as rel
 from relconsole.config import FileUpload
 from relconsole.stages.checkout import CheckoutError, _failed
@@ -41,6 +39,8 @@ def write_release_tar(
     the tree can neither plant a REVISION symlink nor inject staged files; every
     ``files`` source must be a regular file inside the workspace.
     """
+    import git  # GitPython: loaded when the upload begins, not with the pipeline
+
     repo = git.Repo(workspace)
     # git's default, pinned: a delta upload makes its entries with these modes too.
     repo.git.set_persistent_git_options(c="tar.umask=0002")
