@@ -149,6 +149,8 @@ class FabricScript(Deployer):
     def __init__(self, bed, tmp: Path, size: int, script: Path) -> None:
         super().__init__(bed, tmp, size, "fab")
         self.script = script
+        for h in self.hosts:  # the script uploads into its service's folder
+            h.path("/srv/fab").mkdir(parents=True, exist_ok=True)
         self.clone = tmp / f"fab-clone-{size}"
         subprocess.run(["git", "clone", "-q", self.origin.url, str(self.clone)], check=True)
 
