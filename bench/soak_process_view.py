@@ -8,6 +8,8 @@ printed). It measures:
 
 - recovery: from the moment a host's sshd/supervisord is back, how long until the
   process view shows that host's program RUNNING again, in polls (target: within two);
+  and the view's own part of it: from the moment the host serves again (its program
+  RUNNING, asked over supervisord's socket directly) to the view showing it;
 - the console's RSS and thread count, sampled every 30 s (target: flat), with the
   number of objects Python's collector tracks. To tell a leak from memory the
   allocator keeps: ``--trim`` collects garbage and calls glibc's ``malloc_trim(0)`` at
@@ -113,6 +115,9 @@ async def soak(
         rng = random.Random(seed)
         app = RelconsoleApp(config)
         recoveries: list[float] = []
+        #: From the host serving again (its program RUNNING, asked directly) to the view
+        #: showing it: the view's own part of a recovery (0 when it was already shown).
+        caught_up: list[float] = []
         samples: list[tuple[float, float, float, int, int]] = []
         async with app.run_test(headless=True, size=(200, 60)) as pilot:
             await pilot.press("p")
@@ -155,12 +160,17 @@ async def soak(
                     host.start_sshd if what == "sshd" else host.start_supervisord
                 )
                 back = time.monotonic()
+                serving = None  # when the host itself had the program RUNNING again
                 while not running(host.name):
+                    if serving is None and await asyncio.to_thread(host.program_pid, "svc"):
+                        serving = time.monotonic()
                     if time.monotonic() - back > 30:
                         print(f"{host.name}: not RUNNING 30 s after {what} came back")
                         break
                     await pilot.pause(0.05)
-                recoveries.append(time.monotonic() - back)
+                seen = time.monotonic()
+                recoveries.append(seen - back)
+                caught_up.append(seen - (serving if serving is not None else seen))
                 await pilot.pause(rng.uniform(0.5, 3.0))
             samples.append(sample(time.monotonic() - started, trim))
             if first_types is not None:
@@ -189,6 +199,12 @@ async def soak(
                 "recovery after the host was back, in polls: "
                 f"median {statistics.median(polls):.2f}, max {max(polls):.2f}, "
                 f"within two polls: {sum(p <= 2 for p in polls)}/{len(polls)}"
+            )
+            view = [c / POLL_INTERVAL for c in caught_up]
+            print(
+                "from the host serving again (program RUNNING on it) to the view showing "
+                f"it, in polls: median {statistics.median(view):.2f}, max {max(view):.2f}, "
+                f"within two polls: {sum(p <= 2 for p in view)}/{len(view)}"
             )
         print("t (s)   RSS (MB)  after trim  threads  objects")
         for t, rss, trimmed, threads, objects in samples:
