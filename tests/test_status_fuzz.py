@@ -26,7 +26,7 @@ LINES = st.lists(
 ).map("\n".join)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(LINES)
 def test_parse_status_never_raises(text):
     rows, errors = sv.parse_status(text)
@@ -34,7 +34,7 @@ def test_parse_status_never_raises(text):
     assert isinstance(errors, list)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(LINES)
 def test_parse_action_output_never_raises(text):
     assert isinstance(sv.parse_action_output(text), dict)
@@ -55,7 +55,7 @@ INFO = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(INFO, JSON), max_size=8))
 def test_helper_process_infos_never_raise(processes):
     for row in to_rows(processes):
@@ -79,7 +79,7 @@ class ScriptedChannel(Channel):
         pass
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.binary(max_size=200), max_size=6))
 def test_the_helper_protocol_reader_only_ends_in_its_own_ways(chunks):
     helper = Helper(ScriptedChannel(chunks))
@@ -116,7 +116,7 @@ class HelperHost(Transport):
         pass
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.one_of(
         st.lists(st.binary(max_size=120), max_size=4),

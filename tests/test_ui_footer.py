@@ -35,7 +35,7 @@ async def test_refreshing_the_bindings_many_times_keeps_only_the_footers_keys():
     app = Keys()
     async with app.run_test() as pilot:
         await pilot.pause()
-        for _ in range(30):
+        for _ in range(12):
             app.screen.refresh_bindings()
             await pilot.pause()
         shown = len(app.query(FooterKey))

@@ -293,13 +293,14 @@ def stop_demo(base: Path | None = None) -> list[str]:
     """Stop the sandbox's supervisords (and so its programs). Returns the hosts stopped."""
     base = base or demo_dir()
     stopped = []
-    for host in HOSTS:
+    for host in HOSTS:  # all at once: each supervisord takes a second or so to stop
         pid = _pid(base / "hosts" / host)
-        if pid is None:
-            continue
-        os.kill(pid, signal.SIGTERM)  # supervisord stops its programs, then itself
-        deadline = time.monotonic() + 15
-        while _pid(base / "hosts" / host) is not None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        stopped.append(host)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)  # supervisord stops its programs, then itself
+            stopped.append(host)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(
+        _pid(base / "hosts" / host) is not None for host in stopped
+    ):
+        time.sleep(0.05)
     return stopped
