@@ -592,8 +592,43 @@ def test_signal_at_checkout_or_upload_cancels_cleanly(bed, origin, tmp_path, run
             assert time.monotonic() < deadline, "git never ran"
             time.sleep(0.002)
     r.signal(sig)
-    finished = r.finish(timeout=30)
+    assert_cancelled_cleanly(r, stage, code, bed, tmp_path)
 
+
+@pytest.mark.parametrize(
+    "sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+def test_signal_while_gitpython_is_imported_cancels_cleanly(bed, origin, tmp_path, run, sig, code):
+    # GitPython's import runs `git version`, which the signal to the process group kills
+    # too: the build ended as "internal error: ImportError" in CI. A `git` that waits on
+    # `version` holds the run at that moment.
+    started = tmp_path / "git-version-started"
+    wrapper = tmp_path / "bin" / "git"
+    wrapper.parent.mkdir()
+    real_git = shutil.which("git")
+    wrapper.write_text(
+        f'#!/bin/sh\nif [ "$1" = version ]; then touch {started}; sleep 10; fi\n'
+        f'exec {real_git} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    big_service(origin, 2)
+    config = write_config(tmp_path, bed, origin.url, checks=[])
+
+    path = f"{wrapper.parent}:{os.environ['PATH']}"
+    r = run(config, "--build", "svc", env_extra={"PATH": path})
+    r.wait_for(lambda e: e["event"] == "stage_started" and e["stage"] == "checkout")
+    deadline = time.monotonic() + 10
+    while not started.exists():
+        assert time.monotonic() < deadline, "GitPython's `git version` never ran"
+        time.sleep(0.005)
+    r.signal(sig)
+    assert_cancelled_cleanly(r, "checkout", code, bed, tmp_path)
+
+
+def assert_cancelled_cleanly(r, stage: str, code: int, bed, tmp_path: Path) -> None:
+    """The run ended cancelled in ``stage``: no host switched or given a release, every
+    lock released, and the history saying so."""
+    finished = r.finish(timeout=30)
     assert r.returncode == code, (finished, r.stderr)
     assert finished["cancelled"] and r.stage(stage)["error"] == "cancelled"
     for host in bed.hosts:

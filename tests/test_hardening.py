@@ -8,6 +8,7 @@ import json
 import shlex
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -193,6 +194,44 @@ def test_a_hangup_exits_129_like_a_shell_would():
     assert Exit.for_signal(signal.SIGHUP) == 129
     assert Exit.for_signal(signal.SIGTERM) == 143
     assert Exit.for_signal(signal.SIGINT) == 130
+
+
+IMPORT_GITPYTHON = """
+from relconsole.errors import Cancelled
+from relconsole.stages.checkout import import_gitpython
+try:
+    import_gitpython()
+except Cancelled:
+    print("cancelled")
+except ImportError:
+    print("import error")
+else:
+    print("imported")
+"""
+
+
+@pytest.mark.parametrize(
+    "git_version, outcome",
+    [
+        ("kill -TERM $$", "cancelled"),  # the stop signal reached the process group
+        ("kill -INT $$", "cancelled"),
+        ("exit 130", "cancelled"),  # a git that caught SIGINT and exited 128 + 2
+        ("exit 3", "import error"),  # a broken git stays an error, not a cancel
+        ('echo "git version 2.39.5"', "imported"),
+    ],
+)
+def test_a_stop_signal_during_gitpythons_import_is_a_cancel(tmp_path, git_version, outcome):
+    # GitPython's import runs `git version`; Ctrl-C or SIGTERM to the process group at
+    # that moment used to end a build as "internal error: ImportError".
+    fake = tmp_path / "bin" / "git"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\n{git_version}\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[1])}
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_GITPYTHON], env=env, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == outcome, out.stderr
 
 
 # -- 1. the rollback target --------------------------------------------------------------

@@ -42,6 +42,23 @@ class CheckoutError(StageFailed):
     """git could not bring the workspace to the commit (origin, branch, disk...)."""
 
 
+def import_gitpython():
+    """GitPython, imported on first use (it is a fair part of a start).
+
+    Its import runs ``git version``. A stop signal sent to the process group while that
+    runs kills it too, and GitPython reports that as ``ImportError``: the build was
+    cancelled, not broken. (``git.exc`` cannot be imported to test the cause's type:
+    importing it would run the package's ``git version`` again.)
+    """
+    try:
+        import git
+    except ImportError as exc:
+        if getattr(exc.__cause__, "status", None) in _INTERRUPTED:
+            raise Cancelled() from exc
+        raise
+    return git
+
+
 def _failed(what: str, exc: git.GitCommandError) -> Exception:
     """The error for a git command that failed: a cancel when a stop signal ended it."""
     if exc.status in _INTERRUPTED:
@@ -136,7 +153,7 @@ def open_or_clone(
 ) -> git.Repo:
     """The workspace's repository, cloned (without a checkout) if it is missing or
     unusable; its origin follows ``url``. Call it under :func:`workspace_lock`."""
-    import git  # GitPython is a fair part of a start: loaded once a checkout begins
+    git = import_gitpython()
 
     if (workspace / ".git").is_dir():
         try:
@@ -212,8 +229,7 @@ def _checkout_locked(
     timeout: float,
     cancel: Optional[threading.Event],
 ) -> Commit:
-    import git
-
+    git = import_gitpython()
     repo = open_or_clone(workspace, url, log, timeout, cancel)
     log(f"fetching {branch} from {url}")
     fetch(workspace, url, timeout, cancel)
