@@ -201,3 +201,116 @@ def test_a_cancelled_checkout_releases_the_locks_taken_meanwhile(bed, origin, tm
     assert locks_left(bed) == []
     assert all(not (h.path("/srv/svc") / "current").exists() for h in bed.hosts)
     assert build(config)[0].ok
+
+
+class CountingProxy:
+    """A unix socket in front of a supervisord's: passes bytes both ways and counts the
+    XML-RPC requests that go through."""
+
+    def __init__(self, path, target):
+        import socket
+
+        self.requests = 0
+        self._target = target
+        self._server = socket.socket(socket.AF_UNIX)
+        self._server.bind(str(path))
+        self._server.listen()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(str(self._target))
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, src, dst, count):
+        while data := src.recv(65536):
+            if count:
+                self.requests += data.count(b"POST /RPC2")
+            dst.sendall(data)
+        dst.close()
+
+    def close(self):
+        self._server.close()
+
+
+def helper_restart(proxy_path, programs, timeout=30):
+    """Run the status helper here against ``proxy_path``: its answer to one restart
+    request, and the seconds it took."""
+    import json
+    import subprocess
+    import sys
+
+    from relconsole.status.fastpath import HELPER_SOURCE
+
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", HELPER_SOURCE, f"unix://{proxy_path}", ""],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "hello" in json.loads(proc.stdout.readline())
+        started = time.monotonic()
+        proc.stdin.write(f"restart {timeout} {' '.join(programs)}\n")
+        proc.stdin.flush()
+        answer = json.loads(proc.stdout.readline())
+        return answer, time.monotonic() - started
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_helper_restart_looks_when_startsecs_ends_not_all_along(bed, tmp_path):
+    # supervisord makes a program RUNNING only when a request wakes it after startsecs.
+    # The helper looked every 50 ms throughout (28 requests in all for startsecs=1):
+    # now a few looks while it starts, one just after startsecs, one right after that.
+    host = bed.host("h1")
+    conf_d = host.path("/etc/supervisor/conf.d")
+    (conf_d / "sleeper.conf").write_text(
+        "[program:sleeper]\ncommand=sleep 1000\nstartsecs=1\nautostart=true\n"
+        "autorestart=true\nstopsignal=KILL\n"
+    )
+    proxy = CountingProxy(tmp_path / "proxy.sock", host.path("/etc/supervisor/run/supervisor.sock"))
+    try:
+        for step in ("added by update", "stopped and started"):
+            proxy.requests = 0
+            answer, seconds = helper_restart(tmp_path / "proxy.sock", ["sleeper:*"])
+            assert answer["ok"] and "sleeper: started" in answer["lines"], (step, answer)
+            assert 1.0 <= seconds < 1.3, (step, seconds)
+            # 12 measured (the update or stop/start, a few looks, configs); 28 before.
+            assert proxy.requests <= 16, (step, proxy.requests)
+            status = host.supervisorctl("status", "sleeper").stdout
+            assert "RUNNING" in status, status
+    finally:
+        proxy.close()
+        (conf_d / "sleeper.conf").unlink()
+        host.supervisorctl("update")
+
+
+def test_the_helper_restart_sees_a_program_that_exits_at_once_without_waiting_startsecs(
+    bed, tmp_path
+):
+    host = bed.host("h1")
+    conf_d = host.path("/etc/supervisor/conf.d")
+    (conf_d / "quitter.conf").write_text(
+        "[program:quitter]\ncommand=false\nstartsecs=10\nautostart=true\nstartretries=0\n"
+    )
+    proxy = CountingProxy(tmp_path / "proxy.sock", host.path("/etc/supervisor/run/supervisor.sock"))
+    try:
+        answer, seconds = helper_restart(tmp_path / "proxy.sock", ["quitter:*"])
+        assert answer["ok"] and any(
+            line.startswith("quitter: ERROR") for line in answer["lines"]
+        ), answer
+        assert seconds < 1.0, seconds  # seen within a look or two, not after 10 s
+    finally:
+        proxy.close()
+        (conf_d / "quitter.conf").unlink()
+        host.supervisorctl("update")

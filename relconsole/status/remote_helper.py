@@ -23,6 +23,13 @@ TIMEOUT = 10
 # supervisord, which otherwise notices an exited child or an elapsed startsecs only
 # when its main loop turns: once a second).
 POLL = 0.05
+# While programs are STARTING and their startsecs has not yet passed, the longest
+# pause between looks: a program that exits at once is still seen soon (BACKOFF lasts
+# a second or more, so no look misses it), with a few looks per second, not twenty.
+STARTING_LOOK = 0.25
+# Once startsecs has passed, the pause before looking again: the loop turn that
+# answered the first look after it also moved the program to RUNNING.
+AFTER_STARTSECS = 0.01
 # the supervisor states in which a process runs or is on its way (supervisor.states).
 UP_STATES = ("RUNNING", "STARTING", "STOPPING", "BACKOFF")
 # What a start ends in: up past startsecs, or given up (supervisorctl start waits for
@@ -264,9 +271,10 @@ class Restart:
         # The step whose wait reached the deadline (supervisorctl would have timed out).
         self.timed_out = None
 
-    def wait(self, step, names, done):
+    def wait(self, step, names, done, pause=None):
         # The processes once each of names is in a state done() accepts, or at the
-        # deadline (then step is what timed out).
+        # deadline (then step is what timed out). pause(infos) says how long to wait
+        # before the next look (POLL without it).
         while True:
             infos = self.server.all_process_info()
             if all(done(i["statename"]) for i in infos if namespec(i) in names):
@@ -274,7 +282,30 @@ class Restart:
             if time.time() > self.deadline:
                 self.timed_out = self.timed_out or step
                 return infos
-            time.sleep(POLL)
+            time.sleep(min(pause(infos) if pause else POLL, max(0, self.deadline - time.time())))
+
+    def starting_pause(self, names, startsecs, started_by):
+        # supervisord moves a program from STARTING to RUNNING at the first turn of its
+        # loop after startsecs, and it turns only once a second unless a request wakes
+        # it. Each program was spawned before started_by (startProcess spawns before it
+        # answers; an autostart after an update, in a turn before the next answer), so
+        # its startsecs has passed at started_by + startsecs: look then, and at once
+        # again (that look turned the loop), instead of every POLL all along.
+        looks_after = [0]
+
+        def pause(infos):
+            waiting = [
+                i for i in infos if namespec(i) in names and i["statename"] not in STARTED_STATES
+            ]
+            if any(i["statename"] != "STARTING" or namespec(i) not in startsecs for i in waiting):
+                return POLL
+            left = min(started_by + startsecs[namespec(i)] for i in waiting) - time.time()
+            if left > 0:
+                return min(left, STARTING_LOOK)
+            looks_after[0] += 1
+            return AFTER_STARTSECS if looks_after[0] <= 3 else POLL
+
+        return pause
 
     def stop_group(self, group):
         # True when every process of the group stopped (supervisorctl says "has problems"
@@ -335,7 +366,16 @@ class Restart:
         for name in again:
             self.lines.append("%s: stopped" % name)
             self.try_call("supervisor.startProcess", name)
-        infos = self.wait("restart", targets, lambda state: state in STARTED_STATES)
+        started_by = time.time()
+        startsecs = dict(
+            (namespec(c), c["startsecs"]) for c in self.configs() if namespec(c) in targets
+        )
+        infos = self.wait(
+            "restart",
+            targets,
+            lambda state: state in STARTED_STATES,
+            self.starting_pause(targets, startsecs, started_by),
+        )
         if self.timed_out:
             return {"ok": False, "timeout": self.timed_out, "lines": self.lines}
         for info in infos:
@@ -345,9 +385,6 @@ class Restart:
                 self.lines.append("%s: %s" % (namespec(info), said))
         # A process RUNNING after this start stayed up its startsecs: supervisord
         # watched (the caller need not wait for that again).
-        startsecs = dict(
-            (namespec(c), c["startsecs"]) for c in self.configs() if namespec(c) in targets
-        )
         return {"ok": True, "lines": self.lines, "startsecs": startsecs}
 
     def try_call(self, method, name):
