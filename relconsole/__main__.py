@@ -1,5 +1,5 @@
 import sys
 
-from relconsole.cli import main
+from relconsole.cli import entry
 
-sys.exit(main())
+sys.exit(entry())
