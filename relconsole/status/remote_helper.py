@@ -28,8 +28,11 @@ POLL = 0.05
 # a second or more, so no look misses it), with a few looks per second, not twenty.
 STARTING_LOOK = 0.25
 # Once startsecs has passed, the pause before looking again: the loop turn that
-# answered the first look after it also moved the program to RUNNING.
-AFTER_STARTSECS = 0.01
+# answered the first look after it also moved the program to RUNNING. Also the pause
+# between the first looks after a stop: a program usually exits within milliseconds
+# of its signal, and supervisord reaps it at the loop turn a look makes.
+SOON = 0.01
+SOON_LOOKS = 3
 # the supervisor states in which a process runs or is on its way (supervisor.states).
 UP_STATES = ("RUNNING", "STARTING", "STOPPING", "BACKOFF")
 # What a start ends in: up past startsecs, or given up (supervisorctl start waits for
@@ -256,6 +259,17 @@ def chosen(info, specs):
     return False
 
 
+def soon_then_poll():
+    # A pause for Restart.wait: SOON for the first SOON_LOOKS looks, then POLL.
+    looks = [0]
+
+    def pause(infos):
+        looks[0] += 1
+        return SOON if looks[0] <= SOON_LOOKS else POLL
+
+    return pause
+
+
 class Restart:
     # supervisorctl update, then supervisorctl restart SPECS, in one request: the same
     # calls supervisorctl makes (reloadConfig, stop/remove/addProcessGroup, stop and
@@ -303,7 +317,7 @@ class Restart:
             if left > 0:
                 return min(left, STARTING_LOOK)
             looks_after[0] += 1
-            return AFTER_STARTSECS if looks_after[0] <= 3 else POLL
+            return SOON if looks_after[0] <= SOON_LOOKS else POLL
 
         return pause
 
@@ -313,7 +327,7 @@ class Restart:
         results = self.server.call("supervisor.stopProcessGroup", group, False)
         infos = self.server.all_process_info()
         names = set(namespec(i) for i in infos if i["group"] == group)
-        self.wait("update", names, lambda state: state not in UP_STATES)
+        self.wait("update", names, lambda state: state not in UP_STATES, soon_then_poll())
         self.lines.append("%s: stopped" % group)
         return not any(r.get("status") == FAULT_FAILED for r in results)
 
@@ -362,7 +376,7 @@ class Restart:
         again = sorted(targets - started_by_update)
         for name in again:
             self.try_call("supervisor.stopProcess", name)
-        self.wait("restart", set(again), lambda state: state not in UP_STATES)
+        self.wait("restart", set(again), lambda state: state not in UP_STATES, soon_then_poll())
         for name in again:
             self.lines.append("%s: stopped" % name)
             self.try_call("supervisor.startProcess", name)
