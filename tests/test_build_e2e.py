@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from clirun import cli
 from deployconfig import write_config
 from gitorigin import sample_service_files
 
@@ -29,16 +30,6 @@ def build(config_path: Path, service: str = "svc", **kwargs):
 
     finished = run_build(load_config(config_path), service, sink, **kwargs)
     return finished, events
-
-
-def cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "relconsole", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kwargs,
-    )
 
 
 def current_release(host, path="/srv/svc"):

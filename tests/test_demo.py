@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+from clirun import cli
 
 
 @pytest.fixture
@@ -30,17 +30,11 @@ def no_ssh_env(tmp_path):
     )
     assert subprocess.run(["sh", "-c", "command -v ssh"], env=env).returncode != 0
     yield env
-    subprocess.run([sys.executable, "-m", "relconsole", "--stop-demo"], env=env, timeout=60)
+    cli("--stop-demo", env=env, timeout=60)
 
 
 def relconsole(env, *args, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "relconsole", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return cli(*args, env=env, timeout=timeout)
 
 
 def test_demo_builds_and_runs_web_on_two_local_hosts(no_ssh_env, tmp_path):

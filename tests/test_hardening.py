@@ -15,6 +15,7 @@ from pathlib import Path
 
 import git
 import pytest
+from clirun import cli
 
 from relconsole import release as rel
 from relconsole.config import ConfigError, FileUpload, parse_config
@@ -309,14 +310,6 @@ def test_switching_removes_the_files_the_outgoing_release_shipped_and_the_new_on
 # -- 18. errors instead of tracebacks ----------------------------------------------------
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    import sys
-
-    return subprocess.run(
-        [sys.executable, "-m", "relconsole", *args], capture_output=True, text=True, timeout=60
-    )
-
-
 def minimal_config(tmp_path: Path, state_dir: Path) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(
@@ -438,14 +431,7 @@ def without_root_powers() -> list[str]:
 
 
 def cli_without_root_powers(*args: str) -> subprocess.CompletedProcess:
-    import sys
-
-    return subprocess.run(
-        [*without_root_powers(), sys.executable, "-m", "relconsole", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return cli(*args, prefix=without_root_powers(), timeout=60)
 
 
 @pytest.fixture

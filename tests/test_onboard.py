@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from clirun import cli
 
 from relconsole.cli import build_parser
 from relconsole.completion import complete_names, script
@@ -78,15 +79,7 @@ def relconsole(cwd: Path, home: Path, *args: str, env: dict | None = None, timeo
     unset = ("RELCONSOLE_CONFIG", "SSH_AUTH_SOCK")
     environ = {k: v for k, v in os.environ.items() if k not in unset}
     environ.update(HOME=str(home), **(env or {}))
-    return subprocess.run(
-        [sys.executable, "-m", "relconsole", *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    return cli(*args, cwd=cwd, env=environ, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def init(repo: Path, **flags) -> str:

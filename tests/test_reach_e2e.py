@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+from clirun import cli
 from gitorigin import sample_service_files
 from netbed import (
     BASTION_ADDRESS,
@@ -128,10 +129,11 @@ def relconsole(
     """relconsole run where the targets are out of direct reach."""
     environ = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
     environ.update(HOME=str(home), **(env or {}))
-    return subprocess.run(
-        net.client_argv(sys.executable, "-m", "relconsole", "--config", str(config), *args),
-        capture_output=True,
-        text=True,
+    return cli(
+        "--config",
+        str(config),
+        *args,
+        prefix=net.client_argv(),
         timeout=timeout,
         env=environ,
         stdin=subprocess.DEVNULL,
