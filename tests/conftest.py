@@ -13,6 +13,7 @@ Two tiers (markers in pyproject.toml):
   there on scripted hosts (tests/fakehost.py).
 """
 
+import gc
 import os
 import sys
 from collections.abc import Iterator
@@ -46,6 +47,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if needs_bed(item):
             item.add_marker(pytest.mark.bed)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # The interpreter's last collection would walk every object the session made (about
+    # a second after the console's snapshot tests) only for the OS to free it anyway.
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,8 @@ def no_ssh_env(tmp_path):
     )
     assert subprocess.run(["sh", "-c", "command -v ssh"], env=env).returncode != 0
     yield env
-    cli("--stop-demo", env=env, timeout=60)
+    stopped = cli("--stop-demo", env=env, timeout=60)
+    assert stopped.returncode == 0, stopped.stderr
 
 
 def relconsole(env, *args, timeout=120):

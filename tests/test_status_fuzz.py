@@ -45,7 +45,7 @@ JSON = st.recursive(
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=6)
     ),
-    max_leaves=30,
+    max_leaves=10,  # to_rows looks one level deep: more nesting only costs generation time
 )
 INFO = st.fixed_dictionaries(
     {},

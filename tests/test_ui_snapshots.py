@@ -211,8 +211,11 @@ def console(tmp_path, monkeypatch):
     time.tzset()
 
 
-async def until(pilot, predicate, what: str, timeout: float = 10.0) -> None:
-    """Wait for ``predicate``; the screen may not be composed yet when this starts."""
+async def until(pilot, predicate, what: str, timeout: float = 30.0) -> None:
+    """Wait for ``predicate``; the screen may not be composed yet when this starts.
+    (Once in a fast-tier run that took 72 s instead of 60, the first poll was not
+    shown within 10 s: a machine that stalls, or a poll that hangs, which 30 s tells
+    apart.)"""
     deadline = time.monotonic() + timeout
 
     def holds() -> bool:

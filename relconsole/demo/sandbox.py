@@ -299,8 +299,22 @@ def stop_demo(base: Path | None = None) -> list[str]:
             os.kill(pid, signal.SIGTERM)  # supervisord stops its programs, then itself
             stopped.append(host)
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(
-        _pid(base / "hosts" / host) is not None for host in stopped
-    ):
+    while time.monotonic() < deadline:
+        running = [h for h in stopped if _pid(base / "hosts" / h) is not None]
+        if not running:
+            break
+        for host in running:
+            _wake(_socket_path(base / "hosts" / host, host))
         time.sleep(0.05)
     return stopped
+
+
+def _wake(socket_path: str) -> None:
+    """Make a supervisord turn its loop now. It handles a signal, and reaps a program
+    that exited, only when its loop turns: once a second, or when its socket has
+    something to read, such as a new connection."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        try:
+            sock.connect(socket_path)
+        except OSError:  # gone already, or not listening any more
+            pass
