@@ -175,3 +175,31 @@ def unlock(config: Config, through: Connector) -> None:
 )
 def test_every_fan_out_works_on_at_most_max_parallel_hosts(fleet, work):
     assert peak_of(fleet, work) == BOUND
+
+
+async def test_the_process_view_polls_at_most_max_parallel_hosts_at_once(fleet):
+    # Its polls have a pool of their own (actions and the log tail have another, so they
+    # never queue behind slow hosts): that pool is bounded too.
+    from textual.app import App
+
+    from relconsole.ui.process_screen import ProcessScreen
+
+    config, hosts, gauge = fleet
+    poller = StatusPoller(list(config.hosts.values()), config.settings, gauge.connector(hosts))
+
+    class Harness(App):
+        def on_mount(self) -> None:
+            self.push_screen(ProcessScreen(config, poller))
+
+    gauge.peak = 0
+    try:
+        async with Harness().run_test(size=(120, 30)) as pilot:
+            screen = pilot.app.screen
+            deadline = time.monotonic() + 20
+            while set(screen._statuses) != set(HOSTS):
+                assert time.monotonic() < deadline, f"polled only {sorted(screen._statuses)}"
+                await pilot.pause(0.02)
+            assert all(screen._statuses[h].ok for h in HOSTS)
+    finally:
+        poller.close()
+    assert gauge.peak == BOUND
