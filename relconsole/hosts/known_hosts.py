@@ -17,9 +17,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import paramiko
-from paramiko.hostkeys import HostKeyEntry
+if TYPE_CHECKING:  # paramiko (~0.1 s) is imported where a file is read, not with routes
+    import paramiko
+    from paramiko.hostkeys import HostKeyEntry
 
 
 def known_hosts_name(hostname: str, port: int, alias: str | None = None) -> str:
@@ -42,6 +44,8 @@ def names_match(patterns: list[str], name: str) -> bool:
     found = False
     for pattern in patterns:
         if pattern.startswith("|1|"):
+            import paramiko
+
             try:
                 found = found or paramiko.HostKeys.hash_host(name, pattern) == pattern
             except Exception:  # a malformed hash: this entry matches nothing
@@ -68,6 +72,8 @@ class KnownHosts:
     @classmethod
     def read(cls, path: Path) -> KnownHosts:
         """The file's keys; a missing file has none."""
+        from paramiko.hostkeys import HostKeyEntry
+
         known = cls(path)
         try:
             text = path.read_text(encoding="utf-8", errors="replace")

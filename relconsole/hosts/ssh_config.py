@@ -26,8 +26,6 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
-import paramiko
-
 from relconsole.config import ConfigError
 
 #: What relconsole takes from ssh_config; any other directive that applies to a host is
@@ -72,6 +70,8 @@ class SshConfig:
     def lookup(self, alias: str, first: Mapping[str, str] | None = None) -> dict:
         """The settings for ``alias``: ``first`` (directive → value, relconsole's own
         values) wins over the file. Keys are lowercase; ``hostname`` is always set."""
+        import paramiko  # ~0.1 s: only once a file is read (not for --help, nor without one)
+
         prefix = "".join(f"{key} {value}\n" for key, value in (first or {}).items())
         try:
             return paramiko.SSHConfig.from_text(prefix + self.text).lookup(alias)
