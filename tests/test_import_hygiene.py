@@ -90,3 +90,23 @@ def test_the_pipeline_loads_gitpython_only_when_a_checkout_begins():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_checking_routes_without_an_ssh_config_file_loads_no_paramiko(tmp_path):
+    """paramiko is ~90 ms of a build's start: without an ssh_config file to parse,
+    working out the routes (before the first event) must not load it."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[settings]\nssh_config = ""\n[hosts.h1]\naddress = "127.0.0.9"\njump = "bastion@127.0.0.10"\n'
+        '[services.api]\nrepo = "x"\nhosts = ["h1"]\n'
+    )
+    code = (
+        "import sys, relconsole.pipeline\n"
+        "from relconsole.config import load_config\n"
+        "from relconsole.hosts.connect import check_routes\n"
+        f"config = load_config({str(config)!r})\n"
+        "check_routes(config.hosts.values(), config.settings)\n"
+        "print('paramiko' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
