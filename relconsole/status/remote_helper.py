@@ -305,7 +305,7 @@ class Restart:
         # answers; an autostart after an update, in a turn before the next answer), so
         # its startsecs has passed at started_by + startsecs: look then, and at once
         # again (that look turned the loop), instead of every POLL all along.
-        looks_after = [0]
+        after_startsecs = soon_then_poll()
 
         def pause(infos):
             waiting = [
@@ -316,8 +316,7 @@ class Restart:
             left = min(started_by + startsecs[namespec(i)] for i in waiting) - time.time()
             if left > 0:
                 return min(left, STARTING_LOOK)
-            looks_after[0] += 1
-            return SOON if looks_after[0] <= SOON_LOOKS else POLL
+            return after_startsecs(infos)
 
         return pause
 
