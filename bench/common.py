@@ -50,6 +50,12 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def pct(values: list[float], p: float) -> float:
+    """The ``p``-th percentile of ``values`` (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
 def row(
     metric: str, ours: float, theirs: float, alt: str, unit: str = "s", target: str = ""
 ) -> list[str]:

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import alternate, median, print_table, row
+from bench.common import alternate, median, pct, print_table, row
 
 FLOOD = """\
 import sys, time
@@ -183,10 +183,7 @@ def log_pane(bed, tmp: Path, rate: int, seconds: float) -> list[list[str]]:
     lost = total - len(seen & set(range(total)))
     repeats = len(got) - len(seen)
     disorder = sum(1 for a, b in itertools.pairwise(got) if b <= a)
-    ms = sorted(s * 1000 for s in stalls)
-
-    def pct(p: float) -> float:
-        return ms[min(len(ms) - 1, int(round(p / 100 * (len(ms) - 1))))]
+    ms = sorted(s * 1000 for s in stalls)  # sorted: its last is the max
 
     print(
         f"log pane: {total:,} lines written, {len(got):,} received ({repeats} repeated, "
@@ -196,8 +193,8 @@ def log_pane(bed, tmp: Path, rate: int, seconds: float) -> list[list[str]]:
     what = f"log pane following {rate:,} lines/s for {seconds:g} s"
     return [
         [f"{what}: lines lost", str(lost), "-", "-", "0"],
-        [f"{what}: UI stall p50", f"{pct(50):.1f} ms", "-", "-", ""],
-        [f"{what}: UI stall p99", f"{pct(99):.1f} ms", "-", "-", "<= 50 ms"],
+        [f"{what}: UI stall p50", f"{pct(ms, 50):.1f} ms", "-", "-", ""],
+        [f"{what}: UI stall p99", f"{pct(ms, 99):.1f} ms", "-", "-", "<= 50 ms"],
         [f"{what}: UI stall max", f"{ms[-1]:.1f} ms", "-", "-", ""],
     ]
 

@@ -39,6 +39,7 @@ from textual.widgets import Log
 
 import relconsole.ui.build_view as build_view
 import relconsole.ui.host_logs as host_logs
+from bench.common import pct
 from relconsole.events import (
     BuildFinished,
     BuildStarted,
@@ -170,11 +171,6 @@ class BeforeLog(Log):
 
 def before_log(id=None) -> Log:
     return BeforeLog(max_lines=host_logs.MAX_LINES, id=id)
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def main() -> None:

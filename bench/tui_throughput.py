@@ -30,7 +30,7 @@ from deployconfig import write_config
 from gitorigin import make_origin, sample_service_files
 from testbed import start_testbed
 
-from bench.common import alternate, median
+from bench.common import alternate, median, pct
 from relconsole.config import load_config
 from relconsole.headless.render import format_table
 from relconsole.history import History
@@ -109,11 +109,6 @@ def tui_run(
     all_stalls.extend(stalls)
     kept.append(shown)
     return wall, last_duration(state_dir)
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def main() -> None:
