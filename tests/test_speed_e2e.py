@@ -231,11 +231,15 @@ class CountingProxy:
             threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
 
     def _pipe(self, src, dst, count):
-        while data := src.recv(65536):
-            if count:
-                self.requests += data.count(b"POST /RPC2")
-            dst.sendall(data)
-        dst.close()
+        try:
+            while data := src.recv(65536):
+                if count:
+                    self.requests += data.count(b"POST /RPC2")
+                dst.sendall(data)
+        except OSError:  # the other direction closed both ends first
+            pass
+        finally:
+            dst.close()
 
     def close(self):
         self._server.close()
