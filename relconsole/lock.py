@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Optional
 
 from relconsole.errors import StageFailed
 from relconsole.fanout import fan_out
-from relconsole.release import q
+from relconsole.release import ensure_dir, q
 from relconsole.state import private_dir
 from relconsole.text import printable
 
@@ -193,7 +193,8 @@ def acquire_command(base: str, info: LockInfo, ttl: float) -> str:
     """
     lock = remote_lock_dir(base)
     info_file, beat, takeover = (posixpath.join(lock, n) for n in ("info", "heartbeat", "takeover"))
-    write = f"printf '%s\\n' {q(info.to_json())} > {q(info_file)} && touch {q(beat)}"
+    # printf, not touch: a builtin of the shell, not a program started on the host.
+    write = f"printf '%s\\n' {q(info.to_json())} > {q(info_file)} && printf '' > {q(beat)}"
     # The heartbeat's age; a lock of an older relconsole has none: its info file's.
     age = (
         f"age=$(( $(date +%s) - $(stat -c %Y {q(beat)} 2>/dev/null || "
@@ -202,7 +203,7 @@ def acquire_command(base: str, info: LockInfo, ttl: float) -> str:
     # Only an existing lock folder means "held"; any other mkdir failure (permission,
     # disk) is reported as the error it is.
     return (
-        f"mkdir -p {q(base)} && if err=$(mkdir {q(lock)} 2>&1); then {write}; "
+        f"{ensure_dir(base)} && if err=$(mkdir {q(lock)} 2>&1); then {write}; "
         f"elif [ -d {q(lock)} ]; then {age}; "
         f'if [ "$age" -gt {int(ttl)} ] && mkdir {q(takeover)} 2>/dev/null; then '
         f'echo "TAKEOVER $age"; cat {q(info_file)} 2>/dev/null; {write}; rmdir {q(takeover)}; '
@@ -215,8 +216,18 @@ def heartbeat_command(base: str, token: str) -> str:
     """Renew the lease, if the lock is still ours."""
     lock = remote_lock_dir(base)
     return (
-        f"if grep -qF {q(token)} {q(lock + '/info')} 2>/dev/null; then "
-        f"touch {q(lock + '/heartbeat')}; else echo LOST; fi"
+        f"if {holds_token(base, token)}; then printf '' > {q(lock + '/heartbeat')}; "
+        "else echo LOST; fi"
+    )
+
+
+def holds_token(base: str, token: str) -> str:
+    """A shell test: the lock's info names ``token`` (one line, read by the shell's own
+    ``read``: no grep started on the host)."""
+    info = remote_lock_dir(base) + "/info"
+    return (
+        f"{{ held=; IFS= read -r held 2>/dev/null <{q(info)}; "
+        f'case "$held" in *{q(token)}*) ;; *) false ;; esac; }}'
     )
 
 
@@ -231,8 +242,7 @@ def lock_age(output: str) -> Optional[int]:
 
 def release_command(base: str, token: str) -> str:
     """Remove the lock only if it is still ours (an --unlock may have replaced it)."""
-    lock = remote_lock_dir(base)
-    return f"if grep -qF {q(token)} {q(lock + '/info')} 2>/dev/null; then rm -rf {q(lock)}; fi"
+    return f"if {holds_token(base, token)}; then rm -rf {q(remote_lock_dir(base))}; fi"
 
 
 def read_command(base: str) -> str:

@@ -44,6 +44,11 @@ SWITCH = r"^set -e\nold=\$\(readlink "  # the first lines of release.switch_comm
 RESTART = r"^supervisorctl restart "
 RELEASE_IN = re.compile(r"\d{8}-\d{6}(\.\d{3})?-[0-9a-f]{7,40}")
 
+#: the upload's command (release.extract_command): it starts by making releases/.
+UNPACK = r"^\{ \[ -d \S*/releases"
+#: the lock given back (lock.release_command): removed only if it still holds our token.
+UNLOCK = r"^if \{ held=.*; then rm -rf "
+
 
 @dataclass
 class Deploy:
@@ -176,7 +181,7 @@ def test_a_lock_held_on_one_host_releases_the_others_and_uploads_nothing(deploy)
     assert "locked on h2" in finished.error and "alice@laptop-7" in finished.holder
     # h1 and h3 took the lock, then gave it back; h2's holder keeps theirs.
     for host in (h1, h3):
-        assert host.ran(r"mkdir .*\.relconsole-lock") and host.ran(r"^if grep -qF ")
+        assert host.ran(r"mkdir .*\.relconsole-lock") and host.ran(UNLOCK)
     assert [n for n, h in deploy.hosts.items() if h.path(LOCK).exists()] == ["h2"]
     assert lk.parse_holder(h2.path(LOCK + "/info").read_text()) == theirs
     assert all(not h.puts and not h.releases(BASE) for h in deploy.hosts.values())
@@ -191,7 +196,7 @@ def test_a_lock_that_cannot_be_taken_on_one_host_releases_the_others(deploy):
 
     assert finished.result is RunResult.FAILED
     assert "cannot take the deploy lock" in finished.error and "Permission denied" in finished.error
-    assert deploy.hosts["h1"].ran(r"^if grep -qF ")  # released after taking it
+    assert deploy.hosts["h1"].ran(UNLOCK)  # released after taking it
     assert_unlocked(deploy)
     assert all(not h.puts for h in deploy.hosts.values())
 
@@ -257,8 +262,8 @@ def test_an_upload_failing_on_one_host_removes_the_release_everywhere_and_switch
         t.closed = True
         raise HostUnreachable("h3", "connection lost (scripted)")
 
-    h2.on(r"^mkdir -p ", killed_mid_tar, kind="put")
-    h3.on(r"^mkdir -p ", unpacked_then_lost, kind="put")
+    h2.on(UNPACK, killed_mid_tar, kind="put")
+    h3.on(UNPACK, unpacked_then_lost, kind="put")
 
     finished = deploy.build()
 
@@ -284,7 +289,7 @@ def test_a_cancel_during_one_upload_switches_nothing_and_removes_the_release(dep
     def cancel_now(call: Call, t: FakeTransport) -> None:
         cancel.set()  # the operator pressed Cancel as h1's upload began
 
-    deploy.hosts["h1"].on(r"^mkdir -p ", cancel_now, kind="put")
+    deploy.hosts["h1"].on(UNPACK, cancel_now, kind="put")
 
     finished = deploy.build(cancel)
 
@@ -311,7 +316,7 @@ def test_a_cancel_after_every_upload_finished_still_switches_nothing(deploy):
         return res
 
     for host in deploy.hosts.values():
-        host.on(r"^mkdir -p ", unpack_then_maybe_cancel, kind="put")
+        host.on(UNPACK, unpack_then_maybe_cancel, kind="put")
 
     finished = deploy.build(cancel)
 
