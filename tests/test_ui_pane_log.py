@@ -54,3 +54,43 @@ async def test_a_host_log_off_screen_holds_its_lines_until_it_is_shown():
         assert pane.logs["h2"].text[-1] == "h2 later"
         pane.show_on_screen(True)
         assert list(pane.logs["h2"].lines)[-1] == "h2 later"
+
+
+class PaneAndLog(App[None]):
+    CSS = "Screen { background: $panel; } Log { height: 6; color: red; background: blue 30%; }"
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import Log
+
+        yield make_log(id="pane")
+        yield Log(id="stock")
+
+
+async def test_a_pane_renders_as_textuals_log_asking_its_style_once_per_pass(monkeypatch):
+    from textual.dom import DOMNode
+    from textual.geometry import Region
+
+    app = PaneAndLog()
+    async with app.run_test(size=(30, 12)) as pilot:
+        pane, stock = app.query_one("#pane"), app.query_one("#stock")
+        for log in (pane, stock):
+            log.write_lines([f"line {n} [b]not markup[/b]" for n in range(4)])
+        app.set_focus(None)  # a focused Log is tinted
+        await pilot.pause()
+        walks: list[str] = []
+        walk = DOMNode.rich_style.fget
+
+        def counted(node):
+            walks.append(node.id)
+            return walk(node)
+
+        monkeypatch.setattr(DOMNode, "rich_style", property(counted))
+
+        def strips(log):
+            log._render_line_cache.clear()  # render every line anew
+            log._styles_cache.clear()
+            lines = log.render_lines(Region(0, 0, log.size.width, 6))
+            return [[(s.text, s.style.color, s.style.bgcolor) for s in line] for line in lines]
+
+        assert strips(pane) == strips(stock)
+        assert walks.count("pane") == 1 and walks.count("stock") >= 6

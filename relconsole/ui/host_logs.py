@@ -7,9 +7,12 @@ from collections.abc import Iterable, Sequence
 from typing import Optional, Self
 
 from rich.cells import cell_len
+from rich.style import Style
 from textual import on
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widgets import Log, Tab, Tabs
 
 from relconsole.ui.stage_strip import ICONS
@@ -35,6 +38,21 @@ class PaneLog(Log):
         super().__init__(*args, **kwargs)
         self.holding = False
         self._held: list[str] = []
+        self._pass_style: Optional[Style] = None
+
+    # Textual's Log asks for its rich_style once per line it renders, and each answer
+    # walks every ancestor's styles: ~0.1 ms a line, most of a streaming pane's redraw.
+    # One answer serves a whole render pass (styles do not change during one).
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._pass_style = super().rich_style
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._pass_style = None
+
+    @property
+    def rich_style(self) -> Style:
+        return self._pass_style if self._pass_style is not None else super().rich_style
 
     def hold(self) -> None:
         self.holding = True
