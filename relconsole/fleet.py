@@ -58,6 +58,9 @@ class Fleet:
     unreachable_supervisors: set[str] = field(default_factory=set)
     #: Per host, how status is read on its connection (fast helper or supervisorctl).
     readers: dict[str, StatusReader] = field(default_factory=dict)
+    #: Hosts whose lease renewal is still under way (:meth:`heartbeat`).
+    _beating: set[str] = field(default_factory=set)
+    _beating_lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- plumbing ---------------------------------------------------------------
     def say(
@@ -229,29 +232,52 @@ class Fleet:
 
         return held, self.each(stage, take, report=False).failed
 
-    def heartbeat(self, stage: Stage) -> None:
-        """Renew the lease on every host this run holds the lock on (from a thread of
-        its own: each renewal is a channel of its own on the host's connection). A
-        lock that is no longer ours is said loudly; a missed renewal is retried."""
+    def heartbeat(self, stage: Stage) -> list[threading.Thread]:
+        """Renew the lease on every host this run holds the lock on, each in a thread of
+        its own, without waiting for them (the threads started are returned).
 
-        def beat(host: Host, t: Transport) -> None:
+        Not a fan-out bounded by max_parallel: there, hosts whose renewal hangs (a
+        connection silently gone) would hold every slot for a timeout each while live
+        hosts waited in the queue, their leases going stale and open to a takeover. A
+        renewal is one short command on a connection already open. A host still busy
+        with its last renewal is skipped; a missed renewal is retried next time."""
+        started = []
+        for host in self.hosts:
+            t = self.transports.get(host.name)
+            if host.name not in self.locked or t is None:
+                continue
+            with self._beating_lock:
+                if host.name in self._beating:
+                    continue
+                self._beating.add(host.name)
+            beat = threading.Thread(
+                target=self._beat, args=(stage, host, t), name=f"heartbeat {host.name}", daemon=True
+            )
+            beat.start()
+            started.append(beat)
+        return started
+
+    def _beat(self, stage: Stage, host: Host, t: Transport) -> None:
+        try:
             res = t.run(
                 lk.heartbeat_command(self.base(t), self.locked[host.name]),
                 timeout=self.settings.connect_timeout,
                 sudo=True,
             )
-            if "LOST" in res.stdout and host.name not in self._lost_locks:
-                self._lost_locks.add(host.name)
-                self.say(
-                    stage,
-                    "this run's deploy lock is gone from this host (removed with --unlock, or "
-                    "taken over): another run may deploy here now",
-                    host=host.name,
-                    stream="err",
-                )
-
-        hosts = [h for h in self.hosts if h.name in self.locked and h.name in self.transports]
-        self.each(stage, beat, hosts=hosts, report=False, housekeeping=True)
+        except (TransportError, KeyError):  # the host is gone, or the run let go meanwhile
+            return
+        finally:
+            with self._beating_lock:
+                self._beating.discard(host.name)
+        if "LOST" in res.stdout and host.name not in self._lost_locks:
+            self._lost_locks.add(host.name)
+            self.say(
+                stage,
+                "this run's deploy lock is gone from this host (removed with --unlock, or "
+                "taken over): another run may deploy here now",
+                host=host.name,
+                stream="err",
+            )
 
     def unlock(self, everywhere: bool = False) -> None:
         """Release the locks this run holds (``everywhere``: on every connected host,
