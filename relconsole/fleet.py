@@ -58,6 +58,8 @@ class Fleet:
     unreachable_supervisors: set[str] = field(default_factory=set)
     #: Per host, how status is read on its connection (fast helper or supervisorctl).
     readers: dict[str, StatusReader] = field(default_factory=dict)
+    #: Per host, the releases its switch listed (:meth:`switch`, for :meth:`prune`).
+    switched_releases: dict[str, list[str]] = field(default_factory=dict)
     #: Hosts whose lease renewal is still under way (:meth:`heartbeat`).
     _beating: set[str] = field(default_factory=set)
     _beating_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -430,6 +432,7 @@ class Fleet:
                 "switching current",
             )
             previous[host.name] = rel.parse_previous(res.stdout)
+            self.switched_releases[host.name] = rel.parse_releases(res.stdout)[1]
             self.say(
                 stage,
                 f"current -> releases/{release} (was {previous[host.name] or 'none'})",
@@ -466,11 +469,19 @@ class Fleet:
         hosts = [h for h in self.hosts if h.name in previous]
         return self.each(stage, back, hosts=hosts).failed
 
-    def prune(self, stage: Stage, keep: int, previous: dict[str, Optional[str]]) -> None:
-        """Housekeeping after a switch: a failure is a warning, the release is live."""
+    def prune(
+        self, stage: Stage, keep: int, previous: dict[str, Optional[str]], target: dict[str, str]
+    ) -> None:
+        """Housekeeping after a switch to ``target``: a failure is a warning, the release
+        is live. Chooses from the releases the switch listed (the lock was held since:
+        no other run made or removed one), else lists them."""
 
         def prune_one(host: Host, t: Transport) -> None:
-            current, releases = self.list_releases(t)
+            listed = self.switched_releases.get(host.name)
+            if listed is None:
+                current, releases = self.list_releases(t)
+            else:
+                current, releases = target[host.name], listed
             doomed = rel.releases_to_prune(releases, keep, current, previous.get(host.name))
             command = rel.prune_command(self.base(t), doomed)
             if command is None:

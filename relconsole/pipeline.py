@@ -205,7 +205,7 @@ class Build(Run):
     def do_supervisor(self) -> None:
         super().do_supervisor()
         self.holding.clear()
-        self.fleet.prune(Stage.SUPERVISOR, self.service.keep_releases, self.previous)
+        self.fleet.prune(Stage.SUPERVISOR, self.service.keep_releases, self.previous, self.targets)
 
     def remove_new_release(self, stage: Stage) -> None:
         """The new release off every host that holds it and never switched to it."""

@@ -182,7 +182,8 @@ def _retire_files(files: Sequence[FileUpload], incoming: bool) -> list[str]:
 def switch_command(base: str, release: str, files: Sequence[FileUpload]) -> str:
     """Install the release's staged files, then point ``current`` at it atomically.
 
-    Prints ``previous=<old target>`` first so a failed fleet switch can be undone.
+    Prints ``previous=<old target>`` first so a failed fleet switch can be undone, and
+    every release folder last (:func:`parse_releases` reads them).
     The files the outgoing release installed and this one does not ship are removed
     first, so ``files`` always follow ``current`` (a rollback restores them too).
     The new link is made under a temporary name and renamed over ``current``
@@ -212,6 +213,9 @@ def switch_command(base: str, release: str, files: Sequence[FileUpload]) -> str:
         )
     lines.append(f"ln -sfn {q(target)} {q(tmp)}")
     lines.append(f"mv -T {q(tmp)} {q(current)}")
+    # Every release folder after the switch: what pruning chooses from, read here
+    # rather than by a command of its own at the end of the build.
+    lines.append(f"ls -1 {q(posixpath.join(base, 'releases'))} 2>/dev/null || true")
     return "\n".join(lines)
 
 

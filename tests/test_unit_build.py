@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Optional
 
@@ -485,3 +485,24 @@ def test_force_unlock_with_a_host_unreachable_removes_nothing(deploy):
 
     assert not ok and any("cannot reach h2" in ln for ln in lines)
     assert deploy.hosts["h1"].path(LOCK).exists()
+
+
+def test_pruning_chooses_from_the_releases_the_switch_listed(deploy):
+    """Old releases beyond keep_releases go, never current or previous; the releases
+    come from the switch's own output, not from a listing command of the build's."""
+    deploy.config = replace(
+        deploy.config,
+        services={"svc": replace(deploy.config.services["svc"], keep_releases=2)},
+    )
+    made = []
+    for n in range(4):
+        deploy.origin.commit({"VERSION": f"v{n + 2}\n"}, f"v{n + 2}")
+        for host in deploy.hosts.values():
+            host.calls.clear()
+        finished = deploy.build()
+        assert finished.ok, finished.error
+        made.append(finished.release)
+        for host in deploy.hosts.values():
+            assert host.releases(BASE) == sorted(made[-2:]), n
+            assert not host.ran(r"sed 's/\^/verdict=/'"), "listed the releases again"
+    assert any(host.ran(r"^rm -rf \S*/releases/") for host in deploy.hosts.values())
