@@ -266,8 +266,8 @@ class Fleet:
                 timeout=self.settings.connect_timeout,
                 sudo=True,
             )
-        except (TransportError, KeyError):  # the host is gone, or the run let go meanwhile
-            return
+        except Exception:  # the host is gone, the run let go meanwhile, ...: retried at
+            return  # the next renewal (this thread has nobody to raise to)
         finally:
             with self._beating_lock:
                 self._beating.discard(host.name)

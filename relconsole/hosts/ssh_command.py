@@ -7,11 +7,11 @@ prints nothing never notices and keeps running on the host, holding whatever it
 holds. Here one loop reads stdout and stderr as they come, owns the deadline, and on
 a timeout ends the command's whole process group on the host.
 
-The command runs in the process group sshd made for the session (sshd starts the
-login shell as the leader of a session of its own): the shell announces its pid, the
-group's id, first on stderr, then becomes ``sh -c COMMAND`` in place, so a second,
-short command on the same connection can signal that group: TERM, then KILL a moment
-later. The same happens when the caller's ``stop`` is set (a cancel): stopping to
+The command runs in the process group sshd made for the session (OpenSSH and Dropbear
+start the login shell as the leader of a session of its own): the shell announces its
+pid, the group's id, first on stderr, then becomes ``sh -c COMMAND`` in place, so a
+second, short command on the same connection can signal that group: TERM, then KILL a
+moment later. The same happens when the caller's ``stop`` is set (a cancel): stopping to
 wait is not enough, the command must not go on on the host.
 
 Why not ``setsid sh -c COMMAND &`` and ``wait`` (as before): two more programs started
@@ -53,13 +53,10 @@ def in_own_group(command: str, stdin: bool = False) -> str:
 
 
 def kill_group_command(pgid: int) -> str:
-    """TERM, then KILL, to the group; to the process alone where it leads no group (a
-    server that did not make the session's shell a group leader)."""
+    """TERM, then KILL, to the group. Never to the pid alone: once the group is gone
+    (the command ended meanwhile) that pid may be another program's."""
     # No "--": dash's kill reads it as a pid ("Illegal number").
-    return (
-        f"kill -TERM -{pgid} 2>/dev/null || kill -TERM {pgid} 2>/dev/null; sleep {_GRACE}; "
-        f"kill -KILL -{pgid} 2>/dev/null || kill -KILL {pgid} 2>/dev/null; true"
-    )
+    return f"kill -TERM -{pgid} 2>/dev/null; sleep {_GRACE}; kill -KILL -{pgid} 2>/dev/null; true"
 
 
 def _splitter(on_line: Optional[LineCallback], stream: str) -> Optional[LineSplitter]:
