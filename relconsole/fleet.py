@@ -37,6 +37,9 @@ from relconsole.status.reader import StatusReader, SupervisorUnreachable
 
 T = TypeVar("T")
 
+#: Where the lock command's answer ends and what the host runs begins.
+DEPLOYED_MARK = "@@relconsole-deployed"
+
 
 @dataclass
 class Fleet:
@@ -58,6 +61,9 @@ class Fleet:
     unreachable_supervisors: set[str] = field(default_factory=set)
     #: Per host, how status is read on its connection (fast helper or supervisorctl).
     readers: dict[str, StatusReader] = field(default_factory=dict)
+    #: Per host, (release, sha) that ``current`` named when the lock was taken: read in
+    #: the same command, so an upload needs no command of its own to learn its base.
+    deployed_at_lock: dict[str, tuple[Optional[str], Optional[str]]] = field(default_factory=dict)
     #: Per host, the releases its switch listed (:meth:`switch`, for :meth:`prune`).
     switched_releases: dict[str, list[str]] = field(default_factory=dict)
     #: Hosts whose lease renewal is still under way (:meth:`heartbeat`).
@@ -207,7 +213,13 @@ class Fleet:
         held: dict[str, tuple[Optional[lk.LockInfo], Optional[int]]] = {}
 
         def take(host: Host, t: Transport) -> None:
-            command = lk.acquire_command(self.base(t), info, self.settings.lock_ttl)
+            base = self.base(t)
+            # Once taken, what the host runs is read in the same command (the lock keeps
+            # it so until this run ends): the upload needs no command of its own for it.
+            command = (
+                f"{lk.acquire_command(base, info, self.settings.lock_ttl)} && "
+                f"echo {DEPLOYED_MARK} && {{ {rel.deployed_command(base)}; }}"
+            )
             res = run_step(
                 t,
                 command,
@@ -215,15 +227,18 @@ class Fleet:
                 timeout=self.settings.command_timeout,
                 sudo=True,
             )
+            answer, marked, deployed = res.stdout.partition(DEPLOYED_MARK + "\n")
             if res.ok:
                 self.locked[host.name] = info.token
-                if res.stdout.startswith("TAKEOVER"):
-                    old = lk.parse_holder(res.stdout)
+                if marked:
+                    self.deployed_at_lock[host.name] = rel.parse_deployed(deployed)
+                if answer.startswith("TAKEOVER"):
+                    old = lk.parse_holder(answer)
                     who = old.describe() if old else "an unknown holder"
                     self.say(
                         stage,
                         f"took over the deploy lock of {who}: no heartbeat for "
-                        f"{lk.lock_age(res.stdout)}s (lock_ttl {self.settings.lock_ttl:g}s)",
+                        f"{lk.lock_age(answer)}s (lock_ttl {self.settings.lock_ttl:g}s)",
                         host=host.name,
                         stream="err",
                     )

@@ -506,3 +506,20 @@ def test_pruning_chooses_from_the_releases_the_switch_listed(deploy):
             assert host.releases(BASE) == sorted(made[-2:]), n
             assert not host.ran(r"sed 's/\^/verdict=/'"), "listed the releases again"
     assert any(host.ran(r"^rm -rf \S*/releases/") for host in deploy.hosts.values())
+
+
+def test_the_upload_learns_what_each_host_runs_from_the_lock_command(deploy):
+    """The lock command also says what ``current`` names (the lock keeps it so): the
+    upload makes its delta from that, with no command of its own to ask."""
+    first = deploy.build()
+    assert first.ok, first.error
+    deploy.origin.commit({"VERSION": "v2\n"}, "v2")
+    for host in deploy.hosts.values():
+        host.calls.clear()
+    finished = deploy.build()
+    assert finished.ok, finished.error
+    said = [e.line for e in deploy.of(Output) if e.stage is Stage.UPLOAD and e.host == "h1"]
+    assert any(f"delta from {first.release}" in line for line in said), said
+    for host in deploy.hosts.values():
+        assert host.ran(r"relconsole-lock.*@@relconsole-deployed")
+        assert not host.ran(r"^printf 'current=%s"), "read the deployed release again"

@@ -150,12 +150,22 @@ def send_release(
     timeout: float,
     cancel: threading.Event,
     log: Callable[[str], None],
+    deployed: Optional[tuple[Optional[str], Optional[str]]] = None,
 ) -> Sent:
-    """Make ``releases/<release>`` on one host: from a delta when it can, else whole."""
-    res = run_step(
-        t, rel.deployed_command(base), "reading the deployed release", timeout=timeout, sudo=True
-    )
-    previous, deployed_sha = rel.parse_deployed(res.stdout)
+    """Make ``releases/<release>`` on one host: from a delta when it can, else whole.
+
+    ``deployed``: (release, sha) the host's ``current`` names, when already read (with
+    the lock); else it is read here."""
+    if deployed is None:
+        res = run_step(
+            t,
+            rel.deployed_command(base),
+            "reading the deployed release",
+            timeout=timeout,
+            sudo=True,
+        )
+        deployed = rel.parse_deployed(res.stdout)
+    previous, deployed_sha = deployed
     started = time.monotonic()
     if not (previous and deployed_sha):
         reason = "no release on the host"
