@@ -126,7 +126,7 @@ class Fault(Exception):
 
 
 class BadResponse(Exception):
-    # An HTTP or XML-RPC answer this helper cannot read (BadResponse).
+    # An HTTP or XML-RPC answer this helper cannot read (as http.client.HTTPException was).
     pass
 
 
