@@ -521,3 +521,30 @@ def test_an_os_error_in_a_build_is_the_file_and_reason_not_an_internal_error(rea
         f": {state}/locks/api.lock: Permission denied (on this machine); make it writable for"
         " this user, or set [settings] state_dir to a folder that is"
     )
+
+
+def test_git_locks_left_by_a_killed_checkout_do_not_stop_the_next(tmp_path):
+    """A build killed (kill -9) during its checkout leaves .git/index.lock behind (the
+    soak test met it): the next checkout removes git's stale locks and says so."""
+    from gitorigin import make_origin
+
+    from relconsole.stages.checkout import checkout
+
+    origin = make_origin(tmp_path / "origin")
+    origin.commit({"a.txt": "1\n"}, "one")
+    workspace = tmp_path / "state" / "workspaces" / "svc"
+    said: list[str] = []
+    checkout(workspace, origin.url, "main", said.append)
+    git_dir = workspace / ".git"
+    (git_dir / "index.lock").write_text("")
+    (git_dir / "refs" / "remotes" / "origin").mkdir(parents=True, exist_ok=True)
+    (git_dir / "refs" / "remotes" / "origin" / "main.lock").write_text("")
+    origin.commit({"a.txt": "2\n"}, "two")
+    said.clear()
+
+    commit = checkout(workspace, origin.url, "main", said.append)
+
+    assert commit.subject == "two" and (workspace / "a.txt").read_text() == "2\n"
+    assert "removed .git/index.lock, left by a git that was killed" in said
+    assert "removed .git/refs/remotes/origin/main.lock, left by a git that was killed" in said
+    assert not list(git_dir.rglob("*.lock"))

@@ -72,9 +72,13 @@ def workspace_path(state_dir: Path, service: str) -> Path:
 
 
 @contextlib.contextmanager
-def workspace_lock(workspace: Path, timeout: float = 600.0):
+def workspace_lock(
+    workspace: Path, timeout: float = 600.0, log: Optional[Callable[[str], None]] = None
+):
     """One git at a time in a workspace, across processes: a build's checkout and the
-    console's pending-commits fetch would otherwise race for git's ref locks."""
+    console's pending-commits fetch would otherwise race for git's ref locks. Once it
+    is held, git's own lock files left by a git that was killed are removed (``log``
+    says which)."""
     private_dir(workspace.parent)
     fd = os.open(workspace.parent / f".{workspace.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -89,9 +93,31 @@ def workspace_lock(workspace: Path, timeout: float = 600.0):
                         f"workspace {workspace} stayed busy for {timeout:g}s"
                     ) from None
                 time.sleep(0.05)
+        for path in stale_git_locks(workspace):
+            path.unlink(missing_ok=True)
+            if log is not None:
+                log(f"removed {path.relative_to(workspace)}, left by a git that was killed")
         yield
     finally:
         os.close(fd)
+
+
+#: Lock files git makes beside what it rewrites, in the .git folder itself.
+_GIT_LOCKS = ("index", "HEAD", "ORIG_HEAD", "FETCH_HEAD", "config", "packed-refs", "shallow")
+
+
+def stale_git_locks(workspace: Path) -> list[Path]:
+    """git's lock files in the workspace. Under :func:`workspace_lock` every one is
+    stale: relconsole runs git here only under that lock, and the workspace is its own.
+    A build killed (kill -9, a lost machine) during its checkout leaves
+    ``.git/index.lock``, and every later git here would refuse to run."""
+    git_dir = workspace / ".git"
+    if not git_dir.is_dir():
+        return []
+    found = [git_dir / f"{name}.lock" for name in _GIT_LOCKS]
+    found = [path for path in found if path.exists()]
+    refs = git_dir / "refs"
+    return found + (sorted(refs.rglob("*.lock")) if refs.is_dir() else [])
 
 
 @dataclass(frozen=True)
@@ -196,7 +222,7 @@ def checkout(
 
     Clone and fetch are killed after ``timeout`` seconds, or when ``cancel`` is set.
     """
-    with workspace_lock(workspace, timeout):
+    with workspace_lock(workspace, timeout, log):
         return _checkout_locked(workspace, url, branch, log, timeout, cancel)
 
 
