@@ -737,3 +737,38 @@ async def test_the_build_view_shows_the_batches_as_they_go():
         assert pane.states == {"h1": "ok", "h2": "failed", "h3": "skipped"}  # h3: never reached
         assert "── batch 2/3 (h2): failed in 2.0s — h2: [red]sick[/]" in pane.logs["h2"].text
         assert not any("batch" in line for line in pane.logs["h3"].text)
+
+
+async def test_the_rollout_bar_never_splits_a_batch_from_its_phase_at_80_columns():
+    """Each batch moves to the next line whole; before, an 80-column console showed
+    "✔ 2 web-02" with its "done" alone on the line below."""
+    from textual.app import App
+
+    from relconsole.ui.rollout_bar import RolloutBar
+
+    batches = (("web-01",), ("web-02", "web-03"), ("web-04", "web-05"))
+
+    class Harness(App):
+        def compose(self):
+            yield RolloutBar()
+
+    app = Harness()
+    async with app.run_test(size=(80, 24)) as pilot:
+        bar = app.query_one(RolloutBar)
+        bar.plan(RolloutPlanned(Stage.SUPERVISOR, batches, pause=2.0))
+        for number in (1, 2, 3):
+            bar.change(
+                BatchChanged(Stage.SUPERVISOR, number, 3, batches[number - 1], BatchPhase.DONE)
+            )
+        await pilot.pause()
+        lines = [strip.text.strip() for strip in bar.render_lines(bar.content_region.reset_offset)]
+        shown = [line for line in lines if line]
+        assert len(shown) == 2, shown  # it does wrap at this width
+        for number, hosts in enumerate(batches, 1):
+            cell = f"✔ {number} {', '.join(hosts)} done"
+            assert any(cell in line for line in shown), (cell, shown)
+
+        await pilot.resize_terminal(160, 24)  # wider: one line again
+        await pilot.pause()
+        lines = [strip.text.strip() for strip in bar.render_lines(bar.content_region.reset_offset)]
+        assert len([line for line in lines if line]) == 1

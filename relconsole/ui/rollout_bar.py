@@ -70,17 +70,38 @@ class RolloutBar(Static):
         head = "all hosts at once" if count == 1 else f"rolling, {count} batches"
         if self.pause and count > 1:
             head += f", {self.pause:g}s apart"
-        parts: list = [(head, "bold"), "  "]
+        cells = [Content.styled(head, "bold")]
         for number, (hosts, phase) in enumerate(zip(self.batches, self.phases, strict=True), 1):
             icon = _ICONS.get(phase) or clock.spinner()
             style = _STYLES.get(phase, "$warning" if phase not in _ICONS else "")
-            parts += [
-                (f"{icon} {number} ", style),
-                printable(", ".join(hosts)),
-                f" {phase}",
-                "   " if number < count else "",
-            ]
-        self.update(Content.assemble(*parts))
+            cells.append(
+                Content.assemble(
+                    (f"{icon} {number} ", style), printable(", ".join(hosts)), f" {phase}"
+                )
+            )
+        self.update(self.lines_of(cells, self.content_region.width))
+
+    @staticmethod
+    def lines_of(cells: list[Content], width: int) -> Content:
+        """``cells`` three spaces apart, a cell moved whole to the next line when it would
+        not fit in ``width`` (0: not laid out yet), so a batch is never split from its
+        phase. A cell wider than a line is left to the widget's own wrapping."""
+        parts: list = []
+        used = 0
+        for cell in cells:
+            if parts and width and used + 3 + cell.cell_length > width:
+                parts.append("\n")
+                used = 0
+            elif parts:
+                parts.append("   ")
+                used += 3
+            parts.append(cell)
+            used += cell.cell_length
+        return Content.assemble(*parts)
+
+    def on_resize(self) -> None:
+        if self.batches:
+            self.show()
 
     def tick(self) -> None:
         """Turn the spinner of a batch that is working."""
