@@ -84,6 +84,7 @@ def upload_once(config_path: str, workspace: str, sha: str, base: str) -> None:
                 timeout=600,
                 cancel=threading.Event(),
                 log=lambda line: None,
+                deployed=(None, None),
             )
         finally:
             streams.close()

@@ -523,3 +523,24 @@ def test_the_upload_learns_what_each_host_runs_from_the_lock_command(deploy):
     for host in deploy.hosts.values():
         assert host.ran(r"relconsole-lock.*@@relconsole-deployed")
         assert not host.ran(r"^printf 'current=%s"), "read the deployed release again"
+
+
+def test_a_lock_answer_without_the_deployed_read_makes_a_full_upload(deploy):
+    """Should the lock command's output lack what ``current`` names (cut short, a
+    changed shell), the upload does not guess a base: it sends the whole tree."""
+    assert deploy.build().ok
+    deploy.origin.commit({"VERSION": "v2\n"}, "v2")
+
+    def cut(call, t):
+        res = t.proceed(call)
+        return replace(res, stdout=res.stdout.partition("@@relconsole-deployed")[0])
+
+    deploy.hosts["h1"].on(r"relconsole-lock.*@@relconsole-deployed", cut)
+    finished = deploy.build()
+    assert finished.ok, finished.error
+    said = [e.line for e in deploy.of(Output) if e.stage is Stage.UPLOAD]
+    assert any(line.startswith("full upload (no release on the host)") for line in said), said
+    assert any("delta from" in line for line in said), "h2 still gets a delta"
+    for name in ("h1", "h2"):
+        host = deploy.hosts[name]
+        assert host.path(f"{BASE}/current/VERSION").read_text() == "v2\n", name

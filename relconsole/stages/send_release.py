@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Optional, Union
 
 from relconsole import release as rel
 from relconsole.config import FileUpload, SharedPath
-from relconsole.hosts.base import CommandFailed, Result, Transport, run_step
+from relconsole.hosts.base import CommandFailed, Result, Transport
 from relconsole.stages import delta as dl
 from relconsole.stages.upload import add_own_files, write_release_tar
 
@@ -150,21 +150,12 @@ def send_release(
     timeout: float,
     cancel: threading.Event,
     log: Callable[[str], None],
-    deployed: Optional[tuple[Optional[str], Optional[str]]] = None,
+    deployed: tuple[Optional[str], Optional[str]],
 ) -> Sent:
     """Make ``releases/<release>`` on one host: from a delta when it can, else whole.
 
-    ``deployed``: (release, sha) the host's ``current`` names, when already read (with
-    the lock); else it is read here."""
-    if deployed is None:
-        res = run_step(
-            t,
-            rel.deployed_command(base),
-            "reading the deployed release",
-            timeout=timeout,
-            sudo=True,
-        )
-        deployed = rel.parse_deployed(res.stdout)
+    ``deployed``: (release, sha) the host's ``current`` names, as the lock command read
+    it; (None, None) when unknown, and the full tree is sent."""
     previous, deployed_sha = deployed
     started = time.monotonic()
     if not (previous and deployed_sha):
