@@ -315,6 +315,25 @@ def helper_channel(supervisor: FakeSupervisor) -> FakeChannel:
     return FakeChannel(json.dumps(hello).encode() + b"\n", reply)
 
 
+class ChannelHost(Transport):
+    """A connection for tests of the helper's protocol: subclasses give
+    ``open_channel``; commands succeed saying nothing, uploads are not expected."""
+
+    name = "h1"
+
+    def run(self, command, *, timeout, on_line=None, sudo=False, stdin=None, stop=None):
+        return Result(command, 0, "", "")
+
+    def put_stream(self, command, data, *, timeout, sudo=False, cancel=None):
+        raise NotImplementedError
+
+    def path(self, remote_path):
+        return remote_path
+
+    def close(self):
+        pass
+
+
 # --------------------------------------------------------------------------- hosts
 
 

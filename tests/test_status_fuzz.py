@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
+from fakehost import ChannelHost
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relconsole.config import Host
 from relconsole.errors import RelconsoleError
-from relconsole.hosts.base import Channel, Result, Transport
+from relconsole.hosts.base import Channel
 from relconsole.status import supervisorctl as sv
 from relconsole.status.fastpath import FastPath, Helper, _Gone, to_rows
 
@@ -90,10 +91,9 @@ def test_the_helper_protocol_reader_only_ends_in_its_own_ways(chunks):
     assert isinstance(reply, dict)
 
 
-class HelperHost(Transport):
-    """A transport whose status helper says hello, then answers with ``answer``."""
+class HelperHost(ChannelHost):
+    """A connection whose status helper says hello, then answers with ``answer``."""
 
-    name = "h1"
     host = Host(name="h1", address="127.0.0.1", user="root")
 
     def __init__(self, answer: list[bytes]):
@@ -102,18 +102,6 @@ class HelperHost(Transport):
     def open_channel(self, command, *, timeout, sudo=False):
         hello = json.dumps({"hello": 1, "serverurl": "unix:///x"}).encode() + b"\n"
         return ScriptedChannel([hello, *self.answer])
-
-    def run(self, command, *, timeout, on_line=None, sudo=False):
-        return Result(command, 0, "", "")
-
-    def put_stream(self, command, data, *, timeout, sudo=False, cancel=None):
-        raise NotImplementedError
-
-    def path(self, remote_path):
-        return remote_path
-
-    def close(self):
-        pass
 
 
 @settings(max_examples=100, deadline=None)

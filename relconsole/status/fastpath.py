@@ -356,9 +356,9 @@ class FastPath:
         the module's protocol). Raises
         :class:`SupervisorRefused`, :class:`Unavailable` (supervisorctl may still do
         it: the caller falls back) and the transport's errors."""
-        specs = [p if ":" in p else f"{p}:*" for p in programs]  # as restart_command
-        if any(not spec or any(c.isspace() for c in spec) for spec in specs):
+        if any(not p or any(c.isspace() for c in p) for p in programs):
             raise ValueError(f"cannot restart {programs!r}")
+        specs = [p if ":" in p else f"{p}:*" for p in programs]  # as restart_command
         # The helper stops waiting at its deadline; this side waits a little longer
         # for the answer that says so.
         reply = self._ask(" ".join(["restart", f"{timeout:g}", *specs]), timeout + 5)
