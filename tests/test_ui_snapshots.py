@@ -267,18 +267,9 @@ async def settled(pilot) -> None:
         "the first poll",
         seen=lambda: (main.query_one(HostList).body.content.plain, pending().body.content.plain),
     )
-    # ... and laid out: the note wraps over more than one line at both sizes. About one
-    # run in eight (two xdist workers), Textual lays the screen out again but not the
-    # note's scroll view, and the note keeps the height of its earlier one-line text
-    # (its layout flag cleared, its height never measured again): it is then nudged
-    # once. The console shows that glitch too, until its next layout (see the note of
-    # 2026-12-01's third session).
-    try:
-        await until(pilot, lambda: pending().body.size.height > 1, "the note laid out", 3.0)
-    except AssertionError:
-        pending().refresh(layout=True)
-        main.refresh(layout=True)
-        await until(pilot, lambda: pending().body.size.height > 1, "the note laid out again")
+    # ... and laid out: the note wraps over more than one line at both sizes (a Note:
+    # before, about one run in eight kept the height of its earlier one-line text).
+    await until(pilot, lambda: pending().body.size.height > 1, "the note laid out")
     await pilot.pause(0.1)
 
 

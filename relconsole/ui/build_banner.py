@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from typing import Optional
 
 from textual.content import Content
-from textual.widgets import Static
 
 from relconsole.events import BuildFinished, CommitResolved, RunResult
 from relconsole.text import printable
 from relconsole.ui import clock
+from relconsole.ui.note import Note
 
 
-class BuildBanner(Static):
+class BuildBanner(Note):
     DEFAULT_CSS = """
     BuildBanner {
         height: auto;

@@ -9,13 +9,13 @@ from typing import Optional
 
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.widgets import Static
 
 from relconsole.deployed import Deployed
 from relconsole.lock import ServiceLock
 from relconsole.status.poller import HostStatus
 from relconsole.status.supervisorctl import State
 from relconsole.text import printable
+from relconsole.ui.note import Note
 
 
 def programs_up(status: HostStatus, programs: Sequence[str]) -> Content:
@@ -51,7 +51,7 @@ class HostList(VerticalScroll, can_focus=False):
 
     def __init__(self, *, id: Optional[str] = None) -> None:
         super().__init__(id=id)
-        self.body = Static()
+        self.body = Note()
         self._shown: tuple = ((), {}, (), {}, None, {})
         self._key: tuple = ()
 

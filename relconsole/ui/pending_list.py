@@ -14,12 +14,12 @@ from textual import on, work
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.message import Message
-from textual.widgets import Static
 
 from relconsole.deployed import Deployed, Pending, deployed_base, read_pending
 from relconsole.stages.checkout import workspace_path
 from relconsole.text import printable
 from relconsole.ui.console import Console
+from relconsole.ui.note import Note
 
 #: Seconds between fetches while nothing else changes (f: now).
 PENDING_EVERY = 60.0
@@ -44,7 +44,7 @@ class PendingList(VerticalScroll, can_focus=True):
 
     def __init__(self, *, id: Optional[str] = None) -> None:
         super().__init__(id=id)
-        self.body = Static()
+        self.body = Note()
         self.service: Optional[str] = None  # the one shown
         self._shown: Optional[Pending] = None
         #: service -> the last list read, what it was read for (branch, base, note), when.

@@ -5,11 +5,11 @@ engine plans a rollout (:class:`~relconsole.events.RolloutPlanned`)."""
 from __future__ import annotations
 
 from textual.content import Content
-from textual.widgets import Static
 
 from relconsole.events import BatchChanged, BatchPhase, RolloutPlanned
 from relconsole.text import printable
 from relconsole.ui import clock
+from relconsole.ui.note import Note
 
 _ICONS = {
     BatchPhase.WAITING: "·",
@@ -27,7 +27,7 @@ _STYLES = {
 }
 
 
-class RolloutBar(Static):
+class RolloutBar(Note):
     DEFAULT_CSS = """
     RolloutBar {
         height: auto;
