@@ -9,6 +9,8 @@ the cursor row: the console grew ~10 MB a minute while hosts went down and came 
 from __future__ import annotations
 
 import gc
+import tempfile
+from pathlib import Path
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -41,3 +43,29 @@ async def test_refreshing_the_bindings_many_times_keeps_only_the_footers_keys():
         shown = len(app.query(FooterKey))
         assert shown >= 4
         assert live_keys() <= shown + 4  # a rebuild's worth may still be on its way out
+
+
+async def test_the_main_screens_keys_all_fit_an_80_column_terminal():
+    """At 80 columns the keys are compact, and the last one ("q Quit") is whole; wider,
+    Textual's spacing comes back."""
+    from fakehost import connector, fake_config, fake_hosts
+    from gitorigin import make_origin, sample_service_files
+
+    from relconsole.ui.app import RelconsoleApp
+
+    tmp = Path(tempfile.mkdtemp())
+    origin = make_origin(tmp / "origin")
+    origin.commit(sample_service_files("svc", "/srv/svc"), "v1")
+    fakes = fake_hosts(tmp / "hosts", "h1", programs=["svc"])
+    app = RelconsoleApp(fake_config(tmp, fakes, origin.url), connector=connector(fakes))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        footer = app.screen.query_one(Footer)
+        assert footer.compact
+        (quit_key,) = [k for k in footer.query(FooterKey) if k.key == "q"]
+        # Whole: it ends before the palette's key docked at the right does.
+        palette = footer.query_one(".-command-palette")
+        assert quit_key.region.right <= palette.region.x, (quit_key.region, palette.region)
+        await pilot.resize_terminal(140, 30)
+        await pilot.pause(0.3)
+        assert not app.screen.query_one(Footer).compact

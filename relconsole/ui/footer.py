@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from textual.widgets import Footer as TextualFooter
 
+#: Terminal widths below which the keys are shown compact (less space between them).
+COMPACT_BELOW = 100
+
 
 class Footer(TextualFooter):
     """Textual's Footer, letting go of the keys each rebuild removes.
@@ -21,3 +24,8 @@ class Footer(TextualFooter):
         watchers = getattr(self, "__watchers", {}).get("compact")
         if watchers:
             watchers[:] = [(node, cb) for node, cb in watchers if node.is_attached]
+
+    def on_resize(self) -> None:
+        # Textual's spacing needs ~85 columns for the main screen's keys: on a narrower
+        # terminal the last key ("q Quit") was cut. Compact keys fit it into 80.
+        self.compact = self.size.width < COMPACT_BELOW
