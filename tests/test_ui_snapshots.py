@@ -233,21 +233,13 @@ async def until(pilot, predicate, what: str, timeout: float = 30.0, seen=None) -
 
 def host_panes_laid_out(pilot) -> bool:
     """Every host pane on screen has the layout (side by side or tabbed) its size asks
-    for: it is set on the pane's Resize, which a busy machine delivers late (and, about
-    one run in ten under two xdist workers, not at all: then, after 3 s, the pane is
-    given the Resize it missed)."""
+    for: it is set on the pane's Resize, which a busy machine delivers late."""
     shown = [pane for pane in pilot.app.screen.query(HostLogs) if pane.size.width > 0]
-    stale = [
-        pane
+    return bool(shown) and all(
+        pane.has_class("-side-by-side")
+        == (pane.size.width >= pane.MIN_COLUMN * len(pane.hosts) > 0)
         for pane in shown
-        if pane.has_class("-side-by-side")
-        != (pane.size.width >= pane.MIN_COLUMN * len(pane.hosts) > 0)
-    ]
-    started = pilot.app.__dict__.setdefault("_panes_waited_since", time.monotonic())
-    if stale and time.monotonic() - started > 3.0:
-        for pane in stale:
-            pane.on_resize()
-    return bool(shown) and not stale
+    )
 
 
 async def settled(pilot) -> None:
