@@ -9,6 +9,7 @@ the cursor row: the console grew ~10 MB a minute while hosts went down and came 
 from __future__ import annotations
 
 import gc
+import io
 import tempfile
 from pathlib import Path
 
@@ -45,9 +46,8 @@ async def test_refreshing_the_bindings_many_times_keeps_only_the_footers_keys():
         assert live_keys() <= shown + 4  # a rebuild's worth may still be on its way out
 
 
-async def test_the_main_screens_keys_all_fit_an_80_column_terminal():
-    """At 80 columns the keys are compact, and the last one ("q Quit") is whole; wider,
-    Textual's spacing comes back."""
+def console_app():
+    """The console over one scripted host."""
     from fakehost import connector, fake_config, fake_hosts
     from gitorigin import make_origin, sample_service_files
 
@@ -57,7 +57,13 @@ async def test_the_main_screens_keys_all_fit_an_80_column_terminal():
     origin = make_origin(tmp / "origin")
     origin.commit(sample_service_files("svc", "/srv/svc"), "v1")
     fakes = fake_hosts(tmp / "hosts", "h1", programs=["svc"])
-    app = RelconsoleApp(fake_config(tmp, fakes, origin.url), connector=connector(fakes))
+    return RelconsoleApp(fake_config(tmp, fakes, origin.url), connector=connector(fakes))
+
+
+async def test_the_main_screens_keys_all_fit_an_80_column_terminal():
+    """At 80 columns the keys are compact, and the last one ("q Quit") is whole; wider,
+    Textual's spacing comes back."""
+    app = console_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.3)
         footer = app.screen.query_one(Footer)
@@ -69,3 +75,24 @@ async def test_the_main_screens_keys_all_fit_an_80_column_terminal():
         await pilot.resize_terminal(140, 30)
         await pilot.pause(0.3)
         assert not app.screen.query_one(Footer).compact
+
+
+async def test_question_mark_lists_every_key_of_the_screen_and_closes_again():
+    from rich.console import Console
+    from textual.widgets import HelpPanel
+    from textual.widgets._key_panel import BindingsTable
+
+    app = console_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        (panel,) = app.screen.query(HelpPanel)
+        table = panel.query_one(BindingsTable).render_bindings_table()
+        text = Console(width=80, file=io.StringIO())
+        text.print(table)
+        listed = text.file.getvalue()  # type: ignore[attr-defined]
+        assert "Roll back" in listed and "Processes" in listed, listed
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert not app.screen.query(HelpPanel)

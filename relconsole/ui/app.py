@@ -54,6 +54,9 @@ class RelconsoleApp(Console):
     BINDINGS = [
         Binding("p", "processes", "Processes"),
         Binding("q", "quit", "Quit"),
+        # Every key of the screen, as k9s's "?" (the footer cannot hold them at 80
+        # columns); Textual's "Keys" command of the palette does the same.
+        Binding("question_mark", "toggle_keys", "Keys", key_display="?", show=False),
     ]
 
     class Unlocked(Message):
@@ -112,6 +115,12 @@ class RelconsoleApp(Console):
             gc.unfreeze()
 
     # -- screens ----------------------------------------------------------------
+    def action_toggle_keys(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
     def action_processes(self) -> None:
         from relconsole.ui.process_screen import ProcessScreen
 
