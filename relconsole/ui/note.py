@@ -20,6 +20,9 @@ class Note(Static):
 
     def update(self, content: VisualType = "", *, layout: bool = True) -> None:
         super().update(content, layout=layout)
-        if layout:
-            # Private to Textual: its size cache (see the module's docstring).
-            self._box_model_cache.clear()
+        # Private to Textual: its size cache (see the module's docstring). Should a
+        # Textual release rename it, the console keeps working and tests/test_ui_note.py
+        # fails instead.
+        cache = getattr(self, "_box_model_cache", None)
+        if layout and cache is not None:
+            cache.clear()
