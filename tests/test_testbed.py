@@ -187,8 +187,11 @@ def test_reset_cleans_hosts_and_restarts_what_a_test_stopped(bed: TestBed):
         assert host.supervisorctl("status").stdout == ""
     assert not process_alive(pid)  # the removed program was stopped
     assert h1.program_pid("svc") is None
-    # Restarting supervisord/sshd takes longer than the usual reset.
-    assert elapsed < 3, f"reset took {elapsed:.2f}s"
+    # Restarting supervisord/sshd takes longer than the usual reset. The bounds in this
+    # file are ~4x what these take on a quiet machine: they catch a reset that hangs or
+    # goes serial, not a busy CI machine (a fresh-clone CI run once took 3.7 s for the
+    # start below, against its old bound of 3 s).
+    assert elapsed < 10, f"reset took {elapsed:.2f}s"
 
 
 def test_reset_is_fast(testbed: TestBed):
@@ -196,7 +199,7 @@ def test_reset_is_fast(testbed: TestBed):
     started = time.monotonic()
     testbed.reset()
     elapsed = time.monotonic() - started
-    assert elapsed < 0.5, f"reset took {elapsed:.2f}s"
+    assert elapsed < 2, f"reset took {elapsed:.2f}s"
 
 
 def test_start_and_close_a_separate_bed(tmp_path):
@@ -204,7 +207,7 @@ def test_start_and_close_a_separate_bed(tmp_path):
     bed = start_testbed(2, tmp_path)
     elapsed = time.monotonic() - started
     try:
-        assert elapsed < 3, f"startup took {elapsed:.2f}s"
+        assert elapsed < 10, f"startup took {elapsed:.2f}s"
         assert [h.ssh("echo ok").stdout for h in bed.hosts] == ["ok\n", "ok\n"]
         pids = [int(h.path("/etc/supervisor/supervisord.pid").read_text()) for h in bed.hosts]
         pids += [int((h.root / "sshd.pid").read_text()) for h in bed.hosts]
