@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import io
-import tempfile
 from pathlib import Path
 
 from textual.app import App, ComposeResult
@@ -46,24 +45,23 @@ async def test_refreshing_the_bindings_many_times_keeps_only_the_footers_keys():
         assert live_keys() <= shown + 4  # a rebuild's worth may still be on its way out
 
 
-def console_app():
+def console_app(tmp: Path):
     """The console over one scripted host."""
     from fakehost import connector, fake_config, fake_hosts
     from gitorigin import make_origin, sample_service_files
 
     from relconsole.ui.app import RelconsoleApp
 
-    tmp = Path(tempfile.mkdtemp())
     origin = make_origin(tmp / "origin")
     origin.commit(sample_service_files("svc", "/srv/svc"), "v1")
     fakes = fake_hosts(tmp / "hosts", "h1", programs=["svc"])
     return RelconsoleApp(fake_config(tmp, fakes, origin.url), connector=connector(fakes))
 
 
-async def test_the_main_screens_keys_all_fit_an_80_column_terminal():
+async def test_the_main_screens_keys_all_fit_an_80_column_terminal(tmp_path):
     """At 80 columns the keys are compact, and the last one ("q Quit") is whole; wider,
     Textual's spacing comes back."""
-    app = console_app()
+    app = console_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.3)
         footer = app.screen.query_one(Footer)
@@ -77,12 +75,12 @@ async def test_the_main_screens_keys_all_fit_an_80_column_terminal():
         assert not app.screen.query_one(Footer).compact
 
 
-async def test_question_mark_lists_every_key_of_the_screen_and_closes_again():
+async def test_question_mark_lists_every_key_of_the_screen_and_closes_again(tmp_path):
     from rich.console import Console
     from textual.widgets import HelpPanel
     from textual.widgets._key_panel import BindingsTable
 
-    app = console_app()
+    app = console_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.3)
         await pilot.press("question_mark")
