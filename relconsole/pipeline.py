@@ -143,7 +143,7 @@ class Build(Run):
                 timeout=self.settings.command_timeout,
                 cancel=self.cancel,
                 log=lambda line: self.say(Stage.UPLOAD, line, host=host.name),
-                deployed=self.fleet.deployed_at_lock.get(host.name, (None, None)),
+                deployed=self.fleet.deployed_at_lock.get(host.name),
             )
             self.holding.add(host.name)
             if shared:

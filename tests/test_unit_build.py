@@ -539,7 +539,8 @@ def test_a_lock_answer_without_the_deployed_read_makes_a_full_upload(deploy):
     finished = deploy.build()
     assert finished.ok, finished.error
     said = [e.line for e in deploy.of(Output) if e.stage is Stage.UPLOAD]
-    assert any(line.startswith("full upload (no release on the host)") for line in said), said
+    full = "full upload (what the host runs was not read with its lock)"
+    assert any(line.startswith(full) for line in said), said
     assert any("delta from" in line for line in said), "h2 still gets a delta"
     for name in ("h1", "h2"):
         host = deploy.hosts[name]

@@ -150,15 +150,18 @@ def send_release(
     timeout: float,
     cancel: threading.Event,
     log: Callable[[str], None],
-    deployed: tuple[Optional[str], Optional[str]],
+    deployed: Optional[tuple[Optional[str], Optional[str]]],
 ) -> Sent:
     """Make ``releases/<release>`` on one host: from a delta when it can, else whole.
 
     ``deployed``: (release, sha) the host's ``current`` names, as the lock command read
-    it; (None, None) when unknown, and the full tree is sent."""
-    previous, deployed_sha = deployed
+    it; None when it was not read, and then the full tree is sent (a base is never
+    guessed)."""
+    previous, deployed_sha = deployed or (None, None)
     started = time.monotonic()
-    if not (previous and deployed_sha):
+    if deployed is None:
+        reason = "what the host runs was not read with its lock"
+    elif not (previous and deployed_sha):
         reason = "no release on the host"
     else:
         delta = streams.delta(deployed_sha)
