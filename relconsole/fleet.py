@@ -350,10 +350,6 @@ class Fleet:
     def staged_files(self, t: Transport) -> list[FileUpload]:
         return [FileUpload(u.src, t.path(u.dest)) for u in self.service.files]
 
-    def list_releases(self, t: Transport) -> tuple[Optional[str], list[str]]:
-        current, releases, _ = self.listing(t)
-        return current, releases
-
     def listing(self, t: Transport) -> tuple[Optional[str], list[str], Optional[dict[str, str]]]:
         """The host's current release, every release, and their verdicts."""
         res = self.run(t, rel.list_releases_command(self.base(t)), "listing releases")
@@ -487,17 +483,15 @@ class Fleet:
     def prune(
         self, stage: Stage, keep: int, previous: dict[str, Optional[str]], target: dict[str, str]
     ) -> None:
-        """Housekeeping after a switch to ``target``: a failure is a warning, the release
-        is live. Chooses from the releases the switch listed (the lock was held since:
-        no other run made or removed one), else lists them."""
+        """Housekeeping after every host switched to ``target``: a failure is a warning,
+        the release is live. Chooses from the releases each switch listed (the lock was
+        held since: no other run made or removed one)."""
 
         def prune_one(host: Host, t: Transport) -> None:
-            listed = self.switched_releases.get(host.name)
-            if listed is None:
-                current, releases = self.list_releases(t)
-            else:
-                current, releases = target[host.name], listed
-            doomed = rel.releases_to_prune(releases, keep, current, previous.get(host.name))
+            releases = self.switched_releases[host.name]
+            doomed = rel.releases_to_prune(
+                releases, keep, target[host.name], previous.get(host.name)
+            )
             command = rel.prune_command(self.base(t), doomed)
             if command is None:
                 return
