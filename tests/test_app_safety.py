@@ -253,7 +253,13 @@ async def test_a_locked_service_shows_its_holder_and_a_build_is_refused_then_unl
             "the pending list to say there is nothing to compare before a build",
         )
         assert "build of main" in hosts_text(app) and "on h1" in hosts_text(app)
-        assert "locked by alice@build-box-2" in view(app).banner.content.plain
+        # The banner learns of the lock by a message of its own (LocksRead), which may
+        # arrive after the host list showed it.
+        await wait_for(
+            pilot,
+            lambda: "locked by alice@build-box-2" in view(app).banner.content.plain,
+            "the banner to say a build would be refused",
+        )
 
         await pilot.press("b")
         finished = await build_end(pilot, app)
