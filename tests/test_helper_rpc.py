@@ -219,3 +219,24 @@ def test_over_tcp_with_the_password_and_a_fault_said_as_supervisord_says_it(supe
     _hello, status, tail = ask(str(conf), "status", "tail stdout 0 100 nosuch")
     assert status["ok"] and status["processes"][0]["statename"] == "RUNNING"
     assert tail == {"ok": False, "lasting": False, "error": "supervisord: BAD_NAME: nosuch"}
+
+
+def test_every_request_gets_one_answer_and_a_bug_is_a_lasting_helper_error(monkeypatch, capsys):
+    def broken_tail(self, words):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(helper.Server, "answer_tail", broken_tail)
+    monkeypatch.setattr(sys, "argv", ["helper", "unix:///nowhere/supervisor.sock", ""])
+    lines = b"\n".join([b"bogus x", b"", b"restart", b"tail stdout 0 10 web", b"status"])
+
+    class Stdin:
+        buffer = iter((lines + b"\n").splitlines(keepends=True))
+
+    monkeypatch.setattr(sys, "stdin", Stdin)
+    assert helper.main() == 0
+    hello, unknown, restart, tail, status = map(json.loads, capsys.readouterr().out.splitlines())
+    assert hello["serverurl"] == "unix:///nowhere/supervisor.sock"
+    assert unknown == {"ok": False, "lasting": True, "error": "unknown request b'bogus x'"}
+    assert restart == {"ok": False, "lasting": True, "error": "bad restart request"}
+    assert tail == {"ok": False, "lasting": True, "error": "helper: KeyError: 'oops'"}
+    assert status["ok"] is False and status["lasting"] is False  # no supervisord there

@@ -612,6 +612,18 @@ def answer_restart(server, words):
         return {"ok": False, "lasting": False, "error": "%s: %s" % (server.url, e)}
 
 
+def answer_request(server, request):
+    """The answer to one line of the protocol: ``status``, ``tail ARGS…`` or ``restart ARGS…``."""
+    words = request.decode("utf-8", "replace").split(" ")
+    if request == b"status":
+        return server.answer()
+    if words[0] == "tail":
+        return server.answer_tail(words[1:])
+    if words[0] == "restart":
+        return answer_restart(server, words[1:])
+    return {"ok": False, "lasting": True, "error": "unknown request %r" % request[:40]}
+
+
 def main():
     target = sys.argv[1] if len(sys.argv) > 1 else ""
     argv0 = sys.argv[2] if len(sys.argv) > 2 else ""
@@ -628,41 +640,12 @@ def main():
     say({"hello": 1, "serverurl": server.url, "config": path})
     for line in sys.stdin.buffer:
         request = line.strip()
-        if request.startswith(b"tail "):
-            try:
-                say(server.answer_tail(request.decode("utf-8", "replace").split(" ")[1:]))
-            except Exception as e:  # a bug here must not pass for an answer of supervisord
-                say(
-                    {
-                        "ok": False,
-                        "lasting": True,
-                        "error": "helper: %s: %s" % (type(e).__name__, e),
-                    }
-                )
-        elif request.startswith(b"restart "):
-            try:
-                say(answer_restart(server, request.decode("utf-8", "replace").split(" ")[1:]))
-            except Exception as e:  # a bug here must not pass for an answer of supervisord
-                say(
-                    {
-                        "ok": False,
-                        "lasting": True,
-                        "error": "helper: %s: %s" % (type(e).__name__, e),
-                    }
-                )
-        elif request == b"status":
-            try:
-                say(server.answer())
-            except Exception as e:  # a bug here must not pass for a supervisord answer
-                say(
-                    {
-                        "ok": False,
-                        "lasting": True,
-                        "error": "helper: %s: %s" % (type(e).__name__, e),
-                    }
-                )
-        elif request:
-            say({"ok": False, "lasting": True, "error": "unknown request %r" % request[:40]})
+        if not request:
+            continue
+        try:
+            say(answer_request(server, request))
+        except Exception as e:  # a bug here must not pass for an answer of supervisord
+            say({"ok": False, "lasting": True, "error": "helper: %s: %s" % (type(e).__name__, e)})
     return 0
 
 
