@@ -263,9 +263,9 @@ async def test_bad_branch_shows_an_error_and_builds_nothing(bed, origin, tmp_pat
         branch.focus()
         branch.value = "feature; rm -rf /"
         await pilot.press("enter")
-        await pilot.pause()
         error = app.main_screen.query_one("#branch-error")
-        assert error.display and "not allowed" in error.content.plain
+        await wait_for(pilot, lambda: error.display, "the branch's error")
+        assert "not allowed" in error.content.plain
         assert app.active_run is None and view(app).finished is None
         # Nothing started: the strip shows no stage at all (stages come from the run's
         # BuildStarted since the reshape; before it, "checkout" sat there pending).
@@ -358,7 +358,13 @@ async def test_polls_never_overlap_and_pause_while_another_screen_is_on_top(bed,
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: len(calls) >= 3, "a few polls")
         await app.push_screen(Screen())
-        await wait_for(pilot, lambda: not running, "the poll in flight to end")
+        # A poll came due while covered (so the one before it ended) and none runs: a
+        # worker started just before the push may not have entered the poll yet.
+        await wait_for(
+            pilot,
+            lambda: app.main_screen.fleet_column._poll_waiting and not running,
+            "the next poll to wait for the screen",
+        )
         paused_at = len(calls)
         for _ in range(10):  # five poll intervals: none may start
             await pilot.pause(0.025)

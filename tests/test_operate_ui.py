@@ -234,15 +234,20 @@ async def test_the_log_pane_follows_without_gaps_pauses_and_searches(bed, setup)
         wanted = seen[3]
         await pilot.press("f")  # paused again: the matches stay as they are meanwhile
         await pilot.press("slash")
-        assert isinstance(app.screen.focused, Input)
+        await wait_for(pilot, lambda: isinstance(app.screen.focused, Input), "the search box")
         await pilot.press(*f"tick {wanted}", "enter")
+        await wait_for(pilot, lambda: tail.term == f"tick {wanted}", "the search")
         found = [i for i, line in enumerate(log.lines) if f"tick {wanted}" in line]
-        assert tail.term == f"tick {wanted}" and found  # e.g. "tick 13" and "tick 130"
+        assert found  # e.g. "tick 13" and "tick 130"
         assert f"“tick {wanted}”: {len(found)}/{len(found)}" in str(tail.border_subtitle)
         await pilot.press("n")
         assert f"“tick {wanted}”: 1/{len(found)}" in str(tail.border_subtitle)
-        top = log.scroll_offset.y
-        assert top <= found[0] < top + log.size.height  # the match is on screen
+        # Textual scrolls after the next refresh.
+        await wait_for(
+            pilot,
+            lambda: log.scroll_offset.y <= found[0] < log.scroll_offset.y + log.size.height,
+            "the match on screen",
+        )
         await pilot.press("escape", "f")  # the search goes; the pane follows again
         assert tail.term == "" and log.auto_scroll and not tail.paused
         await pilot.press("escape")  # then the pane closes

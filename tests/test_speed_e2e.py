@@ -288,7 +288,8 @@ def test_the_helper_restart_looks_when_startsecs_ends_not_all_along(bed, tmp_pat
             proxy.requests = 0
             answer, seconds = helper_restart(tmp_path / "proxy.sock", ["sleeper:*"])
             assert answer["ok"] and "sleeper: started" in answer["lines"], (step, answer)
-            assert 1.0 <= seconds < 1.3, (step, seconds)
+            # Not waiting startsecs twice (2 s); the request count shows the looks.
+            assert 1.0 <= seconds < 1.8, (step, seconds)
             # 12 measured (the update or stop/start, a few looks, configs); 28 before.
             assert proxy.requests <= 16, (step, proxy.requests)
             status = host.supervisorctl("status", "sleeper").stdout
