@@ -349,7 +349,7 @@ def test_silent_host_times_out_at_connect_timeout(bed, origin, tmp_path, run, si
     assert r.returncode == 1 and held, "the silent host was never reached"
     assert "h4" in finished["error"] and "timed out after 2s" in finished["error"]
     assert f"{address}:{port}" in finished["error"] and "nothing was changed" in finished["error"]
-    assert r.seconds < 2 + 4, f"took {r.seconds:.1f}s"
+    assert r.seconds < 2 + 7, f"took {r.seconds:.1f}s"  # not the default 10 s
     failed = [e for e in r.events if e["event"] == "host_finished" and not e["ok"]]
     assert [e["host"] for e in failed] == ["h4"]
     assert current_release(bed.hosts[0]) is None
@@ -392,7 +392,7 @@ def test_hanging_supervisorctl_restart_times_out_and_rolls_back(bed, origin, tmp
     error = r.stage("supervisor")["error"]
     for host in ("h1", "h2"):
         assert f"{host}: supervisorctl restart timed out after 3s" in error, error
-    assert stage_seconds < 3 + 5, f"the supervisor stage took {stage_seconds:.1f}s"
+    assert stage_seconds < 3 + 9, f"the supervisor stage took {stage_seconds:.1f}s"
     assert f"rolled back to release {first['release']}" in finished["error"]
     for host in bed.hosts[:2]:
         assert current_release(host) == first["release"]
@@ -420,7 +420,7 @@ def test_hanging_check_is_killed_with_its_children(bed, origin, tmp_path, run):
 
     assert r.returncode == 1
     assert finished["error"] == "check 'hang' timed out after 1s and was killed"
-    assert r.seconds < 1 + 5
+    assert r.seconds < 1 + 9  # not the check's 300 s
     child = int(pid_file.read_text())
     eventually(lambda: not process_alive(child), "the check's child to be killed")
     assert r.stage("upload") is None

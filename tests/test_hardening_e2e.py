@@ -303,7 +303,7 @@ def test_a_timed_out_command_is_killed_on_the_host_with_its_children(
                 sudo=True,
             )
         took = time.monotonic() - started
-        assert took < 4, f"the timeout took {took:.1f}s"
+        assert took < 8, f"the timeout took {took:.1f}s"  # the command sleeps 300 s
         assert lines == ["before"]  # the group mark is not output
         deadline = time.monotonic() + 5
         while subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0:
