@@ -94,3 +94,29 @@ async def test_question_mark_lists_every_key_of_the_screen_and_closes_again(tmp_
         await pilot.press("question_mark")
         await pilot.pause()
         assert not app.screen.query(HelpPanel)
+
+
+async def test_the_process_views_keys_fit_80_columns_and_all_show_when_wide(tmp_path):
+    from relconsole.ui.process_screen import ProcessScreen
+
+    app = console_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("p")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, ProcessScreen)
+
+        def keys() -> dict[str, FooterKey]:
+            return {k.key: k for k in app.screen.query_one(Footer).query(FooterKey)}
+
+        shown = keys()
+        assert {"space", "a", "g", "q"}.isdisjoint(shown), sorted(shown)
+        palette = shown.pop("ctrl+p")
+        last = max(shown.values(), key=lambda k: k.region.right)
+        assert last.key == "escape" and last.region.right <= palette.region.x
+        await pilot.resize_terminal(140, 30)
+        await pilot.pause(0.3)
+        assert {"space", "a", "g", "q", "escape", "r", "l"} <= set(keys())
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.3)
+        assert "space" not in keys()

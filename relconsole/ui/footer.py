@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from textual.app import ComposeResult
 from textual.widgets import Footer as TextualFooter
+from textual.widgets._footer import FooterKey
 
 #: Terminal widths below which the keys are shown compact (less space between them).
 COMPACT_BELOW = 100
@@ -25,7 +27,18 @@ class Footer(TextualFooter):
         if watchers:
             watchers[:] = [(node, cb) for node, cb in watchers if node.is_attached]
 
-    def on_resize(self) -> None:
+    def compose(self) -> ComposeResult:
+        # A screen with more keys than 80 columns hold names the actions to leave out
+        # when compact (``?`` still lists every key), rather than have the last one cut.
+        hidden = getattr(self.screen, "COMPACT_FOOTER_HIDES", ()) if self.compact else ()
+        for widget in super().compose():
+            if not (isinstance(widget, FooterKey) and widget.action in hidden):
+                yield widget
+
+    async def on_resize(self) -> None:
         # Textual's spacing needs ~85 columns for the main screen's keys: on a narrower
         # terminal the last key ("q Quit") was cut. Compact keys fit it into 80.
-        self.compact = self.size.width < COMPACT_BELOW
+        compact = self.size.width < COMPACT_BELOW
+        if compact != self.compact:
+            self.compact = compact
+            await self.recompose()  # the keys a screen hides when compact

@@ -61,6 +61,10 @@ class ProcessScreen(Screen[None]):
 
     TITLE = "Processes"
     AUTO_FOCUS = "#processes"
+    # Below 100 columns the footer leaves out the marking keys, the grouping and "q Quit"
+    # (esc leads back to the main screen, which shows it): the rest fit 80 columns whole,
+    # and ``?`` lists them all.
+    COMPACT_FOOTER_HIDES = frozenset({"mark", "mark_all", "group", "quit"})
     BINDINGS = [
         Binding("r", "act('restart')", "Restart"),
         Binding("s", "stop", "Stop"),
@@ -129,10 +133,6 @@ class ProcessScreen(Screen[None]):
         for host in self._hosts:
             self._poll(host)
         self.set_interval(1.0, self._show)  # ages and restart highlights move on
-
-    def on_resize(self) -> None:
-        # Nine bindings and the palette's hint: at 80 columns only a compact footer fits.
-        self.query_one(Footer).compact = self.size.width < 100
 
     def on_unmount(self) -> None:
         for timer in self._poll_timers.values():
