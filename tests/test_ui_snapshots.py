@@ -242,6 +242,20 @@ def host_panes_laid_out(pilot) -> bool:
     )
 
 
+def tables_measured(pilot) -> bool:
+    """Textual measures a DataTable's new cells when the table is next idle; until then
+    its columns are as wide as their labels. (Private to Textual: an upgrade that
+    renames them fails here.)"""
+    return all(
+        not table._updated_cells and not table._require_update_dimensions
+        for table in pilot.app.screen.query(DataTable)
+    )
+
+
+async def tables_settled(pilot) -> None:
+    await until(pilot, lambda: tables_measured(pilot), "the tables' columns measured")
+
+
 async def settled(pilot) -> None:
     """The first poll shown: both hosts, what they run, the pending note, the last run."""
     main = pilot.app.main_screen
@@ -262,6 +276,7 @@ async def settled(pilot) -> None:
     # ... and laid out: the note wraps over more than one line at both sizes (a Note:
     # before, about one run in eight kept the height of its earlier one-line text).
     await until(pilot, lambda: pending().body.size.height > 1, "the note laid out")
+    await tables_settled(pilot)
     await pilot.pause(0.1)
 
 
@@ -286,24 +301,31 @@ def test_build_in_progress(snap_compare, console, size):
             ),
             "the upload to show",
         )
+        await tables_settled(pilot)
         await pilot.pause(0.1)
 
     assert snap_compare(console, terminal_size=size, run_before=run_before)
 
 
+async def process_view(pilot) -> ProcessScreen:
+    await settled(pilot)
+    await pilot.press("p")
+    await until(
+        pilot,
+        lambda: (
+            isinstance(pilot.app.screen, ProcessScreen)
+            and pilot.app.screen.sub_title.startswith("2/2 hosts reachable · polled")
+        ),
+        "both hosts in the process view",
+    )
+    return pilot.app.screen
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_process_view(snap_compare, console, size):
     async def run_before(pilot):
-        await settled(pilot)
-        await pilot.press("p")
-        await until(
-            pilot,
-            lambda: (
-                isinstance(pilot.app.screen, ProcessScreen)
-                and pilot.app.screen.sub_title.startswith("2/2 hosts reachable · polled")
-            ),
-            "both hosts in the process view",
-        )
+        await process_view(pilot)
+        await tables_settled(pilot)
         await pilot.wait_for_scheduled_animations()
         await pilot.pause(0.2)
 
@@ -323,6 +345,7 @@ def test_history_screen(snap_compare, console, size):
             ),
             "the two recorded runs",
         )
+        await tables_settled(pilot)
         await pilot.pause(0.1)
 
     assert snap_compare(console, terminal_size=size, run_before=run_before)
@@ -386,6 +409,7 @@ def test_plan_view(snap_compare, console, size, monkeypatch):
             lambda: isinstance(pilot.app.screen, PlanScreen) and pilot.app.screen.plan is not None,
             "the plan",
         )
+        await tables_settled(pilot)
         await pilot.pause(0.1)
 
     assert snap_compare(console, terminal_size=size, run_before=run_before)
@@ -424,23 +448,10 @@ def test_run_output_view(snap_compare, console, size, monkeypatch):
             lambda: view.finished is not None and host_panes_laid_out(pilot),
             "the command's end",
         )
+        await tables_settled(pilot)
         await pilot.pause(0.1)
 
     assert snap_compare(console, terminal_size=size, run_before=run_before)
-
-
-async def process_view(pilot) -> ProcessScreen:
-    await settled(pilot)
-    await pilot.press("p")
-    await until(
-        pilot,
-        lambda: (
-            isinstance(pilot.app.screen, ProcessScreen)
-            and pilot.app.screen.sub_title.startswith("2/2 hosts reachable · polled")
-        ),
-        "both hosts in the process view",
-    )
-    return pilot.app.screen
 
 
 # At 80×24 only: the fast tier's time is counted, and the narrow screen is the test.
@@ -458,6 +469,7 @@ def test_process_view_marked_grouped_and_not_running(snap_compare, console, size
         screen.action_mark()
         screen.action_not_running()
         await until(pilot, lambda: len(screen.table.visible_rows) == 2, "two rows not running")
+        await tables_settled(pilot)
         await pilot.wait_for_scheduled_animations()
         await pilot.pause(0.2)
 
@@ -475,6 +487,7 @@ def test_log_pane_searched(snap_compare, console, size):
         screen.tail.query_one("#tail-search").value = "error"  # typed at once
         await pilot.press("enter")
         await until(pilot, lambda: screen.tail.term == "error", "the search")
+        await tables_settled(pilot)
         await pilot.wait_for_scheduled_animations()
         await pilot.pause(0.2)
 

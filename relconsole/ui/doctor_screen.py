@@ -19,6 +19,7 @@ from relconsole.doctor import CheckRow, run_doctor
 from relconsole.text import printable
 from relconsole.ui.console import Console
 from relconsole.ui.footer import Footer
+from relconsole.ui.measured_table import MeasuredTable
 
 
 class DoctorScreen(Screen[None]):
@@ -39,7 +40,7 @@ class DoctorScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static("checking every host…", id="doctor-status", markup=False)
-        yield DataTable(id="doctor", cursor_type="row", zebra_stripes=True)
+        yield MeasuredTable(id="doctor", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:

@@ -25,6 +25,7 @@ from relconsole.text import printable
 from relconsole.ui.build_log_screen import RESULT_STYLES, BuildLogScreen
 from relconsole.ui.clock import seconds_text, started_text
 from relconsole.ui.footer import Footer
+from relconsole.ui.measured_table import MeasuredTable
 
 #: Rows read per load (the history keeps everything; the screen shows the newest).
 LIMIT = 500
@@ -105,7 +106,7 @@ class HistoryScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="history-title", markup=False)
-        yield DataTable(id="history", cursor_type="row", fixed_columns=2, zebra_stripes=True)
+        yield MeasuredTable(id="history", cursor_type="row", fixed_columns=2, zebra_stripes=True)
         yield Static(id="history-note", markup=False)
         yield Footer()
 
@@ -113,11 +114,12 @@ class HistoryScreen(Screen[None]):
         table = self.query_one(DataTable)
         for label, key in COLUMNS:
             table.add_column(label, key=key)
-        self.reload()
 
     def on_screen_resume(self) -> None:
-        if self.rows or self.query_one(DataTable).row_count:
-            self.reload()  # builds that ended while the log screen was open
+        # Textual resumes a screen when it is pushed too: the first load, and then the
+        # runs that ended while the log screen was on top. (A load in on_mount as well
+        # made two at opening whenever the first ended before the resume.)
+        self.reload()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> Optional[bool]:
         if action == "show_all":

@@ -11,13 +11,13 @@ from collections.abc import Callable
 from typing import Optional
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from relconsole.status.tracker import FleetRow
+from relconsole.ui.measured_table import MeasuredTable
 from relconsole.ui.process_rows import columns, matches, not_running, render_row, same_cell
 
 
-class ProcessTable(DataTable):
+class ProcessTable(MeasuredTable):
     def __init__(self, *, id: Optional[str] = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.rows_known: list[FleetRow] = []  # every row, whatever the filter

@@ -8,10 +8,10 @@ from typing import Optional
 
 from rich.text import Text
 from textual.binding import Binding
-from textual.widgets import DataTable
 
 from relconsole.config import Service
 from relconsole.events import BuildFinished
+from relconsole.ui.measured_table import MeasuredTable
 
 
 def last_cell(action: str, result: str, sha: Optional[str]) -> Text:
@@ -30,7 +30,7 @@ def last_cell(action: str, result: str, sha: Optional[str]) -> Text:
     return Text.assemble((f"{icon} ", style), sha)
 
 
-class ServiceTable(DataTable):
+class ServiceTable(MeasuredTable):
     """One row per service: name (with 🔒 while locked), branch, and its last run."""
 
     BINDINGS = [

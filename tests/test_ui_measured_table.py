@@ -1,0 +1,55 @@
+"""MeasuredTable: a row drawn before its table measured the new cells is drawn again.
+
+Textual's DataTable caches rendered rows under a key that measuring does not move, so
+a row painted between ``add_row`` and the table's next idle stayed cut to the labels'
+widths (the history screen once showed "c1a" for a sha in CI).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from textual.app import App, ComposeResult
+from textual.widgets import DataTable
+
+from relconsole.ui.measured_table import MeasuredTable
+
+
+class OneTable(App):
+    def __init__(self, table: DataTable) -> None:
+        super().__init__()
+        self.table = table
+
+    def compose(self) -> ComposeResult:
+        yield self.table
+
+
+def screen_text(app: App) -> str:
+    svg = app.export_screenshot()
+    texts = re.findall(r"<text[^>]*>(.*?)</text>", svg, re.S)
+    return "".join(html.unescape(re.sub("<[^>]+>", "", t)) for t in texts).replace("\xa0", " ")
+
+
+async def shown_after_an_early_paint(table: DataTable) -> str:
+    app = OneTable(table)
+    async with app.run_test(size=(60, 8)) as pilot:
+        table.add_column("sha", key="sha")
+        table.add_column("who", key="who")
+        await pilot.pause()
+        table.add_row("c1acb55", "alice@box")
+        table.render_line(1)  # a paint before the table is idle, as on a busy machine
+        await pilot.pause(0.2)
+        assert [c.content_width for c in table.ordered_columns] == [7, 9]  # measured
+        return screen_text(app)
+
+
+async def test_textuals_datatable_keeps_a_row_drawn_before_measuring_cut():
+    """Textual's bug, asserted: when this fails, Textual fixed it and MeasuredTable can go."""
+    shown = await shown_after_an_early_paint(DataTable())
+    assert "c1acb55" not in shown and " c1a " in shown, shown
+
+
+async def test_a_measured_table_draws_the_row_again_at_its_measured_widths():
+    shown = await shown_after_an_early_paint(MeasuredTable())
+    assert "c1acb55" in shown and "alice@box" in shown, shown
