@@ -108,7 +108,8 @@ def test_second_concurrent_build_is_refused_quickly_while_the_first_completes(
     bed, origin, tmp_path
 ):
     origin.commit(sample_service_files("svc", "/srv/svc", "v1"), "v1")
-    slow = [{"name": "slow", "run": "echo started; sleep 4"}]
+    # Long enough that both refusals (each < 5 s) come while the first build holds the locks.
+    slow = [{"name": "slow", "run": "echo started; sleep 8"}]
     config = write_config(tmp_path, bed, origin.url, checks=slow, hosts=["h1", "h2"])
     # A second machine: its own state_dir, so only the hosts' locks can stop it.
     other = tmp_path / "other"
