@@ -161,6 +161,8 @@ def mixed(bed):
 def test_helper_is_python36_syntax_without_single_quotes():
     ast.parse(HELPER_SOURCE, feature_version=(3, 6))
     assert "'" not in HELPER_SOURCE
+    # Python 3.6 under a C locale cannot decode a non-ASCII ``-c`` argument: no start.
+    assert HELPER_SOURCE.isascii()
 
 
 @pytest.mark.parametrize(

@@ -177,6 +177,7 @@ def test_the_host_script_runs_on_any_python3_and_travels_shell_quoted():
 
     ast.parse(APPLY_SOURCE, feature_version=(3, 6))
     assert "'" not in APPLY_SOURCE
+    assert APPLY_SOURCE.isascii()  # Python 3.6 under a C locale reads -c as ASCII
 
 
 def test_hosts_on_different_releases_each_get_a_delta_from_their_own_made_once(

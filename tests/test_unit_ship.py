@@ -350,6 +350,7 @@ def test_the_probe_script_runs_on_any_python3_and_travels_shell_quoted():
 
     ast.parse(PROBE_SOURCE, feature_version=(3, 6))
     assert "'" not in PROBE_SOURCE
+    assert PROBE_SOURCE.isascii()  # Python 3.6 under a C locale reads -c as ASCII
 
 
 def test_the_probe_script_answers_for_url_tcp_and_run(tmp_path):

@@ -3,7 +3,8 @@
 # This file runs ON THE HOST, not in relconsole: relconsole.status.fastpath reads it
 # as package data and starts it over the open connection of the host as
 # ``python3 -I -S -c SOURCE TARGET ARGV0``. So: stdlib only, Python >= 3.6 syntax
-# (a test parses it so), no single quotes (it travels shell-quoted, twice under sudo).
+# (a test parses it so), no single quotes (it travels shell-quoted, twice under sudo),
+# ASCII only (Python 3.6 under a C locale cannot decode a non-ASCII -c argument).
 # The protocol is described in relconsole/status/fastpath.py.
 #
 # It speaks HTTP and XML-RPC to supervisord itself rather than through http.client and
@@ -613,7 +614,7 @@ def answer_restart(server, words):
 
 
 def answer_request(server, request):
-    """The answer to one line of the protocol: ``status``, ``tail ARGS…`` or ``restart ARGS…``."""
+    """The answer to one line of the protocol: ``status``, ``tail ARGS`` or ``restart ARGS``."""
     words = request.decode("utf-8", "replace").split(" ")
     if request == b"status":
         return server.answer()
