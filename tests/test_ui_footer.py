@@ -107,7 +107,9 @@ async def test_the_process_views_keys_fit_80_columns_and_all_show_when_wide(tmp_
         assert isinstance(app.screen, ProcessScreen)
 
         def keys() -> dict[str, FooterKey]:
-            return {k.key: k for k in app.screen.query_one(Footer).query(FooterKey)}
+            shown = list(app.screen.query_one(Footer).query(FooterKey))
+            assert len({k.key for k in shown}) == len(shown), "a key shown twice"
+            return {k.key: k for k in shown}
 
         shown = keys()
         assert {"space", "a", "g", "q"}.isdisjoint(shown), sorted(shown)

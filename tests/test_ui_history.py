@@ -1,9 +1,11 @@
-"""The history screen reads the history once when it opens and again each time it is
-back on top (runs may have ended meanwhile)."""
+"""The history screen reads the history once when it opens and again when it is back
+from a run's log (runs may have ended meanwhile); not when the palette closes over it (a
+reload puts the view back at its first column)."""
 
 from __future__ import annotations
 
 from test_ui_footer import console_app
+from textual.command import CommandPalette
 from textual.widgets import DataTable
 
 from relconsole import history as history_module
@@ -20,9 +22,7 @@ def record_a_run(state_dir) -> None:
     history.close()
 
 
-async def test_the_history_is_read_once_at_opening_and_again_when_back_on_top(
-    tmp_path, monkeypatch
-):
+async def test_the_history_is_read_at_opening_and_again_back_from_a_log(tmp_path, monkeypatch):
     reads: list[object] = []
     real_list = history_module.History.list
 
@@ -46,6 +46,13 @@ async def test_the_history_is_read_once_at_opening_and_again_when_back_on_top(
             await pilot.pause(0.02)
         await pilot.pause(0.3)  # a second read, if one came, has landed by now
         assert len(reads) == 1 and table.row_count == 1, reads
+
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        assert app.screen is screen and len(reads) == 1, reads
 
         await pilot.press("enter")  # the run's log, then back
         await pilot.pause(0.2)

@@ -35,10 +35,12 @@ class Footer(TextualFooter):
             if not (isinstance(widget, FooterKey) and widget.action in hidden):
                 yield widget
 
-    async def on_resize(self) -> None:
+    def on_resize(self) -> None:
         # Textual's spacing needs ~85 columns for the main screen's keys: on a narrower
         # terminal the last key ("q Quit") was cut. Compact keys fit it into 80.
         compact = self.size.width < COMPACT_BELOW
         if compact != self.compact:
             self.compact = compact
-            await self.recompose()  # the keys a screen hides when compact
+            # The keys a screen hides when compact. Queued as Textual queues its own
+            # recompose on new bindings: two at once would mount every key twice.
+            self.call_after_refresh(self.recompose)

@@ -103,6 +103,7 @@ class HistoryScreen(Screen[None]):
         self.service = service  # the main screen's selection
         self.show_all = service is None
         self.rows: dict[str, dict] = {}
+        self.log_was_open = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="history-title", markup=False)
@@ -114,12 +115,14 @@ class HistoryScreen(Screen[None]):
         table = self.query_one(DataTable)
         for label, key in COLUMNS:
             table.add_column(label, key=key)
+        self.reload()
 
     def on_screen_resume(self) -> None:
-        # Textual resumes a screen when it is pushed too: the first load, and then the
-        # runs that ended while the log screen was on top. (A load in on_mount as well
-        # made two at opening whenever the first ended before the resume.)
-        self.reload()
+        # Back from a run's log: runs may have ended meanwhile. Not on the resume that
+        # comes with the push, nor when the palette closes (a reload moves the view).
+        if self.log_was_open:
+            self.log_was_open = False
+            self.reload()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> Optional[bool]:
         if action == "show_all":
@@ -206,4 +209,5 @@ class HistoryScreen(Screen[None]):
     def open_log(self, event: DataTable.RowSelected) -> None:
         row = self.rows.get(event.row_key.value or "")
         if row is not None:
+            self.log_was_open = True
             self.app.push_screen(BuildLogScreen(self.config, row))
