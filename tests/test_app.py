@@ -310,16 +310,12 @@ async def test_80x24_shows_every_essential_part(bed, origin, tmp_path):
 
 async def test_a_full_pane_keeps_showing_the_newest_lines():
     """Past max_lines the Log prunes; the screen must still follow the newest output."""
-    from textual.app import App
+    from onewidget import OneWidget
 
     from relconsole.events import Output, StageStarted
     from relconsole.ui.build_view import MAX_LINES, BuildView
 
-    class Harness(App):
-        def compose(self):
-            yield BuildView()
-
-    app = Harness()
+    app = OneWidget(BuildView())
     async with app.run_test(size=(80, 24)) as pilot:
         bv = app.query_one(BuildView)
         bv.begin("svc", "main", ["h1"])

@@ -315,7 +315,7 @@ def test_release_ids_shrink_to_sha_and_time_in_narrow_columns():
 
 
 async def test_a_stage_the_strip_does_not_know_gets_its_own_cell_and_pane():
-    from textual.app import App
+    from onewidget import OneWidget
 
     from relconsole.events import (
         BuildFinished,
@@ -328,11 +328,7 @@ async def test_a_stage_the_strip_does_not_know_gets_its_own_cell_and_pane():
     )
     from relconsole.ui.build_view import BuildView
 
-    class Harness(App):
-        def compose(self):
-            yield BuildView()
-
-    app = Harness()
+    app = OneWidget(BuildView())
     async with app.run_test(size=(100, 30)) as pilot:
         bv = app.query_one(BuildView)
         bv.begin("svc", "main", ["h1"], action="rollback")

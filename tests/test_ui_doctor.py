@@ -45,16 +45,12 @@ async def test_the_doctor_from_the_palette_names_a_host_whose_supervisord_is_dow
 
 
 async def test_the_host_list_shows_the_route_of_a_host_behind_a_jump_host():
-    from textual.app import App
+    from onewidget import OneWidget
 
     from relconsole.status.poller import HostStatus
     from relconsole.ui.host_list import HostList
 
-    class Harness(App):
-        def compose(self):
-            yield HostList(id="hosts")
-
-    app = Harness()
+    app = OneWidget(HostList(id="hosts"))
     async with app.run_test(size=(60, 20)) as pilot:
         hosts = app.query_one(HostList)
         hosts.show(

@@ -11,19 +11,11 @@ import html
 import re
 
 import pytest
-from textual.app import App, ComposeResult
+from onewidget import OneWidget
+from textual.app import App
 from textual.widgets import DataTable
 
 from relconsole.ui.measured_table import MeasuredTable
-
-
-class OneTable(App):
-    def __init__(self, table: DataTable) -> None:
-        super().__init__()
-        self.table = table
-
-    def compose(self) -> ComposeResult:
-        yield self.table
 
 
 def screen_text(app: App) -> str:
@@ -35,7 +27,7 @@ def screen_text(app: App) -> str:
 async def shown_after_an_early_paint(table: DataTable, how: str) -> str:
     """The screen after a row was painted between a change that widens a column and the
     table's next idle (when Textual measures): ``how`` is "add_row" or "update_cell"."""
-    app = OneTable(table)
+    app = OneWidget(table)
     async with app.run_test(size=(60, 8)) as pilot:
         table.add_column("sha", key="sha")
         table.add_column("who", key="who")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from textual.app import App
+from onewidget import OneWidget
 
 from relconsole.config import parse_config
 from relconsole.events import BuildFinished, RunResult
@@ -27,11 +27,7 @@ SHA = "3f9c2e1d7b6a5049e8f7a6b5c4d3e2f1a0b9c8d7"
 async def test_a_history_read_older_than_the_shown_result_does_not_overwrite_it():
     service = parse_config(CONFIG, Path("/x.toml")).services["svc"]
 
-    class Harness(App):
-        def compose(self):
-            yield ServiceTable([service])
-
-    app = Harness()
+    app = OneWidget(ServiceTable([service]))
     async with app.run_test(size=(60, 10)) as pilot:
         table = app.query_one(ServiceTable)
         table.show_running("svc")

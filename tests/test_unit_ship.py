@@ -671,16 +671,12 @@ def test_json_lines_carry_the_batches_as_data():
 
 
 async def test_the_build_view_shows_the_batches_as_they_go():
-    from textual.app import App
+    from onewidget import OneWidget
 
     from relconsole.events import StageFinished, StageStarted
     from relconsole.ui.build_view import BuildView
 
-    class Harness(App):
-        def compose(self):
-            yield BuildView()
-
-    app = Harness()
+    app = OneWidget(BuildView())
     async with app.run_test(size=(160, 30)) as pilot:
         bv = app.query_one(BuildView)
         bv.begin("svc", "main", list(HOSTS))
@@ -743,17 +739,13 @@ async def test_the_build_view_shows_the_batches_as_they_go():
 async def test_the_rollout_bar_never_splits_a_batch_from_its_phase_at_80_columns():
     """Each batch moves to the next line whole; before, an 80-column console showed
     "✔ 2 web-02" with its "done" alone on the line below."""
-    from textual.app import App
+    from onewidget import OneWidget
 
     from relconsole.ui.rollout_bar import RolloutBar
 
     batches = (("web-01",), ("web-02", "web-03"), ("web-04", "web-05"))
 
-    class Harness(App):
-        def compose(self):
-            yield RolloutBar()
-
-    app = Harness()
+    app = OneWidget(RolloutBar())
     async with app.run_test(size=(80, 24)) as pilot:
         bar = app.query_one(RolloutBar)
         bar.plan(RolloutPlanned(Stage.SUPERVISOR, batches, pause=2.0))
