@@ -307,18 +307,23 @@ def test_build_in_progress(snap_compare, console, size):
     assert snap_compare(console, terminal_size=size, run_before=run_before)
 
 
-async def process_view(pilot) -> ProcessScreen:
+async def open_screen(pilot, key: str, kind: type, ready, what: str):
+    """From the settled main screen, ``key`` opens a ``kind`` screen; wait until
+    ``ready(screen)``."""
     await settled(pilot)
-    await pilot.press("p")
-    await until(
+    await pilot.press(key)
+    await until(pilot, lambda: isinstance(pilot.app.screen, kind) and ready(pilot.app.screen), what)
+    return pilot.app.screen
+
+
+async def process_view(pilot) -> ProcessScreen:
+    return await open_screen(
         pilot,
-        lambda: (
-            isinstance(pilot.app.screen, ProcessScreen)
-            and pilot.app.screen.sub_title.startswith("2/2 hosts reachable · polled")
-        ),
+        "p",
+        ProcessScreen,
+        lambda screen: screen.sub_title.startswith("2/2 hosts reachable · polled"),
         "both hosts in the process view",
     )
-    return pilot.app.screen
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -335,14 +340,11 @@ def test_process_view(snap_compare, console, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_history_screen(snap_compare, console, size):
     async def run_before(pilot):
-        await settled(pilot)
-        await pilot.press("h")
-        await until(
+        await open_screen(
             pilot,
-            lambda: (
-                isinstance(pilot.app.screen, HistoryScreen)
-                and pilot.app.screen.query_one("#history", DataTable).row_count == 2
-            ),
+            "h",
+            HistoryScreen,
+            lambda screen: screen.query_one("#history", DataTable).row_count == 2,
             "the two recorded runs",
         )
         await tables_settled(pilot)
@@ -402,12 +404,8 @@ def test_plan_view(snap_compare, console, size, monkeypatch):
     monkeypatch.setattr(plan_module, "read_plan", lambda *args, **kwargs: recorded_plan())
 
     async def run_before(pilot):
-        await settled(pilot)
-        await pilot.press("P")
-        await until(
-            pilot,
-            lambda: isinstance(pilot.app.screen, PlanScreen) and pilot.app.screen.plan is not None,
-            "the plan",
+        await open_screen(
+            pilot, "P", PlanScreen, lambda screen: screen.plan is not None, "the plan"
         )
         await tables_settled(pilot)
         await pilot.pause(0.1)
